@@ -1,0 +1,656 @@
+"""The Dispatcher: incidents in, the best motorcycle unit alerted, acks followed to the end.
+
+Consumes {prefix}/detections/# and the unit topics; publishes alerts, events, retained incident
+state, escalations, retained drone state and its own retained status (Last Will = offline).
+Every state change is journaled (SQLite) together with the messages announcing it before any of
+them is published (see journal.py); inbound QoS 1 messages are PUBACKed only after that commit.
+
+Hooks for the run loop (no flight/ imports here):
+    dispatcher.on_overwatch_needed = async fn(incident)          # keep a drone over it
+    dispatcher.on_release = async fn(incident, reason)           # unit arrived / closed
+    dispatcher.update_drone_state(pose, mode=..., battery_pct=...) # retained ≈1 Hz summary
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from common.geo import distance_m
+from common.values import Alert, Incident, IncidentEvent, IncidentState, Pose
+from dispatch.assign import Candidate, EtaModel, StraightLineEta, priority_of, rank_units
+from dispatch.config import BrokerConfig, DispatchConfig
+from dispatch.errors import DispatchError, JournalError, PayloadError
+from dispatch.journal import AlertRow, Journal
+from dispatch.mqtt import LastWill, MqttSession
+from dispatch.registry import RiderUnit, UnitRegistry
+from dispatch.schemas import (AckMessage, AlertCancelMessage, AlertMessage, ControllerStatusMessage,
+                              DetectionMessage, DroneStateMessage, EscalationMessage, EventMessage,
+                              IncidentPayload, IncidentRecord, LocationMessage, PresenceMessage, dump, parse)
+from dispatch.snapshots import fit_jpeg
+from dispatch.topics import Topics, check_id
+
+log = logging.getLogger(__name__)
+
+OverwatchCallback = Callable[[Incident], Awaitable[None]]
+ReleaseCallback = Callable[[Incident, str], Awaitable[None]]
+
+WAITING = ("pending", "escalated")
+# After (re)connecting, answers queued for us by the broker arrive first; give them this long before
+# an alert may time out, so a controller or broker outage never counts against a unit.
+EXPIRY_GRACE_S = 1.0
+HOLDING = ("unlocated", "pending", "escalated", "alerting", "accepted")  # a drone should stay overhead
+
+
+@dataclass
+class Case:
+    """One incident being handled; `record()` is what goes to the journal and the retained topic."""
+
+    incident: Incident
+    snapshot: bytes | None
+    status: str
+    priority: int
+    opened_at: float
+    updated_at: float
+    unit_id: str | None = None
+    alert_id: str | None = None
+    alert_expires_at: float = 0.0
+    attempts: int = 0
+    escalations: int = 0
+    next_escalation_at: float = 0.0
+    declined_by: set[str] = field(default_factory=set)
+    timed_out: set[str] = field(default_factory=set)
+    vision_state: IncidentState = IncidentState.NEW
+    closed: bool = False
+
+    @property
+    def located(self) -> bool:
+        return self.incident.lat is not None and self.incident.lon is not None
+
+    def record(self) -> IncidentRecord:
+        return IncidentRecord(incident=IncidentPayload.of(self.incident), status=self.status, priority=self.priority,
+                              unit_id=self.unit_id, alert_id=self.alert_id, attempts=self.attempts,
+                              escalations=self.escalations, declined_by=tuple(sorted(self.declined_by)),
+                              timed_out=tuple(sorted(self.timed_out)), vision_state=self.vision_state,
+                              opened_at=self.opened_at, updated_at=self.updated_at, closed=self.closed)
+
+    @classmethod
+    def from_record(cls, rec: IncidentRecord, snapshot: bytes | None) -> "Case":
+        return cls(incident=rec.incident.to_incident(), snapshot=snapshot, status=rec.status, priority=rec.priority,
+                   opened_at=rec.opened_at, updated_at=rec.updated_at, unit_id=rec.unit_id, alert_id=rec.alert_id,
+                   attempts=rec.attempts, escalations=rec.escalations, declined_by=set(rec.declined_by),
+                   timed_out=set(rec.timed_out), vision_state=rec.vision_state, closed=rec.closed)
+
+
+@dataclass
+class _OpenAlert:
+    incident_id: str
+    unit_id: str
+    status: str
+
+
+@dataclass
+class DispatcherStats:
+    received: int = 0
+    invalid: int = 0
+    locations: int = 0
+    alerts_issued: int = 0
+    escalations: int = 0
+    last_invalid_reason: str = ""
+
+
+class Dispatcher:
+    """The controller's dispatch service. `await run(stop)` until stop is set."""
+
+    def __init__(self, broker: BrokerConfig, config: DispatchConfig, *, eta: EtaModel | None = None,
+                 clock: Callable[[], float] = time.time, on_overwatch_needed: OverwatchCallback | None = None,
+                 on_release: ReleaseCallback | None = None):
+        self.broker = broker
+        self.config = config
+        self.topics = Topics(config.topic_prefix)
+        self.eta = eta or StraightLineEta(config.typical_speed_m_s)
+        self.clock = clock
+        self.on_overwatch_needed = on_overwatch_needed
+        self.on_release = on_release
+        self.journal = Journal(config.journal_path)
+        self.registry = UnitRegistry(config.unit_silence_s, clock)
+        self.cases: dict[str, Case] = {}
+        self.stats = DispatcherStats()
+        self._alerts: dict[str, _OpenAlert] = {}
+        self._drone_states: dict[str, DroneStateMessage] = {}
+        self._drone_dirty: set[str] = set()
+        self._drone_published_at: dict[str, float] = {}
+        self._units_dirty: set[str] = set()
+        self._callback_tasks: set[asyncio.Task] = set()
+        self._wake: asyncio.Event | None = None
+        self._connected_at = 0.0
+        self.ready = asyncio.Event()
+        t = self.topics
+        offline = dump(ControllerStatusMessage(state="offline", client_id=config.client_id))
+        self.session = MqttSession(
+            broker, client_id=config.client_id, persistent=True,
+            will=LastWill(t.controller_status, offline, qos=1, retain=True),
+            subscriptions=[(t.detections_all, 1), (t.unit_acks_all, 1), (t.unit_status_all, 1),
+                           (t.unit_locations_all, 0)],
+            manual_ack=True, on_connect=self._on_connect, name="dispatcher")
+
+    # ------------------------------------------------------------------ service life
+    async def run(self, stop: asyncio.Event) -> None:
+        self._wake = asyncio.Event()
+        self._restore()
+        self.ready.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.session.run(self._handle, stop), name="dispatcher-mqtt")
+                tg.create_task(self._publisher(stop), name="dispatcher-outbox")
+                tg.create_task(self._ticker(stop), name="dispatcher-tick")
+        except* JournalError as group:
+            log.critical("dispatcher stopping: %s", group.exceptions[0])
+            raise group.exceptions[0] from None
+        finally:
+            self._save_units()
+            self.journal.close()
+
+    async def _on_connect(self) -> None:
+        self._connected_at = self.clock()
+        await self.session.publish(self.topics.controller_status, dump(self.status_message()), qos=1, retain=True)
+        self._wake_publisher()
+
+    def status_message(self) -> ControllerStatusMessage:
+        s = self.stats
+        return ControllerStatusMessage(
+            state="online", client_id=self.config.client_id, ts=self.clock(), open_incidents=len(self.cases),
+            units_known=len(self.registry), messages_received=s.received, locations_ingested=s.locations,
+            payloads_rejected=s.invalid, alerts_issued=s.alerts_issued)
+
+    async def publish_offline(self) -> None:
+        """Clean shutdown: say so (the Last Will covers the unclean one)."""
+        status = ControllerStatusMessage(state="offline", client_id=self.config.client_id, ts=self.clock())
+        try:
+            await self.session.publish(self.topics.controller_status, dump(status), qos=1, retain=True)
+        except DispatchError as exc:
+            log.warning("could not publish offline status: %s", exc)
+
+    def _restore(self) -> None:
+        """Rebuild state from the journal after a restart and queue the alerts still unanswered."""
+        for unit_id, lat, lon, last_seen, status in self.journal.units():
+            self.registry.restore(RiderUnit(unit_id, lat, lon, last_seen, status=status))
+        for raw, snapshot in self.journal.open_incidents():
+            case = Case.from_record(IncidentRecord.model_validate(raw), snapshot)
+            self.cases[case.incident.id] = case
+        for row in self.journal.alerts(("issued", "accepted", "arrived")):
+            self._alerts[row.alert_id] = _OpenAlert(row.incident_id, row.unit_id, row.status)
+            case = self.cases.get(row.incident_id)
+            if case is None or case.alert_id != row.alert_id:
+                continue
+            self.registry.assign(row.unit_id, case.incident.id)
+            if row.status == "issued" and case.status == "alerting":
+                case.alert_expires_at = row.expires_at
+                with self.journal.transaction():  # replay: same alert_id, riders drop the duplicate
+                    self.journal.enqueue(self.topics.unit_alerts(row.unit_id), row.message, qos=1)
+                log.info("replaying unacknowledged alert %s to %s", row.alert_id, row.unit_id)
+        if self.cases:
+            log.info("restored %d open incident(s), %d open alert(s) from %s", len(self.cases), len(self._alerts),
+                     self.journal.path)
+        for case in self.cases.values():
+            if case.status in HOLDING:
+                self._callback(self.on_overwatch_needed, case.incident)
+
+    # ------------------------------------------------------------------ inbound
+    async def _handle(self, message: aiomqtt.Message) -> None:
+        self.stats.received += 1
+        topic = message.topic.value
+        payload = message.payload
+        levels = self.topics.parse(topic)
+        try:
+            if not isinstance(payload, (bytes, bytearray)):
+                payload = str(payload).encode()
+            if levels[:1] == ("units",) and len(levels) == 3:
+                unit_id = levels[1]
+                if levels[2] == "location":
+                    self._on_location(check_id(unit_id, "unit id"), parse(LocationMessage, payload, topic))
+                elif levels[2] == "acks":
+                    self._on_ack(check_id(unit_id, "unit id"), parse(AckMessage, payload, topic))
+                elif levels[2] == "status":
+                    if payload:  # an empty retained payload only clears the topic
+                        self._on_presence(check_id(unit_id, "unit id"), parse(PresenceMessage, payload, topic))
+            elif levels[:1] == ("detections",) and len(levels) == 2:
+                drone_id = check_id(levels[1], "drone id")
+                self._on_detection(drone_id, parse(DetectionMessage, payload, topic))
+            else:
+                log.debug("ignoring message on %s", topic)
+        except JournalError:
+            raise
+        except DispatchError as exc:  # PayloadError included: log the reason, drop, carry on
+            self.stats.invalid += 1
+            self.stats.last_invalid_reason = str(exc)
+            log.warning("dropped message on %s: %s", topic, exc)
+        if self.journal.outbox_dirty:  # most messages (locations) change nothing worth publishing
+            self._wake_publisher()
+
+    def _on_presence(self, unit_id: str, msg: PresenceMessage) -> None:
+        # A lost link is normal on a motorcycle: the unit stays assignable (its persistent session
+        # queues the alert) until unit_silence_s; only signing off takes it out at once.
+        if msg.state == "online" or msg.reason == "signed_off":
+            self.registry.set_presence(unit_id, msg.state == "online")
+
+    def _on_location(self, unit_id: str, msg: LocationMessage) -> None:
+        self.stats.locations += 1
+        unit = self.registry.update_location(
+            unit_id, msg.lat, msg.lon, float(msg.tst), msg.status,
+            speed_m_s=msg.vel / 3.6 if msg.vel is not None else None, heading_deg=msg.cog, battery_pct=msg.batt)
+        self._units_dirty.add(unit_id)
+        if unit.incident_ids:  # only units with work can have arrived somewhere
+            now = self.clock()
+            for incident_id in list(unit.incident_ids):
+                case = self.cases.get(incident_id)
+                if case and case.unit_id == unit_id and case.status == "accepted" and case.located and \
+                        distance_m(msg.lat, msg.lon, case.incident.lat, case.incident.lon) <= self.config.arrive_radius_m:
+                    log.info("unit %s is within %.0f m of %s: arrived", unit_id, self.config.arrive_radius_m, incident_id)
+                    self._arrive(case, now, "unit within arrive radius")
+
+    def _on_detection(self, drone_id: str, msg: DetectionMessage) -> None:
+        payload = msg.incident
+        if payload.drone_id and payload.drone_id != drone_id:
+            raise PayloadError(f"detection on drone {drone_id}'s topic names drone {payload.drone_id!r}")
+        incident = payload.to_incident(msg.snapshot_bytes())
+        if not incident.drone_id:
+            incident = _replace(incident, drone_id=drone_id)
+        self.submit(IncidentEvent(msg.state, incident))
+
+    def submit(self, event: IncidentEvent) -> None:
+        """Take one vision event (from MQTT or straight from an in-process vision pipeline)."""
+        now = self.clock()
+        incident = event.incident
+        check_id(incident.id, "incident id")
+        case = self.cases.get(incident.id)
+        if case is None:
+            if self.journal.incident_exists(incident.id):
+                log.debug("detection for closed incident %s ignored", incident.id)
+                return
+            if event.state == IncidentState.END:
+                log.info("incident %s ended before we saw it open; recorded only", incident.id)
+            self._open(incident, event.state, now)
+            return
+        before = case.record()
+        snapshot = fit_jpeg(incident.snapshot_jpeg, self.config.snapshot_max_bytes) if incident.snapshot_jpeg else None
+        moved_m = 0.0
+        if incident.lat is not None and incident.lon is not None:
+            if case.located:
+                moved_m = distance_m(case.incident.lat, case.incident.lon, incident.lat, incident.lon)
+            else:
+                moved_m = float("inf")
+        case.incident = _replace(incident, snapshot_jpeg=None, first_seen_s=case.incident.first_seen_s,
+                                 lat=incident.lat if incident.lat is not None else case.incident.lat,
+                                 lon=incident.lon if incident.lon is not None else case.incident.lon,
+                                 error_m=incident.error_m if incident.lat is not None else case.incident.error_m)
+        if snapshot:
+            case.snapshot = snapshot
+        changed = moved_m >= 5.0 or event.state != case.vision_state or priority_of(incident) != case.priority
+        case.priority = priority_of(incident)  # smoke seen to become fire, say
+        case.vision_state = event.state
+        if case.status == "unlocated" and case.located:
+            case.status = "pending"
+            changed = True
+        if event.state == IncidentState.END and case.status in ("unlocated", "pending", "escalated", "alerting"):
+            # Gone before anyone took it (a car drove off): stand the unit down, free the drone.
+            self._close(case, "ended", now, before, reason="incident ended before a unit accepted")
+            return
+        if changed:
+            case.updated_at = now
+            with self.journal.transaction():
+                self._record_change(case, before, IncidentState.UPDATE, snapshot=snapshot)
+        if case.status in WAITING:
+            self._try_assign(now)
+
+    def _open(self, incident: Incident, vision_state: IncidentState, now: float) -> None:
+        snapshot = fit_jpeg(incident.snapshot_jpeg, self.config.snapshot_max_bytes)
+        case = Case(incident=_replace(incident, snapshot_jpeg=None), snapshot=snapshot, status="pending",
+                    priority=priority_of(incident), opened_at=now, updated_at=now, vision_state=vision_state)
+        if not case.located:
+            case.status = "unlocated"  # no telemetry yet: wait for an update with a position
+        if vision_state == IncidentState.END:
+            case.status, case.closed = "ended", True
+        if incident.confidence < self.config.min_confidence and not case.closed:
+            # Not opened yet: vision's confidence usually rises over updates, and one will open it.
+            log.info("incident %s below min confidence %.2f (%.2f): not opened yet", incident.id,
+                     self.config.min_confidence, incident.confidence)
+            return
+        with self.journal.transaction():
+            self._record_change(case, None, IncidentState.NEW, snapshot=snapshot)
+        if case.closed:
+            return
+        self.cases[incident.id] = case
+        log.info("incident %s (%s, priority %d) opened at %s,%s", incident.id, incident.kind, case.priority,
+                 incident.lat, incident.lon)
+        self._callback(self.on_overwatch_needed, case.incident)
+        if case.status == "pending":
+            self._try_assign(now)
+
+    def _on_ack(self, unit_id: str, ack: AckMessage) -> None:
+        now = self.clock()
+        info = self._alerts.get(ack.alert_id)
+        if info is None:
+            row = self.journal.get_alert(ack.alert_id)
+            if row is None:
+                raise PayloadError(f"unit {unit_id}: {ack.action} for unknown alert {ack.alert_id}")
+            info = _OpenAlert(row.incident_id, row.unit_id, row.status)
+        if info.unit_id != unit_id:
+            raise PayloadError(f"unit {unit_id} sent {ack.action} for alert {ack.alert_id} addressed to {info.unit_id}")
+        case = self.cases.get(info.incident_id)
+        if case is None or case.closed:
+            log.info("%s from %s for closed incident %s ignored", ack.action, unit_id, info.incident_id)
+            return
+        current = case.alert_id == ack.alert_id
+        before = case.record()
+        if ack.action == "accept":
+            if current and case.status == "alerting":
+                self._set_alert(ack.alert_id, "accepted")
+                case.status, case.updated_at = "accepted", now
+                with self.journal.transaction():
+                    self.journal.set_alert_status(ack.alert_id, "accepted")
+                    self._record_change(case, before, IncidentState.UPDATE)
+                log.info("unit %s accepted %s", unit_id, case.incident.id)
+            elif current:
+                log.debug("duplicate accept of %s", ack.alert_id)
+            elif case.status in WAITING:
+                # A late accept while nobody else holds the incident: take it, it saves time.
+                case.status, case.unit_id, case.alert_id, case.updated_at = "accepted", unit_id, ack.alert_id, now
+                case.timed_out.discard(unit_id)
+                self.registry.assign(unit_id, case.incident.id)
+                self._alerts[ack.alert_id] = _OpenAlert(case.incident.id, unit_id, "accepted")
+                with self.journal.transaction():
+                    self.journal.set_alert_status(ack.alert_id, "accepted")
+                    self._record_change(case, before, IncidentState.UPDATE)
+                log.info("unit %s accepted %s late; nobody else held it, assigned", unit_id, case.incident.id)
+            else:
+                with self.journal.transaction():
+                    self._cancel_alert(ack.alert_id, unit_id, case.incident.id, "reassigned to another unit", now)
+        elif ack.action == "decline":
+            if current and case.status in ("alerting", "accepted"):
+                self._set_alert(ack.alert_id, "declined", drop=True)
+                self.registry.release(unit_id, case.incident.id)
+                case.declined_by.add(unit_id)
+                case.status, case.unit_id, case.alert_id, case.updated_at = "pending", None, None, now
+                with self.journal.transaction():
+                    self.journal.set_alert_status(ack.alert_id, "declined")
+                    self._record_change(case, before, IncidentState.UPDATE)
+                log.info("unit %s declined %s%s", unit_id, case.incident.id, f" ({ack.reason})" if ack.reason else "")
+                self._try_assign(now)
+            else:
+                case.declined_by.add(unit_id)
+                with self.journal.transaction():
+                    self.journal.set_alert_status(ack.alert_id, "declined")
+        elif ack.action == "arrived":
+            if current and case.status in ("alerting", "accepted"):
+                self._arrive(case, now, "unit reported arrived")
+        elif ack.action == "resolved":
+            if current and case.status in ("alerting", "accepted", "arrived"):
+                if case.status != "arrived":
+                    self._callback(self.on_release, case.incident, "resolved")
+                self._close(case, "resolved", now, before, reason="resolved by unit")
+
+    # ------------------------------------------------------------------ state changes
+    def _arrive(self, case: Case, now: float, why: str) -> None:
+        before = case.record()
+        case.status, case.updated_at = "arrived", now
+        self._set_alert(case.alert_id, "arrived")
+        with self.journal.transaction():
+            self.journal.set_alert_status(case.alert_id, "arrived")
+            self._record_change(case, before, IncidentState.UPDATE)
+        log.info("unit %s arrived at %s (%s): drone released", case.unit_id, case.incident.id, why)
+        self._callback(self.on_release, case.incident, "arrived")
+
+    def _close(self, case: Case, status: str, now: float, before: IncidentRecord, reason: str) -> None:
+        held_drone = case.status in HOLDING
+        with self.journal.transaction():
+            if case.alert_id:
+                if status == "resolved":
+                    self.journal.set_alert_status(case.alert_id, "resolved")
+                elif case.unit_id:
+                    self._cancel_alert(case.alert_id, case.unit_id, case.incident.id, reason, now)
+                self._set_alert(case.alert_id, status, drop=True)
+            self.registry.release(case.unit_id, case.incident.id)
+            case.status, case.closed, case.updated_at = status, True, now
+            self._record_change(case, before, IncidentState.END)
+        self.cases.pop(case.incident.id, None)
+        log.info("incident %s closed: %s", case.incident.id, reason)
+        if held_drone and status != "resolved":
+            self._callback(self.on_release, case.incident, status)
+
+    def _cancel_alert(self, alert_id: str, unit_id: str, incident_id: str, reason: str, now: float) -> None:
+        """Inside a transaction: tell the unit to stand down from one alert."""
+        self.journal.set_alert_status(alert_id, "cancelled")
+        msg = AlertCancelMessage(alert_id=alert_id, incident_id=incident_id, reason=reason, ts=now)
+        self.journal.enqueue(self.topics.unit_alerts(unit_id), dump(msg), qos=1)
+
+    def _set_alert(self, alert_id: str | None, status: str, drop: bool = False) -> None:
+        if alert_id is None:
+            return
+        if drop:
+            self._alerts.pop(alert_id, None)
+        elif alert_id in self._alerts:
+            self._alerts[alert_id].status = status
+
+    def _record_change(self, case: Case, before: IncidentRecord | None, kind: IncidentState,
+                       snapshot: bytes | None = None) -> None:
+        """Inside a transaction: journal the record, enqueue the event and the retained state."""
+        after = case.record()
+        self.journal.put_incident(case.incident.id, after.model_dump(mode="json", by_alias=True), snapshot or case.snapshot,
+                                  case.closed)
+        self.journal.enqueue(self.topics.events, dump(EventMessage(type=kind, before=before, after=after)), qos=1)
+        self.journal.enqueue(self.topics.incident(case.incident.id), dump(after), qos=1, retain=True)
+
+    def _try_assign(self, now: float) -> None:
+        """Offer units to waiting incidents, most urgent (then oldest) first."""
+        waiting = sorted((c for c in self.cases.values() if c.status in WAITING and c.located),
+                         key=lambda c: (c.priority, c.opened_at))
+        if not waiting:
+            return
+        units = self.registry.assignable(self.config.max_load, now)
+        for case in waiting:
+            retry_due = now >= case.next_escalation_at
+            if case.status == "escalated" and retry_due and case.timed_out:
+                case.timed_out.clear()  # a new round: units that missed the alert get another chance
+            ranked = rank_units(case.incident, units, self.eta, self.config.load_penalty_s,
+                                exclude=case.declined_by | case.timed_out)
+            if ranked:
+                best = ranked[0]
+                self._issue_alert(case, best, now)
+                if best.unit.load >= self.config.max_load:
+                    units = [u for u in units if u.unit_id != best.unit.unit_id]
+            elif case.status != "escalated" or retry_due:
+                self._escalate(case, now)
+
+    def _issue_alert(self, case: Case, best: Candidate, now: float) -> None:
+        before = case.record()
+        case.attempts += 1
+        unit_id = best.unit.unit_id
+        alert_id = f"{case.incident.id}.{case.attempts}-{secrets.token_hex(3)}"
+        expires_at = now + self.config.ack_timeout_s
+        alert = Alert(alert_id=alert_id, unit_id=unit_id, incident=case.incident, distance_m=best.distance_m,
+                      eta_s=best.eta_s, bearing_deg=best.bearing_deg, priority=case.priority,
+                      issued_at_s=now, expires_at_s=expires_at)
+        message = dump(AlertMessage.of(alert, case.snapshot))
+        case.status, case.unit_id, case.alert_id, case.alert_expires_at, case.updated_at = \
+            "alerting", unit_id, alert_id, expires_at, now
+        self.registry.assign(unit_id, case.incident.id)
+        self._alerts[alert_id] = _OpenAlert(case.incident.id, unit_id, "issued")
+        with self.journal.transaction():
+            self.journal.put_alert(AlertRow(alert_id, case.incident.id, unit_id, "issued", now, expires_at, message))
+            self.journal.enqueue(self.topics.unit_alerts(unit_id), message, qos=1)
+            self._record_change(case, before, IncidentState.UPDATE)
+        self.stats.alerts_issued += 1
+        log.info("alert %s -> unit %s: %s %.0f m away, ETA %.0f s", alert_id, unit_id, case.incident.kind,
+                 best.distance_m, best.eta_s)
+
+    def _escalate(self, case: Case, now: float) -> None:
+        before = case.record()
+        tried = sorted(case.declined_by | case.timed_out)
+        if not self.registry.all():
+            reason = "no units known"
+        elif tried:
+            reason = f"no assignable unit left ({len(tried)} tried)"
+        else:
+            reason = "no assignable unit (all busy, off or silent)"
+        case.status, case.updated_at = "escalated", now
+        case.escalations += 1
+        case.next_escalation_at = now + self.config.escalation_retry_s
+        msg = EscalationMessage(incident=IncidentPayload.of(case.incident), reason=reason, round=case.escalations,
+                                tried_units=tuple(tried), ts=now)
+        with self.journal.transaction():
+            self.journal.enqueue(self.topics.escalations, dump(msg), qos=1)
+            self._record_change(case, before, IncidentState.UPDATE)
+        self.stats.escalations += 1
+        log.warning("escalation %d for %s: %s", case.escalations, case.incident.id, reason)
+
+    def _expire_alerts(self, now: float) -> None:
+        if not self.session.connected.is_set() or now - self._connected_at < EXPIRY_GRACE_S:
+            return
+        for case in list(self.cases.values()):
+            if case.status == "alerting" and now >= case.alert_expires_at:
+                before = case.record()
+                alert_id, unit_id = case.alert_id, case.unit_id
+                self.registry.release(unit_id, case.incident.id)
+                self._set_alert(alert_id, "timed_out", drop=True)
+                case.timed_out.add(unit_id)
+                case.status, case.unit_id, case.alert_id, case.updated_at = "pending", None, None, now
+                with self.journal.transaction():
+                    self.journal.set_alert_status(alert_id, "timed_out")
+                    # Stand the silent unit down so a late look at the screen cannot double-book.
+                    self._cancel_alert(alert_id, unit_id, case.incident.id, "no answer in time; reassigned", now)
+                    self.journal.set_alert_status(alert_id, "timed_out")  # after the cancel: timed_out, not cancelled
+                    self._record_change(case, before, IncidentState.UPDATE)
+                log.info("alert %s to %s timed out after %.1f s", alert_id, unit_id, self.config.ack_timeout_s)
+
+    # ------------------------------------------------------------------ drones
+    def update_drone_state(self, pose: Pose, mode: str = "", battery_pct: float | None = None) -> None:
+        """Feed a drone's latest pose; published retained at most every drone_state_interval_s."""
+        drone_id = check_id(pose.drone_id, "drone id")
+        overwatch = next((c.incident.id for c in self.cases.values()
+                          if c.incident.drone_id == drone_id and c.status in HOLDING), None)
+        self._drone_states[drone_id] = DroneStateMessage(
+            drone_id=drone_id, lat=pose.lat, lon=pose.lon, alt_rel_m=pose.alt_rel_m, heading_deg=pose.heading_deg,
+            groundspeed_m_s=pose.groundspeed_m_s, mode=mode, battery_pct=battery_pct,
+            overwatch_incident_id=overwatch, ts=pose.time_s)
+        self._drone_dirty.add(drone_id)
+
+    def _publish_drone_states(self, now: float) -> None:
+        for drone_id in list(self._drone_dirty):
+            if now - self._drone_published_at.get(drone_id, 0.0) < self.config.drone_state_interval_s:
+                continue
+            if self.session.publish_nowait(self.topics.drone_state(drone_id), dump(self._drone_states[drone_id]),
+                                           qos=0, retain=True):
+                self._drone_dirty.discard(drone_id)
+                self._drone_published_at[drone_id] = now
+
+    # ------------------------------------------------------------------ background tasks
+    def _wake_publisher(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _publisher(self, stop: asyncio.Event) -> None:
+        """Drain the outbox in order; rows leave the journal only once the broker PUBACKed them."""
+        assert self._wake is not None
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if not self.session.connected.is_set() or not self.journal.outbox_dirty:
+                continue
+            self.journal.outbox_dirty = False
+            rows = self.journal.pending(200)
+            if not rows:
+                continue
+            results = await asyncio.gather(*(self.session.publish(r.topic, r.payload, r.qos, r.retain) for r in rows),
+                                           return_exceptions=True)
+            done = [r.seq for r, res in zip(rows, results) if res is None]
+            with self.journal.transaction():
+                self.journal.mark_published(done)
+            failed = [res for res in results if res is not None]
+            if failed or len(rows) == 200:
+                self.journal.outbox_dirty = True
+            if failed:
+                log.warning("outbox: %d of %d publishes failed (%s); will retry", len(failed), len(rows), failed[0])
+                await asyncio.sleep(0.2)
+            if len(rows) == 200 or failed:
+                self._wake.set()
+
+    async def _ticker(self, stop: asyncio.Event) -> None:
+        last_units_save = last_status = last_clear = self.clock()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), 0.2)
+            except TimeoutError:
+                pass
+            now = self.clock()
+            try:
+                self._expire_alerts(now)
+                self._try_assign(now)
+                self._publish_drone_states(now)
+                if now - last_units_save >= 2.0:
+                    self._save_units()
+                    last_units_save = now
+                if now - last_clear >= min(10.0, max(0.2, self.config.closed_retain_s / 2)):
+                    self._clear_closed_retained(now)
+                    last_clear = now
+                if now - last_status >= self.config.status_interval_s:
+                    self.session.publish_nowait(self.topics.controller_status, dump(self.status_message()),
+                                                qos=1, retain=True)
+                    last_status = now
+            except JournalError:
+                raise
+            except DispatchError as exc:
+                log.error("dispatch tick failed: %s", exc)
+            self._wake_publisher()
+
+    def _clear_closed_retained(self, now: float) -> None:
+        """Remove long-closed incidents from the broker's retained store (the journal keeps them)."""
+        ids = self.journal.closed_to_clear(now - self.config.closed_retain_s)
+        if ids:
+            with self.journal.transaction():
+                for incident_id in ids:
+                    self.journal.enqueue(self.topics.incident(incident_id), b"", qos=1, retain=True)
+                    self.journal.mark_retained_cleared(incident_id)
+            self._wake_publisher()
+
+    def _save_units(self) -> None:
+        if not self._units_dirty:
+            return
+        rows = []
+        for unit_id in self._units_dirty:
+            u = self.registry.get(unit_id)
+            if u is not None:
+                rows.append((u.unit_id, u.lat, u.lon, u.last_seen_s, u.status))
+        self._units_dirty.clear()
+        try:
+            self.journal.save_units(rows)
+        except Exception as exc:  # journal closed during shutdown
+            log.debug("unit save skipped: %s", exc)
+
+    def _callback(self, fn, *args) -> None:
+        if fn is None:
+            return
+
+        async def call() -> None:
+            try:
+                await fn(*args)
+            except Exception:
+                log.exception("dispatch hook %s failed", getattr(fn, "__name__", fn))
+
+        task = asyncio.get_running_loop().create_task(call())
+        self._callback_tasks.add(task)
+        task.add_done_callback(self._callback_tasks.discard)
+
+
+def _replace(incident: Incident, **changes) -> Incident:
+    from dataclasses import replace
+
+    return replace(incident, **changes)

@@ -1,0 +1,169 @@
+"""A small aiomqtt wrapper: connect with a timeout, the reconnect loop written once, Last Will,
+persistent sessions (MQTT 5: clean start off + session expiry), manual acks for QoS 1.
+
+Manual acks matter for "nothing lost": paho normally PUBACKs a QoS 1 message as soon as it is
+read off the socket; we PUBACK only after the handler returned (i.e. after the journal commit),
+so a message in flight when the process dies is redelivered by the broker on reconnect.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from dispatch.config import BrokerConfig
+from dispatch.errors import DispatchError, JournalError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[aiomqtt.Message], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class LastWill:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+class MqttSession:
+    """One long-lived client identity; `run()` keeps it connected until `stop` is set."""
+
+    def __init__(self, broker: BrokerConfig, *, client_id: str | None = None, persistent: bool = False,
+                 will: LastWill | None = None, subscriptions: Sequence[tuple[str, int]] = (),
+                 manual_ack: bool = False, on_connect: Callable[[], Awaitable[None]] | None = None,
+                 name: str = "mqtt"):
+        if persistent and not client_id:
+            raise DispatchError(f"{name}: a persistent session needs a fixed client id")
+        self.broker = broker
+        self.client_id = client_id
+        self.persistent = persistent
+        self.will = will
+        self.subscriptions = list(subscriptions)
+        self.manual_ack = manual_ack
+        self.on_connect = on_connect
+        self.name = name
+        self.connected = asyncio.Event()
+        self.connections = 0  # how many times we (re)connected; tests and logs use it
+        self._client: aiomqtt.Client | None = None
+
+    def _make_client(self) -> aiomqtt.Client:
+        b = self.broker
+        props = None
+        v5 = b.protocol == "5"
+        if self.persistent and v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = b.session_expiry_s
+        tls_context = None
+        if b.tls:
+            tls_context = ssl.create_default_context(cafile=str(b.ca_file) if b.ca_file else None)
+            if b.cert_file:
+                tls_context.load_cert_chain(str(b.cert_file), str(b.key_file) if b.key_file else None)
+            if b.tls_insecure:
+                tls_context.check_hostname = False
+        will = None
+        if self.will:
+            will = aiomqtt.Will(self.will.topic, self.will.payload, self.will.qos, self.will.retain)
+        client = aiomqtt.Client(
+            b.host, b.port, username=b.username, password=b.password, identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311, will=will,
+            keepalive=b.keepalive_s, timeout=b.connect_timeout_s,
+            clean_session=None if v5 else not self.persistent, properties=props,
+            tls_context=tls_context, max_queued_outgoing_messages=0,
+            # Alerts are small packets that must leave now: Nagle + delayed ACK cost ~40 ms each.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            **({"clean_start": not self.persistent} if v5 else {}))
+        if self.manual_ack:
+            client._client.manual_ack_set(True)  # noqa: SLF001 — aiomqtt does not expose it
+        return client
+
+    async def run(self, handler: Handler | None, stop: asyncio.Event) -> None:
+        """Connect, subscribe, feed messages to handler; reconnect with back-off until stop."""
+        delay_s = self.broker.reconnect_min_s
+        while not stop.is_set():
+            client = self._make_client()
+            try:
+                async with client:
+                    self._client = client
+                    for topic, qos in self.subscriptions:
+                        await client.subscribe(topic, qos, timeout=self.broker.operation_timeout_s)
+                    self.connections += 1
+                    self.connected.set()
+                    delay_s = self.broker.reconnect_min_s
+                    log.info("%s connected to %s (connection %d)", self.name, self.broker.url, self.connections)
+                    if self.on_connect:
+                        await self.on_connect()
+                    await self._pump(client, handler, stop)
+            except aiomqtt.MqttError as exc:
+                if stop.is_set():
+                    break
+                log.warning("%s: broker %s: %s; retrying in %.1f s", self.name, self.broker.url, exc, delay_s)
+            finally:
+                self.connected.clear()
+                self._client = None
+            if stop.is_set():
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), delay_s)
+            except TimeoutError:
+                pass
+            delay_s = min(delay_s * 2, self.broker.reconnect_max_s)
+
+    async def _pump(self, client: aiomqtt.Client, handler: Handler | None, stop: asyncio.Event) -> None:
+        async def consume() -> None:
+            async for message in client.messages:
+                if handler is not None:
+                    try:
+                        await handler(message)
+                    except JournalError:
+                        raise  # not acknowledged: the broker redelivers it after a restart
+                    except Exception:  # a handler bug must not take the service down
+                        log.exception("%s: handler failed on %s", self.name, message.topic)
+                if self.manual_ack and message.qos > 0:
+                    client._client.ack(message.mid, message.qos)  # noqa: SLF001
+
+        consumer = asyncio.create_task(consume())
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            consumer.cancel()
+            stopper.cancel()
+        if consumer in done and not consumer.cancelled() and consumer.exception():
+            raise consumer.exception()
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout_s)
+        except TimeoutError as exc:
+            raise DispatchError(f"{self.name}: not connected to {self.broker.url} within {timeout_s} s") from exc
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                      timeout_s: float | None = None) -> None:
+        """Publish and (QoS 1) wait for PUBACK; DispatchError when disconnected or timed out."""
+        client = self._client
+        if client is None:
+            raise DispatchError(f"{self.name}: not connected to {self.broker.url}")
+        timeout_s = timeout_s or self.broker.operation_timeout_s
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout_s)
+        except aiomqtt.MqttError as exc:
+            raise DispatchError(f"{self.name}: publish to {topic} failed: {exc}") from exc
+        except TimeoutError as exc:
+            raise DispatchError(f"{self.name}: publish to {topic} timed out after {timeout_s} s") from exc
+
+    def publish_nowait(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
+        """Fire-and-forget (locations, drone state): False when not connected."""
+        client = self._client
+        if client is None:
+            return False
+        info = client._client.publish(topic, payload, qos, retain)  # noqa: SLF001
+        return info.rc == 0
