@@ -1,0 +1,167 @@
+"""`patrol watch SOURCE [--telemetry FILE] [--camera FILE] [--out DIR]`: incidents in a video.
+
+Writes DIR/incidents.jsonl (one line per incident state change), DIR/snapshots/<id>.jpg and a
+contact sheet DIR/incidents.png; progress and frames/s go to stderr. `--synthetic SCENARIO`
+first renders a synthetic video + telemetry (sim.camera) into DIR and then watches it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from common.values import IncidentEvent
+
+from .config import VisionConfig, load_camera, load_config
+from .errors import VisionError
+from .pipeline import IncidentPipeline
+from .sources import open_source
+from .telemetry import Telemetry, load_telemetry
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("watch", help="find incidents in a video, stream or image folder")
+    p.add_argument("source", nargs="?", help="video file, rtsp://, udp://, or a folder of images")
+    p.add_argument("--telemetry", help="pose track (.jsonl, .csv or .tlog) for lat/lon of incidents")
+    p.add_argument("--camera", help="camera file (YAML/JSON: width_px, height_px, hfov_deg, gimbal_pitch_deg)")
+    p.add_argument("--config", help="vision config YAML (sections of VisionConfig)")
+    p.add_argument("--zone", action="append", default=[], metavar="LAT,LON;LAT,LON;...",
+                   help="restricted zone polygon (repeatable)")
+    p.add_argument("--out", default="watch-out", help="output directory (default watch-out)")
+    p.add_argument("--drone-id", default="", help="drone id stamped on incidents")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate of an image folder (default 10)")
+    p.add_argument("--synthetic", metavar="SCENARIO",
+                   help="render a synthetic scenario (calm, fires, crowds, stopped_vehicles, intrusions) and watch it")
+    p.set_defaults(func=run_watch)
+
+
+def _parse_zone(text: str) -> list[tuple[float, float]]:
+    try:
+        pts = [tuple(float(v) for v in pair.split(",")) for pair in text.split(";") if pair.strip()]
+    except ValueError as exc:
+        raise VisionError(f"--zone {text!r}: expected LAT,LON;LAT,LON;... ") from exc
+    if len(pts) < 3 or any(len(p) != 2 for p in pts):
+        raise VisionError(f"--zone {text!r}: a zone needs at least 3 LAT,LON points")
+    return pts  # type: ignore[return-value]
+
+
+def event_to_json(ev: IncidentEvent, snapshot_path: str | None = None) -> dict:
+    inc = ev.incident
+    return {"state": ev.state.value, "id": inc.id, "kind": inc.kind.value, "confidence": inc.confidence,
+            "first_seen_s": round(inc.first_seen_s, 3), "last_seen_s": round(inc.last_seen_s, 3), "lat": inc.lat,
+            "lon": inc.lon, "error_m": inc.error_m, "drone_id": inc.drone_id, "grid_id": inc.grid_id,
+            "bbox_px": list(inc.bbox_px) if inc.bbox_px else None, "snapshot": snapshot_path}
+
+
+def contact_sheet(snapshots: dict[str, tuple[bytes, str]], path: Path, cols: int = 3) -> None:
+    """A PNG grid of each incident's best snapshot with its id and kind."""
+    tiles = []
+    for inc_id, (jpeg, caption) in snapshots.items():
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        img = cv2.resize(img, (320, int(320 * img.shape[0] / img.shape[1])))
+        bar = np.full((22, 320, 3), 30, np.uint8)
+        cv2.putText(bar, caption[:48], (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(np.vstack([bar, img]))
+    if not tiles:
+        sheet = np.full((60, 480, 3), 240, np.uint8)
+        cv2.putText(sheet, "no incidents", (10, 38), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
+    else:
+        h = max(t.shape[0] for t in tiles)
+        tiles = [np.vstack([t, np.zeros((h - t.shape[0], 320, 3), np.uint8)]) for t in tiles]
+        while len(tiles) % cols:
+            tiles.append(np.zeros_like(tiles[0]))
+        rows = [np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)]
+        sheet = np.vstack(rows)
+    cv2.imwrite(str(path), sheet)
+
+
+def watch(source, out_dir: Path, telemetry: Telemetry | None, config: VisionConfig, zones, drone_id: str = "",
+          progress=None) -> int:
+    """Run the pipeline over a source; returns the number of incidents. Output is flushed per
+    event, so incidents already found survive a corrupt tail of the video."""
+    progress = progress or sys.stderr
+    out_dir.mkdir(parents=True, exist_ok=True)
+    snaps_dir = out_dir / "snapshots"
+    snaps_dir.mkdir(exist_ok=True)
+    pipe = IncidentPipeline(config, camera=config.camera.model(), drone_id=drone_id, restricted_zones=zones)
+    best: dict[str, tuple[bytes, str]] = {}
+    started = time.perf_counter()
+    last_report = started
+    t_s = 0.0
+    frames = 0
+    with (out_dir / "incidents.jsonl").open("w") as fh:
+        def write(events):
+            for ev in events:
+                inc = ev.incident
+                snap = None
+                if inc.snapshot_jpeg:
+                    snap_path = snaps_dir / f"{inc.id}.jpg"
+                    snap_path.write_bytes(inc.snapshot_jpeg)
+                    snap = str(snap_path.relative_to(out_dir))
+                    best[inc.id] = (inc.snapshot_jpeg, f"{inc.id} {inc.kind.value} {inc.confidence:.2f}")
+                fh.write(json.dumps(event_to_json(ev, snap)) + "\n")
+                fh.flush()
+                print(f"  {ev.state.value:6} {inc.id} {inc.kind.value} t={inc.last_seen_s:.2f}s"
+                      + (f" at {inc.lat:.6f},{inc.lon:.6f} ±{inc.error_m:.0f} m" if inc.lat is not None else ""),
+                      file=progress)
+
+        try:
+            for frame in source:
+                t_s = frame.t_s
+                pose = frame.pose or (telemetry.pose_at(t_s) if telemetry else None)
+                write(pipe.process(frame.image, t_s, pose))
+                frames += 1
+                now = time.perf_counter()
+                if now - last_report >= 1.0:
+                    last_report = now
+                    print(f"frame {frames} t={t_s:.1f}s {frames / (now - started):.0f} frames/s "
+                          f"(pipeline {pipe.frames_per_s:.0f} frames/s)", file=progress)
+        finally:
+            write(pipe.close(t_s))
+            contact_sheet(best, out_dir / "incidents.png")
+            elapsed = time.perf_counter() - started
+            print(f"{frames} frames in {elapsed:.1f} s ({frames / elapsed if elapsed else 0:.0f} frames/s), "
+                  f"{len(best)} incidents -> {out_dir}", file=progress)
+    return len(best)
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config) if args.config else VisionConfig()
+        if args.camera:
+            config = config.model_copy(update={"camera": load_camera(args.camera)})
+        zones = [_parse_zone(z) for z in args.zone]
+        out_dir = Path(args.out)
+        source_spec, telemetry_path = args.source, args.telemetry
+        if args.synthetic:
+            from sim.camera.scenarios import SCENARIOS, write_synthetic_video
+            if args.synthetic not in SCENARIOS:
+                raise VisionError(f"--synthetic {args.synthetic!r}: choose one of {', '.join(SCENARIOS)}")
+            scenario = SCENARIOS[args.synthetic]()
+            print(f"rendering synthetic scenario {args.synthetic} ({scenario.duration_s:.0f} s)...", file=sys.stderr)
+            files = write_synthetic_video(scenario, out_dir)
+            source_spec, telemetry_path = str(files["video"]), str(files["telemetry"])
+            zones += [list(z) for z in scenario.scene.restricted_zones]
+            config = config.model_copy(update={"camera": config.camera.model_copy(
+                update={"width_px": 1280, "height_px": 720, "hfov_deg": 82.0})})
+        if not source_spec:
+            raise VisionError("give a SOURCE (video file, stream URL or image folder) or --synthetic SCENARIO")
+        telemetry = None
+        if telemetry_path:
+            g = config.geolocation
+            telemetry = load_telemetry(telemetry_path, max_gap_s=g.max_telemetry_gap_s, offset_s=g.telemetry_offset_s)
+        else:
+            print("no --telemetry: incidents will carry pixel boxes but no lat/lon", file=sys.stderr)
+        source = open_source(source_spec, fps=args.fps)
+        watch(source, out_dir, telemetry, config, zones, drone_id=args.drone_id)
+        return 0
+    except VisionError as exc:
+        print(f"patrol watch: {exc}", file=sys.stderr)
+        return 1

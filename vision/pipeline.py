@@ -1,0 +1,229 @@
+"""The per-drone pipeline: frame (+ pose) -> ego-motion -> detectors -> tracks -> incident events.
+
+    pipe = IncidentPipeline(VisionConfig(), camera=CameraModel(1280, 720, 82), drone_id="d1",
+                            cell_lookup=lambda lat, lon: "G-0042", restricted_zones=[[(lat, lon), ...]])
+    events = pipe.process(frame_bgr, t_s, pose_or_None)   # list[IncidentEvent]
+
+Work is done at reduced resolution (ego-motion ~320 px wide, motion ~640, colour ~320); the
+full-resolution frame is only touched inside small ROIs (template checks) and for snapshots.
+Without a pose the pipeline still runs: fire is found and boxed, objects are sized from an
+assumed altitude, and incidents carry no lat/lon (intrusions need a pose and are skipped).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+from shapely.geometry import Polygon
+
+from common.geo import LocalFrame
+from common.values import CameraModel, IncidentEvent, IncidentKind, IncidentState, Pose
+
+from .config import VisionConfig
+from .detectors import (CrowdDetector, FireDetector, IntrusionDetector, MotionDetector, Sighting,
+                        StoppedVehicleDetector)
+from .egomotion import EgoMotion
+from .errors import VisionError
+from .geolocate import Projector
+from .incidents import IncidentRegistry, Observation, event
+from .snapshot import annotate, encode_jpeg
+from .tracker import Track, Tracker
+
+log = logging.getLogger(__name__)
+
+GridLookup = Callable[[float, float], "str | None"]
+
+
+def _scale_h(h: np.ndarray | None, s: float) -> np.ndarray | None:
+    """A homography between images at one resolution, re-expressed at `s` times that resolution."""
+    if h is None:
+        return None
+    m = np.diag([s, s, 1.0])
+    return m @ h @ np.diag([1 / s, 1 / s, 1.0])
+
+
+class IncidentPipeline:
+    def __init__(self, config: VisionConfig | None = None, camera: CameraModel | None = None, drone_id: str = "",
+                 cell_lookup: GridLookup | None = None, restricted_zones: Sequence[Sequence[tuple[float, float]]] | None = None,
+                 registry: IncidentRegistry | None = None, anchor: tuple[float, float] | None = None) -> None:
+        self.cfg = config or VisionConfig()
+        self.camera = camera or self.cfg.camera.model()
+        self.drone_id = drone_id
+        self.cell_lookup = cell_lookup
+        self.registry = registry or IncidentRegistry(self.cfg.incidents, id_prefix=f"inc-{drone_id}" if drone_id else "inc")
+        zones = [list(z) for z in self.cfg.intrusion.zones] + [list(z) for z in (restricted_zones or [])]
+        for i, z in enumerate(zones):
+            if len(z) < 3:
+                raise VisionError(f"restricted zone {i} has {len(z)} vertices; a polygon needs at least 3")
+        self._zones_latlon = zones
+        self._frame: LocalFrame | None = LocalFrame(*anchor) if anchor else None
+        self.ego = EgoMotion(self.cfg.ego_motion)
+        self.motion = MotionDetector(self.cfg.motion)
+        self.fire = FireDetector(self.cfg.fire)
+        self.tracker = Tracker(self.cfg.tracker)
+        self.crowd = CrowdDetector(self.cfg.crowd)
+        self.stopped: StoppedVehicleDetector | None = None
+        self._stopped_mosaic = StoppedVehicleDetector(self.cfg.stopped_vehicle)  # without telemetry
+        self.intrusion: IntrusionDetector | None = None
+        self._h_ref = np.eye(3)  # current work px -> first-frame mosaic (no-telemetry positions)
+        self.frames = 0
+        self.registered_frames = 0
+        self.busy_s = 0.0
+        self._warned_no_pose = False
+        self._geo_mode: bool | None = None
+        self.tracks: list[Track] = []
+        self.last_sightings: list[Sighting] = []
+
+    # --- set-up that needs the first pose -------------------------------------------------
+    def _ensure_frame(self, pose: Pose) -> LocalFrame:
+        if self._frame is None:
+            self._frame = LocalFrame(pose.lat, pose.lon)
+        if self.intrusion is None:
+            f = self._frame
+            polys = [Polygon([f.to_en(lat, lon) for lat, lon in z]) for z in self._zones_latlon]
+            self.intrusion = IntrusionDetector(self.cfg.intrusion, polys)
+            roads = [Polygon([f.to_en(lat, lon) for lat, lon in z]) for z in self.cfg.stopped_vehicle.road_zones]
+            self.stopped = StoppedVehicleDetector(self.cfg.stopped_vehicle, roads)
+        return self._frame
+
+    # --- one frame ------------------------------------------------------------------------
+    def process(self, frame: np.ndarray, t_s: float, pose: Pose | None = None) -> list[IncidentEvent]:
+        """Run one frame; returns the incident state changes it caused."""
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise VisionError(f"frame at t={t_s:.3f}s is not a BGR uint8 image (got "
+                              f"{getattr(frame, 'shape', type(frame).__name__)})")
+        started = time.perf_counter()
+        self.frames += 1
+        cfg = self.cfg
+        full_h, full_w = frame.shape[:2]
+        ww = min(cfg.processing.work_width_px, full_w)
+        wh = max(8, int(round(full_h * ww / full_w)))
+        scale = full_w / ww
+        work = cv2.resize(frame, (ww, wh), interpolation=cv2.INTER_AREA) if ww != full_w else frame
+        gray = cv2.cvtColor(work, cv2.COLOR_BGR2GRAY)
+        ew = min(cfg.processing.ego_width_px, ww)
+        ego_gray = cv2.resize(gray, (ew, max(8, int(round(wh * ew / ww)))), interpolation=cv2.INTER_AREA) if ew != ww else gray
+        cw = min(cfg.processing.colour_width_px, ww)
+        colour = cv2.resize(work, (cw, max(8, int(round(wh * cw / ww)))), interpolation=cv2.INTER_AREA) if cw != ww else work
+        h_ego = self.ego.update(ego_gray)
+        h_work = _scale_h(h_ego, ww / ew)
+        if h_work is not None:
+            self.registered_frames += 1
+            self._h_ref = self._h_ref @ np.linalg.inv(h_work)
+
+        camera = self.camera
+        if (camera.width_px, camera.height_px) != (full_w, full_h):
+            camera = CameraModel(full_w, full_h, camera.hfov_deg)
+        projector: Projector | None = None
+        if pose is not None:
+            lf = self._ensure_frame(pose)
+            projector = Projector(pose, camera, cfg.camera, cfg.geolocation, lf)
+            if not projector.valid:
+                projector = None
+        elif not self._warned_no_pose:
+            self._warned_no_pose = True
+            log.warning("%s: no telemetry at t=%.2fs; reporting pixel boxes without lat/lon",
+                        self.drone_id or "vision", t_s)
+
+        assumed_mpp = cfg.geolocation.assumed_alt_m / camera.focal_px * scale
+        geo_mode = projector is not None
+        if geo_mode != self._geo_mode:
+            # Telemetry came or went: track positions switch between map metres and the image
+            # mosaic, which must not mix in one history.
+            self._geo_mode = geo_mode
+            self.tracker.reset()
+
+        if projector is not None:
+            centre_mpp = projector.m_per_px(full_w / 2, full_h / 2) * scale
+
+            def m_per_px(x: float, y: float) -> float:
+                v = projector.m_per_px(x * scale, y * scale) * scale
+                return v if v > 0 else centre_mpp
+
+            def to_ground(x: float, y: float):
+                return projector.ground_en(x * scale, y * scale)
+        else:
+            def m_per_px(x: float, y: float) -> float:
+                return assumed_mpp
+
+            def to_ground(x: float, y: float):
+                p = self._h_ref @ np.array([x, y, 1.0])
+                return float(p[0] / p[2] * assumed_mpp), float(-p[1] / p[2] * assumed_mpp)
+
+        # Fire first: its mask (grown generously, smoke drifts) is kept out of motion detection.
+        cscale = ww / cw
+        fire_blobs = self.fire.update(colour, _scale_h(h_work, cw / ww), t_s,
+                                      lambda x, y: m_per_px(x * cscale, y * cscale) * cscale)
+        exclude = None
+        if self.fire.candidate_centres:
+            # Smoke drifts ~20 m downwind and its edges look like walkers to motion detection.
+            mask = np.zeros((wh, ww), np.uint8)
+            radius = max(4, int(25.0 / m_per_px(ww / 2, wh / 2)))
+            for cx, cy in self.fire.candidate_centres:
+                cv2.circle(mask, (int(cx * cscale), int(cy * cscale)), radius, 255, -1)
+            exclude = mask
+
+        blobs = self.motion.update(cv2.GaussianBlur(gray, (3, 3), 0), h_work, t_s, m_per_px, exclude)
+
+        def full_gray_roi(x0: int, y0: int, x1: int, y1: int):
+            if x0 < 0 or y0 < 0 or x1 > full_w or y1 > full_h or x1 <= x0 or y1 <= y0:
+                return None
+            return cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+
+        tracks = self.tracker.update(blobs, h_work, t_s, full_gray_roi, scale, m_per_px, to_ground, (ww, wh))
+        self.tracks = tracks
+
+        sightings: list[Sighting] = []
+        for b in fire_blobs:
+            x, y = b.x * cscale, b.y * cscale
+            bx, by, bw, bh = b.bbox
+            sightings.append(Sighting("fire", b.key, x, y, (int(bx * cscale), int(by * cscale), int(bw * cscale) + 1,
+                                                              int(bh * cscale) + 1), b.confidence, to_ground(x, y)))
+        sightings += self.crowd.update(tracks, t_s)
+        if projector is not None and self.stopped is not None and self.intrusion is not None:
+            sightings += self.stopped.update(tracks, t_s)
+            sightings += self.intrusion.update(tracks, t_s)
+        elif projector is None:
+            # Stopped vehicles work on mosaic positions too (no lat/lon to report, but a box).
+            sightings += self._stopped_mosaic.update(tracks, t_s)
+        self.last_sightings = sightings
+
+        events = self._to_events(sightings, frame, t_s, projector, scale)
+        for rec in self.registry.expire(t_s, self.drone_id):
+            events.append(event(rec, IncidentState.END))
+        self.busy_s += time.perf_counter() - started
+        return events
+
+    def _to_events(self, sightings: list[Sighting], frame: np.ndarray, t_s: float, projector: Projector | None,
+                   scale: float) -> list[IncidentEvent]:
+        events: list[IncidentEvent] = []
+        for s in sightings:
+            x, y, w, h = s.bbox
+            bbox_full = (int(x * scale), int(y * scale), max(1, int(w * scale)), max(1, int(h * scale)))
+            lat = lon = err = None
+            if projector is not None and s.ground is not None:
+                lat, lon = projector.latlon(*s.ground)
+                err = projector.error_m(s.x * scale, s.y * scale)
+            obs = Observation(IncidentKind(s.kind), s.key, t_s, s.confidence, self.drone_id, lat, lon, err, bbox_full)
+            rec, state = self.registry.observe(obs, self.cell_lookup)
+            snap = self.cfg.snapshot
+            if state == IncidentState.NEW or (s.confidence > rec.snapshot_confidence + 0.05
+                                              and t_s - rec.snapshot_t >= snap.min_interval_s):
+                label = f"{s.kind} {s.confidence:.2f} {rec.id}"
+                rec.snapshot_jpeg = encode_jpeg(annotate(frame, bbox_full, label, s.kind, snap.width_px), snap.max_bytes)
+                rec.snapshot_confidence, rec.snapshot_t = s.confidence, t_s
+            if state is not None:
+                self.registry.mark_emitted(rec, t_s)
+                events.append(event(rec, state))
+        return events
+
+    def close(self, t_s: float) -> list[IncidentEvent]:
+        """End this drone's open incidents (end of video / stream)."""
+        return [event(rec, IncidentState.END) for rec in self.registry.end_all(t_s, self.drone_id)]
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.busy_s if self.busy_s else 0.0
