@@ -1,0 +1,151 @@
+"""Fly one sortie end to end: verified upload, arm, take off, AUTO, watch, land.
+
+A sortie counts as flown only when the vehicle worked through its whole mission and is disarmed
+on the ground. Anything else (a refused arm, a failsafe RTL, the energy watch sending it home)
+ends in SortieAborted carrying the vehicle's own words.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from common.values import MAV_CMD_NAV_LAND, MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_CMD_NAV_TAKEOFF, Mission
+from flight.errors import FlightError, SortieAborted
+from flight.events import EventKind
+from flight.safety import EnergyWatch
+
+if TYPE_CHECKING:
+    from flight.vehicle import Vehicle
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SortieReport:
+    drone_id: str
+    name: str
+    flown: bool = False
+    verified: bool = False
+    items_total: int = 0
+    items_reached: int = 0
+    duration_s: float = 0.0
+    battery_used_pct: float | None = None
+    max_alt_m: float = 0.0
+    incidents: list[str] = field(default_factory=list)  # failsafes, link losses, low battery
+
+    def summary(self) -> str:
+        state = "flown" if self.flown else ("verified" if self.verified and not self.duration_s else "NOT flown")
+        batt = f", battery used {self.battery_used_pct:.0f} %" if self.battery_used_pct is not None else ""
+        extra = f"; {'; '.join(self.incidents)}" if self.incidents else ""
+        return (f"{self.drone_id} {self.name or 'sortie'}: {state}, {self.items_reached}/{self.items_total} items, "
+                f"{self.duration_s:.0f} s, max alt {self.max_alt_m:.0f} m{batt}{extra}")
+
+
+def takeoff_alt_m(mission: Mission, default_m: float) -> float:
+    for item in mission.items[1:]:
+        if item.command == MAV_CMD_NAV_TAKEOFF and item.alt_m > 0:
+            return item.alt_m
+    return default_m
+
+
+async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress | None = None,
+                     verify_only: bool = False, timeout_s: float | None = None) -> SortieReport:
+    """Upload (verified) and fly `mission`; returns the report, raises SortieAborted if not flown."""
+    v = vehicle
+    say = progress or (lambda text: log.info("%s", text))
+    n = len(mission.items)
+    report = SortieReport(v.drone_id, mission.name, items_total=max(0, n - 1))
+    if n < 2:
+        raise SortieAborted(f"sortie {mission.name!r} has no items beyond home", drone_id=v.drone_id)
+    say(f"{v.drone_id}: uploading {n} mission items, {len(mission.fence_items())} fence items, "
+        f"{len(mission.rally)} rally points (verified)")
+    await v.mission.upload_sortie(mission)
+    report.verified = True
+    say(f"{v.drone_id}: mission, fence and rally verified on the vehicle")
+    if verify_only:
+        return report
+
+    timeout_s = timeout_s or v.config.sortie_timeout_s
+    last = mission.items[-1].command
+    ends_home = last in (MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_CMD_NAV_LAND)
+    events = v.events()
+    started = time.monotonic()
+    battery0: float | None = None
+    try:
+        alt = takeoff_alt_m(mission, v.config.takeoff_alt_m)
+        say(f"{v.drone_id}: arming (waiting for pre-arm checks)")
+        # GUIDED before arming: a vehicle that ended its last sortie in AUTO refuses to arm
+        # there ("Arm: Mode not armable").
+        await v.action.set_mode("GUIDED")
+        await v.action.arm()
+        battery0 = v.state.battery_remaining_pct
+        say(f"{v.drone_id}: armed; taking off to {alt:.0f} m")
+        await v.action.takeoff(alt)
+        if v.state.mission_seq > 1:
+            await v.mission.set_current(1)
+        await v.action.start_mission()
+        auto_at = time.time()  # mode changes before this were ours and are already said
+        say(f"{v.drone_id}: AUTO, flying {n - 1} items")
+        aborted: str | None = None
+        max_seq = 0
+        rtl_sent = False
+        async with EnergyWatch(v):
+            while True:
+                try:
+                    ev = await asyncio.wait_for(events.__anext__(), 1.0)
+                except asyncio.TimeoutError:
+                    ev = None
+                except StopAsyncIteration:
+                    raise FlightError("vehicle closed during the sortie", drone_id=v.drone_id) from None
+                s = v.state
+                if s.pose is not None:
+                    report.max_alt_m = max(report.max_alt_m, s.pose.alt_rel_m)
+                if s.mode == "AUTO":
+                    max_seq = max(max_seq, s.mission_seq)
+                if ev is not None:
+                    batt = f"{s.battery_remaining_pct:.0f} %" if s.battery_remaining_pct is not None else "?"
+                    alt_now = f"{s.pose.alt_rel_m:.1f} m" if s.pose else "?"
+                    if ev.kind == EventKind.ITEM_REACHED and ev.seq is not None:
+                        report.items_reached = max(report.items_reached, ev.seq)
+                        say(f"{v.drone_id}: item {ev.seq}/{n - 1} reached, alt {alt_now}, battery {batt}")
+                    elif ev.kind in (EventKind.FAILSAFE, EventKind.LOW_BATTERY, EventKind.LINK_LOST,
+                                     EventKind.LINK_REGAINED):
+                        report.incidents.append(f"{ev.kind.value}: {ev.detail}")
+                        say(f"{v.drone_id}: {ev.kind.value}: {ev.detail}")
+                        if ev.kind in (EventKind.FAILSAFE, EventKind.LOW_BATTERY) and aborted is None \
+                                and max_seq < n - 1:
+                            aborted = ev.detail
+                    elif ev.kind == EventKind.MODE_CHANGED and ev.time_s >= auto_at:
+                        say(f"{v.drone_id}: mode {ev.detail}")
+                if not ends_home and not rtl_sent and (s.last_reached_seq >= n - 1):
+                    say(f"{v.drone_id}: last item reached; returning to launch")
+                    rtl_sent = True
+                    await v.action.rtl()
+                if s.link_ok and not s.armed:
+                    break
+                if time.monotonic() - started > timeout_s:
+                    await v.action.rtl()
+                    raise SortieAborted(f"sortie took longer than {timeout_s:.0f} s; RTL commanded",
+                                        drone_id=v.drone_id, reasons=s.reasons(limit=3))
+        report.duration_s = time.monotonic() - started
+        if battery0 is not None and v.state.battery_remaining_pct is not None:
+            report.battery_used_pct = battery0 - v.state.battery_remaining_pct
+        flown = (max_seq >= n - 1 if ends_home else v.state.last_reached_seq >= n - 1) or report.items_reached >= n - 1
+        if ends_home and max_seq >= n - 1:
+            report.items_reached = n - 1
+        report.flown = flown and aborted is None
+        if not report.flown:
+            why = aborted or f"landed after item {max(max_seq - 1, report.items_reached)} of {n - 1}"
+            raise SortieAborted(f"sortie {mission.name!r} not completed: {why}", drone_id=v.drone_id,
+                                reasons=v.state.reasons(limit=3))
+        v.emit(EventKind.SORTIE_DONE, report.summary())
+        say(report.summary())
+        return report
+    finally:
+        events.close()

@@ -1,0 +1,185 @@
+"""Mission transfer, parameters and command refusals against a peer whose packet loss we control
+(tests/flight/fake_autopilot.py answers the way a real ArduCopter does, per BEHAVIOUR.md)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from common.geo import offset
+from common.values import FenceZone, Mission, MissionItem, MissionType, RallyPoint
+from flight import Vehicle
+from flight.config import FlightConfig
+from flight.errors import ArmingError, FlightError, FlightTimeout, MissionTransferError, ParamError
+from flight.events import EventKind
+from flight.link import mav
+from tests.flight.fake_autopilot import FakeAutopilot
+
+HOME = (32.0, 119.58)
+
+
+def get_patrol_items(count: int) -> list[MissionItem]:
+    """Home, takeoff, then `count` waypoints on a lawnmower, then RTL (as the planner writes them)."""
+    items = [MissionItem(16, *HOME, 0.0, frame=0), MissionItem(22, alt_m=30.0)]
+    for i in range(count):
+        lat, lon = offset(*HOME, 40.0 * (i // 10), 25.0 * (i % 10))
+        items.append(MissionItem(16, lat, lon, 30.0 + (i % 3) * 0.5))
+    items.append(MissionItem(178, param1=1, param2=6.5, param3=-1))
+    items.append(MissionItem(20))
+    return items
+
+
+async def connect(ap: FakeAutopilot, **cfg) -> Vehicle:
+    v = Vehicle(ap.url, drone_id="d1", config=FlightConfig(**cfg))
+    await v.connect(timeout_s=10)
+    return v
+
+
+async def test_verified_upload_reads_back_every_item():
+    """Upload a 60-waypoint sortie with fence and rally; each list is read back and matches."""
+    async with FakeAutopilot() as ap:
+        v = await connect(ap)
+        try:
+            fence = (FenceZone(True, tuple(offset(*HOME, n, e) for n, e in [(-400, -400), (400, -400), (400, 400)])),)
+            mission = Mission(tuple(get_patrol_items(60)), fence=fence, rally=(RallyPoint(*offset(*HOME, -50, -50), 25),))
+            await v.mission.upload_sortie(mission)
+            got = await v.mission.download(MissionType.MISSION)
+            assert len(got) == len(mission.items)
+            assert got[5].lat == pytest.approx(mission.items[5].lat, abs=1e-7)
+            assert len(ap.lists[MissionType.FENCE]) == 3 and len(ap.lists[MissionType.RALLY]) == 1
+            assert ap.params["FENCE_ENABLE"] == 1
+        finally:
+            await v.close()
+
+
+async def test_refused_item_names_the_vehicle_result():
+    """An unsupported command is refused at its item with the vehicle's MISSION_ACK result."""
+    async with FakeAutopilot() as ap:
+        v = await connect(ap)
+        try:
+            bad = [MissionItem(16, *HOME, 0.0, frame=0), MissionItem(31999, alt_m=30)]
+            with pytest.raises(MissionTransferError) as err:
+                await v.mission.upload_verified(bad)
+            assert err.value.result == mav.MAV_MISSION_UNSUPPORTED and err.value.seq == 1
+            assert "UNSUPPORTED at item 1" in str(err.value)
+        finally:
+            await v.close()
+
+
+async def test_params_by_either_generation_on_a_45_vehicle():
+    """A 4.5 vehicle keeps WPNAV_SPEED in cm/s; asking for WP_SPD gives m/s, setting RTL_ALT_M writes cm."""
+    async with FakeAutopilot(param_style="4.5") as ap:
+        v = await connect(ap)
+        try:
+            assert v.params.style == "4.5"
+            assert await v.params.get("WP_SPD") == pytest.approx(10.0)
+            assert await v.params.get("WPNAV_SPEED") == pytest.approx(1000.0)
+            await v.params.set("RTL_ALT_M", 30)
+            assert ap.params["RTL_ALT"] == pytest.approx(3000)
+            assert ap.params["FS_GCS_ENABLE"] == 1 and ap.params["BATT_FS_LOW_ACT"] == 2  # safety on connect
+            with pytest.raises(ParamError, match="NO_SUCH_PARAM"):
+                await v.params.get("NO_SUCH_PARAM")
+        finally:
+            await v.close()
+
+
+async def test_params_on_a_47_vehicle():
+    """A 4.7 vehicle answers RTL_ALT (cm, old name) from RTL_ALT_M (m)."""
+    async with FakeAutopilot(param_style="4.7") as ap:
+        v = await connect(ap)
+        try:
+            assert await v.params.get("RTL_ALT") == pytest.approx(1500)
+            await v.params.set("WPNAV_SPEED", 750)
+            assert ap.params["WP_SPD"] == pytest.approx(7.5)
+        finally:
+            await v.close()
+
+
+async def test_refused_arm_carries_the_vehicle_reason():
+    """A refused arm raises ArmingError with the vehicle's own STATUSTEXT."""
+    async with FakeAutopilot(refuse_command=mav.MAV_CMD_COMPONENT_ARM_DISARM) as ap:
+        v = await connect(ap)
+        try:
+            with pytest.raises(ArmingError) as err:
+                await v.command_long(mav.MAV_CMD_COMPONENT_ARM_DISARM, 1, error=ArmingError, what="arm")
+            assert "Arm: Need Position Estimate" in err.value.reasons
+            assert "FAILED" in str(err.value)
+        finally:
+            await v.close()
+
+
+async def test_mode_change_confirmed_by_heartbeat():
+    """DO_SET_MODE to GUIDED returns only when the HEARTBEAT says GUIDED; LOITER unattended is refused."""
+    async with FakeAutopilot() as ap:
+        v = await connect(ap)
+        try:
+            await v.action.set_mode("GUIDED")
+            assert v.state.mode == "GUIDED" and ap.custom_mode == 4
+        finally:
+            await v.close()
+
+
+async def test_signed_link_is_accepted_and_unsigned_is_not(tmp_path):
+    """With a signing key both ends share, commands get through; without it the vehicle drops them."""
+    key = bytes(range(32))
+    (tmp_path / "key").write_bytes(key)
+    async with FakeAutopilot(signing_key=key) as ap:
+        v = Vehicle(ap.url, config=FlightConfig(link={"signing_key_file": tmp_path / "key"}))
+        await v.connect(timeout_s=10)
+        try:
+            await v.action.set_mode("GUIDED")
+            assert ap.custom_mode == 4 and ap.unsigned_rejected == 0
+        finally:
+            await v.close()
+    async with FakeAutopilot(signing_key=key) as ap:
+        v = Vehicle(ap.url, config=FlightConfig(link={"command_attempts": 2, "command_timeout_s": 0.2}))
+        with pytest.raises(FlightError):
+            await v.connect(timeout_s=10)  # the failsafe parameters cannot be set
+        await v.close()
+        assert ap.unsigned_rejected > 0 and ap.params["FS_GCS_ENABLE"] == 0
+
+
+async def test_broken_tcp_link_is_reopened_and_reported():
+    """The vehicle end drops the TCP connection: the controller reports the link lost, reopens it
+    by itself and reports it regained, and commands work again."""
+    async with FakeAutopilot() as ap:
+        v = Vehicle(ap.url, drone_id="d1", config=FlightConfig(link={"heartbeat_timeout_s": 1.0,
+                                                                     "reconnect_interval_s": 0.2}))
+        await v.connect(timeout_s=10)
+        try:
+            events = v.events()
+            ap.writer.close()
+            kinds = []
+            async with asyncio.timeout(10):
+                async for ev in events:
+                    kinds.append(ev.kind)
+                    if ev.kind == EventKind.LINK_REGAINED:
+                        break
+            assert kinds.index(EventKind.LINK_LOST) < kinds.index(EventKind.LINK_REGAINED)
+            assert v.link.reopen_count >= 1
+            await v.action.set_mode("GUIDED")
+            assert ap.custom_mode == 4
+        finally:
+            await v.close()
+
+
+async def test_pose_stream_follows_telemetry_and_reports_silence():
+    """poses() yields the vehicle's position as Pose values; when positions stop it raises
+    FlightTimeout instead of hanging."""
+    async with FakeAutopilot() as ap:
+        v = await connect(ap)
+        try:
+            got = []
+            async for pose in v.telemetry.poses(stale_after_s=2.0):
+                got.append(pose)
+                if len(got) == 3:
+                    break
+            assert got[0].lat == pytest.approx(32.0) and got[0].alt_msl_m == pytest.approx(10.1)
+            assert got[-1].time_s > got[0].time_s and got[0].drone_id == "d1"
+            for t in ap._tasks:
+                t.cancel()  # the vehicle stops talking
+            with pytest.raises(FlightTimeout, match="no position"):
+                async for _ in v.telemetry.poses(stale_after_s=0.5):
+                    pass
+        finally:
+            await v.close()
