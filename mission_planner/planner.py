@@ -28,7 +28,7 @@ from .config import PlannerConfig
 from .errors import GridProblem, PlanningError
 from .grids import GridSet
 from .lanes import CellSweep, CoverageLane
-from .missions import build_mission, operating_fence
+from .missions import build_mission
 from .schedule import schedule_timeline
 from .sorties import SortieRoute, assign_cycle, assign_specials, layer_change_s, pack_sorties, revisit_rounds
 from .transit import TransitGraph
@@ -314,7 +314,6 @@ def plan_patrol(grids: GridSet, config: PlannerConfig | None = None, cells=None,
 
     # 6. Missions and reports.
     t = time.perf_counter()
-    fence = operating_fence(grids)
     rally_xy = [(d.lat, d.lon) for d in grids.docks]
     drone_plans = []
     visits: dict[tuple[str, int], list[float]] = {}
@@ -324,7 +323,7 @@ def plan_patrol(grids: GridSet, config: PlannerConfig | None = None, cells=None,
         sorties = []
         for n, (start, tpl, cycle) in enumerate(timeline[r], start=1):
             sid = f"sortie{n:02d}"
-            mission = build_mission(tpl, grids, dock, cfg, alt, fence, rally_xy, drone_id, sid)
+            mission = build_mission(tpl, grids, dock, cfg, alt, rally_xy, drone_id, sid)
             parts = tuple((u.grid_id, u.part, u.parts) for u in tpl.units)
             for u, off in zip(tpl.units, tpl.visit_offsets_s):
                 visits.setdefault((u.grid_id, u.part), []).append(start + off)

@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     veh.add_argument("--packet-loss", type=float, default=0.0, metavar="PCT", help="drop PCT %% of packets")
     veh.add_argument("--latency-ms", type=float, default=0.0, metavar="MS", help="added latency each way")
     veh.add_argument("--wind", metavar="SPEED,FROM_DEG", help="steady wind, e.g. 6,270 (6 m/s from the west)")
+    veh.add_argument("--battery-mah", type=float, default=13500.0, metavar="MAH",
+                     help="pack capacity (default 13500: ~26 min at 10 m/s, covering the planner's 25 min endurance; "
+                          "SITL's own default is 3300)")
     veh.add_argument("--battery-pct", type=float, metavar="PCT", help="start with the pack PCT %% full")
     veh.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1; 0.0.0.0 lets other machines connect)")
@@ -117,7 +120,7 @@ async def _serve_vehicles(args: argparse.Namespace, home: tuple[float, float, fl
 
     fleet = SimulatedFleet(count=args.count, base_port=args.base_port, home=home, speedup=args.speedup,
                            fast_start=args.fast_start, param_style=args.params, seed=args.seed, udp_gcs=args.udp,
-                           home_spacing_m=args.spacing_m, host=args.host)
+                           home_spacing_m=args.spacing_m, host=args.host, battery_mah=args.battery_mah)
     for v in fleet:
         if args.packet_loss:
             v.faults.set_packet_loss(args.packet_loss)

@@ -47,4 +47,6 @@ class FleetConfig(_Strict):
     param_style: Literal["4.7", "4.5"] = Field("4.7", title="parameter names: 4.7+ or 4.5/4.6")
     seed: int = Field(0, title="random seed (packet loss)")
     udp_gcs: str | None = Field(None, pattern=r"^[^:]+:\d+$", title="also send to this UDP GCS, HOST:PORT")
+    battery_mah: float | None = Field(None, gt=0, title="pack capacity, mAh (None: SITL's 3300; 13500 covers "
+                                      "the planner's 25 min at 10 m/s)")
     faults: FaultConfig = FaultConfig()

@@ -36,7 +36,7 @@ def test_sortie_mission_shape():
         assert all(it.command == MAV_CMD_NAV_WAYPOINT for it in items[3:-1])
         assert items[-1].command == MAV_CMD_NAV_LAND and (items[-1].lat, items[-1].lon) == (items[0].lat, items[0].lon)
         assert s.mission.fence[0].inclusion and all(not z.inclusion for z in s.mission.fence[1:])
-        assert len(s.mission.fence) == 1 + len(plan.grids.no_fly)
+        assert len(s.mission.fence) <= 1 + len(plan.grids.no_fly)
         assert {(r.lat, r.lon) for r in s.mission.rally} == {(round(d.lat, 8), round(d.lon, 8)) for d in plan.grids.docks}
         assert set(s.mission.grid_ids) == set(s.grid_ids)
 
@@ -226,13 +226,21 @@ def test_degenerate_cells_plan_cleanly():
     assert_clear_of_no_fly(plan)
 
 
-def test_every_waypoint_is_inside_the_inclusion_fence(sample_plan):
-    """The fence the vehicle enforces must not cut the planned route: all items inside it."""
+def test_every_waypoint_is_inside_its_sortie_fence_and_the_fence_fits_a_vehicle(sample_plan):
+    """Each sortie's own fence must not cut its route (all items inside, no-fly zones the route
+    passes near are excluded) and must fit ArduCopter's fence storage (84 items)."""
     from shapely.geometry import Point, Polygon
 
-    fence = sample_plan.sorties[0].mission.fence[0]
-    area = Polygon([(lon, lat) for lat, lon in fence.vertices])
-    for s in sample_plan.sorties[:60]:
+    from mission_planner.missions import MAX_FENCE_ITEMS
+
+    for s in sample_plan.sorties:
+        assert len(s.mission.fence_items()) <= MAX_FENCE_ITEMS, f"{s.drone_id}/{s.sortie_id}"
+        area = Polygon([(lon, lat) for lat, lon in s.mission.fence[0].vertices])
         for it in s.mission.items:
             if it.lat or it.lon:
                 assert area.contains(Point(it.lon, it.lat)), f"{s.drone_id}/{s.sortie_id}"
+        excluded = [Polygon([(lon, lat) for lat, lon in z.vertices]) for z in s.mission.fence[1:]]
+        for z in sample_plan.grids.no_fly:
+            if z.polygon_wgs84.intersects(area):
+                assert any(e.equals_exact(z.polygon_wgs84, 1e-6) or e.buffer(1e-6).covers(z.polygon_wgs84)
+                           for e in excluded), f"{z.grid_id} missing from {s.drone_id}/{s.sortie_id}"
