@@ -5,14 +5,19 @@
     patrol fly      fly one .plan on one vehicle; `patrol fleet` a plan dir  (flight)
     patrol watch    incidents in a video / stream                          (vision)
     patrol dispatch the MQTT controller; `patrol rider` the officer's app   (dispatch)
-    patrol demo     a full simulated patrol on embedded defaults
+    patrol run      a patrol from a scenario file: plan, fly, see, dispatch, report (runloop)
+    patrol demo     the bundled Danyang scenario on the embedded broker and built-in simulator
+    patrol report   rebuild report.json / report.html of a finished run
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import logging
 import sys
+import time
+from pathlib import Path
 
 # Each module exposes `register(subparsers)`; a subcommand sets `func(args) -> int` as its default.
 COMMAND_MODULES = (
@@ -28,9 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="patrol", description="Dan Leopard Patrol: drone patrol and ground-air coordination")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="a full simulated patrol on embedded defaults")
-    demo.add_argument("--out", default="demo-out", help="output directory (default demo-out)")
+    run = sub.add_parser("run", help="a patrol from a scenario: plan, fly, see, dispatch; writes the report")
+    run.add_argument("--scenario", required=True, help="scenario YAML, or a bundled name (danyang-demo)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--sitl", action="store_true", help="real ArduCopter SITL (ARDUPILOT_SITL) instead of the built-in simulator")
+    where.add_argument("--connect-base", metavar="URL", help="vehicles already running: drone i at URL's port + 10*i")
+    run.add_argument("--broker", metavar="URL", help="MQTT broker (default: an embedded one for this run)")
+    run.add_argument("--out", default=None, help="run directory (default runs/<scenario>-<time>)")
+    run.add_argument("--speedup", type=float, default=None, help="override the scenario's speedup")
+    run.add_argument("--no-live", action="store_true", help="no live table")
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="the bundled Danyang scenario on the embedded broker and built-in simulator")
+    demo.add_argument("--out", default="demo-out", help="run directory (default demo-out)")
+    demo.add_argument("--no-live", action="store_true", help="no live table")
     demo.set_defaults(func=run_demo)
+    rep = sub.add_parser("report", help="rebuild report.json / report.html / report.png of a finished run")
+    rep.add_argument("run_dir", help="the run directory (holds events.sqlite)")
+    rep.set_defaults(func=cmd_report)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -43,10 +62,97 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Until the full patrol loop lands: plan the bundled Danyang grid and draw the map."""
-    from mission_planner.cli import demo_plan
+    """The bundled Danyang scenario: 3 drones, 4 riders, a fire, a crowd and a stopped vehicle."""
+    args.scenario, args.sitl, args.connect_base, args.broker, args.speedup = "danyang-demo", False, None, None, None
+    return cmd_run(args)
 
-    return demo_plan(args.out)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runloop import RunError
+    from runloop.scenario import load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+        if args.speedup:
+            scenario = scenario.model_copy(update={"speedup": args.speedup})
+    except RunError as exc:
+        print(f"patrol run: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"runs/{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        report = asyncio.run(run_patrol(scenario, out, broker_url=args.broker, live=not args.no_live,
+                                        sitl=args.sitl, connect_base=args.connect_base))
+    except RunError as exc:
+        print(f"patrol run: {exc}", file=sys.stderr)
+        return 2
+    return print_verdict(report, out)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from runloop import RunError
+    from runloop.report import write_report
+
+    try:
+        report = write_report(Path(args.run_dir))
+    except RunError as exc:
+        print(f"patrol report: {exc}", file=sys.stderr)
+        return 2
+    return print_verdict(report, Path(args.run_dir))
+
+
+def print_verdict(report: dict, out: Path) -> int:
+    for line in report["failures"]:
+        print(f"  FAILED: {line}")
+    print(f"{report['scenario']}: {'PASSED' if report['passed'] else 'FAILED'}; report {out / 'report.html'}")
+    return 0 if report["passed"] else 1
+
+
+async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live: bool = True,
+                     broker_restart=None, protocol: str | None = None, sitl: bool = False,
+                     connect_base: str | None = None) -> dict:
+    """One patrol run, as named stages sharing one stop event; shutdown undoes them in reverse.
+
+    broker_restart: async fn(down_s) for a scenario's broker_restart fault on an outside broker
+    (tests pass the Mosquitto fixture's); the embedded broker restarts itself.
+    """
+    from runloop import stages
+
+    out.mkdir(parents=True, exist_ok=True)
+    run = stages.PatrolRun(scenario, out)
+    stop = asyncio.Event()
+    run.stop_on_signals(stop)  # Ctrl-C / SIGTERM end the run early; the report is still written
+    try:
+        run.init_store()
+        run.init_plan()
+        await run.start_broker(broker_url, broker_restart, protocol)
+        await run.start_vehicles(sitl=sitl, connect_base=connect_base)
+        await run.connect_fleet()
+        run.init_world()
+        run.init_dispatcher()
+        await run.start_publisher()
+        run.init_riders()
+        run.init_eyes()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(run.dispatcher.run(stop), name="dispatcher")
+                await run.wait_dispatcher_connected()  # before units publish retained presence (amqtt, docs/run.md)
+                tg.create_task(run.recorder.run(stop), name="recorder")
+                tg.create_task(run.riders.run(stop), name="riders")
+                tg.create_task(run.drones.run(stop), name="drones")
+                for eyes in run.eyes:
+                    tg.create_task(eyes.run(stop), name=f"eyes-{eyes.drone_id}")
+                tg.create_task(run.script_world(stop), name="world")
+                tg.create_task(run.script_faults(stop), name="faults")
+                if live:
+                    tg.create_task(run.live(stop), name="live")
+                tg.create_task(run.finish_when_done(stop), name="finish")
+        except* Exception as failed:  # a stage crashed: the run ends, the report says which and why
+            run.record_stage_errors(failed.exceptions)
+    finally:
+        stop.set()
+        await run.shutdown()  # publisher, fleet, vehicles, broker, store: reverse order of start-up
+        run.remove_signal_handlers()
+    return run.write_report()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,250 @@
+"""Drone operations: fly each drone's planned sorties through flight/, hold overwatch over
+incidents the dispatcher asks about, resume the patrol when the unit arrives, and after an early
+return (battery, failsafe) re-plan the cells the coverage ledger says are still unseen.
+
+Overwatch goes to the closest airborne drone with energy to spare (battery above
+`overwatch.min_battery_pct`, not already holding over something else).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from common.geo import distance_m
+from common.values import Incident
+from runloop.clock import ScenarioClock
+from runloop.coverage import CoverageLedger
+from runloop.eventstore import EventStore
+
+log = logging.getLogger(__name__)
+
+SHARE_OVERWATCH_M = 45.0  # a drone already holding this close to a new incident watches both
+POSE_RECORD_EVERY_S = 1.0  # scenario seconds between recorded poses (map and replay)
+LEDGER_EVERY_S = 0.5
+
+
+@dataclass
+class DroneRecord:
+    drone_id: str
+    vehicle: object
+    dock_id: str
+    sorties: list = field(default_factory=list)  # mission_planner Sortie, in flying order
+    current: str = ""
+    cells: tuple[str, ...] = ()
+    done: int = 0
+    total: int = 0
+    overwatch_incident: str | None = None  # the incident it flew to hold over
+    watching: dict = field(default_factory=dict)  # every incident it holds over: id -> (lat, lon)
+    finished: bool = False
+
+
+class DroneOps:
+    def __init__(self, fleet, plan, grids, planner_config, scenario, clock: ScenarioClock, store: EventStore,
+                 ledger: CoverageLedger):
+        self.fleet = fleet
+        self.plan = plan
+        self.grids = grids
+        self.planner_config = planner_config
+        self.scenario = scenario
+        self.clock = clock
+        self.store = store
+        self.ledger = ledger
+        self.drones: dict[str, DroneRecord] = {}
+        for dp, v in zip(plan.drones, fleet):
+            sorties = [s for s in dp.sorties if s.cycle <= 1] or list(dp.sorties[:1])
+            self.drones[dp.drone_id] = DroneRecord(dp.drone_id, v, dp.dock_id, sorties, total=len(sorties))
+        self._lock = asyncio.Lock()
+        self.dispatcher = None  # set by the run: drone states go to its retained ≈1 Hz topic
+        self.sim_vehicles: dict = {}  # drone_id -> sim.vehicles vehicle, for the battery swap
+
+    # ------------------------------------------------------------------ sorties
+    @property
+    def all_finished(self) -> bool:
+        return all(d.finished for d in self.drones.values())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for rec in self.drones.values():
+                tg.create_task(self._fly_drone(rec, stop), name=f"fly-{rec.drone_id}")
+            tg.create_task(self._watch(stop), name="drone-watch")
+            tg.create_task(self._events(stop), name="drone-events")
+
+    async def _fly_drone(self, rec: DroneRecord, stop: asyncio.Event) -> None:
+        from flight import FlightError, fly_sortie
+
+        queue = list(rec.sorties)
+        while queue and not stop.is_set():
+            sortie = queue.pop(0)
+            if not await self.clock.sleep_until(sortie.start_s, stop):
+                break
+            rec.current, rec.cells = sortie.sortie_id, tuple(sortie.grid_ids)
+            self.store.add(self.clock(), "sortie_start", rec.drone_id, sortie=sortie.sortie_id,
+                           grid_ids=list(sortie.grid_ids))
+            fly = asyncio.create_task(fly_sortie(rec.vehicle, sortie.mission, progress=lambda m: log.info("%s", m)))
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({fly, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not fly.done():
+                fly.cancel()
+                break
+            try:
+                report = fly.result()
+                rec.done += 1
+                self.store.add(self.clock(), "sortie_done", rec.drone_id, sortie=sortie.sortie_id,
+                               detail=report.summary())
+            except FlightError as exc:
+                seen = {g: round(self.ledger.fraction(g), 3) for g in sortie.grid_ids}
+                self.store.add(self.clock(), "sortie_aborted", rec.drone_id, sortie=sortie.sortie_id, detail=str(exc),
+                               seen_fraction=seen)
+                remaining = self.ledger.remaining(sortie.grid_ids)
+                if not remaining:
+                    # Other drones' cameras (transits, overwatch) saw the rest: nothing to fly again.
+                    self.store.add(self.clock(), "sortie_replanned", rec.drone_id, sortie=sortie.sortie_id, cells=[],
+                                   new_sorties=[], detail="every cell of the sortie already seen")
+                elif not stop.is_set():
+                    replanned = await self._replan(rec, sortie, remaining)
+                    queue[:0] = replanned
+        rec.current, rec.cells = "", ()
+        rec.finished = True
+
+    async def _replan(self, rec: DroneRecord, sortie, remaining: list[str]) -> list:
+        """The unseen cells of an aborted sortie, planned again from the drone's dock after a battery swap."""
+        from mission_planner import plan_patrol
+
+        try:
+            await rec.vehicle.wait_disarmed(timeout_s=600)
+        except Exception as exc:
+            self.store.add(self.clock(), "stage_error", f"drones-{rec.drone_id}", error=f"not landed for re-plan: {exc}")
+            return []
+        try:
+            plan = await asyncio.to_thread(plan_patrol, self.grids, self.planner_config, cells=remaining,
+                                           start_positions={rec.drone_id: rec.dock_id})
+        except Exception as exc:
+            self.store.add(self.clock(), "stage_error", f"drones-{rec.drone_id}", error=f"re-plan failed: {exc}")
+            return []
+        swap_s = self.planner_config.fleet.battery_swap_min * 60.0
+        t0 = self.clock()
+        sim_vehicle = self.sim_vehicles.get(rec.drone_id)
+        if sim_vehicle is not None:
+            sim_vehicle.faults.clear_battery_fault()
+            sim_vehicle.faults.drain_battery_to(100.0)  # the swap: a fresh battery
+        new = []
+        for dp in plan.drones:
+            for s in dp.sorties:
+                if s.cycle <= 1:
+                    new.append(_shifted(s, t0 + swap_s, f"{sortie.sortie_id}-replan{len(new) + 1}"))
+        rec.total += len(new)
+        self.store.add(t0, "sortie_replanned", rec.drone_id, sortie=sortie.sortie_id, cells=remaining,
+                       new_sorties=[s.sortie_id for s in new], starts_s=round(t0 + swap_s, 1))
+        return new
+
+    # ------------------------------------------------------------------ overwatch
+    def choose_overwatch_drone(self, lat: float, lon: float) -> DroneRecord | None:
+        best, best_d = None, float("inf")
+        for rec in self.drones.values():
+            s = rec.vehicle.state
+            if rec.overwatch_incident or not s.armed or not s.link_ok or s.pose is None or s.pose.alt_rel_m < 10:
+                continue
+            if s.mode != "AUTO" or s.mission_seq < 2:
+                continue  # taking off, landing, RTL or already retasked: not a patrol to interrupt
+            if (s.battery_remaining_pct or 0.0) < self.scenario.overwatch.min_battery_pct:
+                continue
+            d = distance_m(s.pose.lat, s.pose.lon, lat, lon)
+            if d < best_d:
+                best, best_d = rec, d
+        return best
+
+    async def overwatch(self, incident: Incident) -> None:
+        """Dispatcher hook: keep the closest drone with energy to spare over the incident."""
+        if incident.lat is None or incident.lon is None:
+            return
+        async with self._lock:
+            if any(incident.id in r.watching for r in self.drones.values()):
+                return
+            for held in self.drones.values():
+                if held.overwatch_incident and any(distance_m(lat, lon, incident.lat, incident.lon) <= SHARE_OVERWATCH_M
+                                                   for lat, lon in held.watching.values()):
+                    held.watching[incident.id] = (incident.lat, incident.lon)
+                    self.store.add(self.clock(), "overwatch_start", held.drone_id, incident_id=incident.id,
+                                   kind=str(incident.kind), shared_with=held.overwatch_incident)
+                    return
+            rec = self.choose_overwatch_drone(incident.lat, incident.lon)
+            if rec is None:
+                self.store.add(self.clock(), "overwatch_failed", "", incident_id=incident.id,
+                               detail="no airborne drone with energy to spare")
+                return
+            rec.overwatch_incident = incident.id
+            rec.watching = {incident.id: (incident.lat, incident.lon)}
+        ow = self.scenario.overwatch
+        alt = ow.alt_m or self.scenario.fleet.altitude_m
+        try:
+            await rec.vehicle.retask.overwatch(incident.lat, incident.lon, standoff_m=ow.standoff_m, alt_m=alt,
+                                               wait_arrival=False)
+            self.store.add(self.clock(), "overwatch_start", rec.drone_id, incident_id=incident.id,
+                           kind=str(incident.kind), distance_m=round(distance_m(
+                               rec.vehicle.state.pose.lat, rec.vehicle.state.pose.lon, incident.lat, incident.lon), 1))
+        except Exception as exc:
+            rec.overwatch_incident, rec.watching = None, {}
+            self.store.add(self.clock(), "overwatch_failed", rec.drone_id, incident_id=incident.id, detail=str(exc))
+
+    async def release(self, incident: Incident, reason: str) -> None:
+        """Dispatcher hook: the unit arrived (or the incident closed): back to the patrol."""
+        rec = next((r for r in self.drones.values() if incident.id in r.watching), None)
+        if rec is None:
+            return
+        self.store.add(self.clock(), "overwatch_end", rec.drone_id, incident_id=incident.id, reason=reason)
+        rec.watching.pop(incident.id, None)
+        if rec.watching:  # still holding over another incident here
+            rec.overwatch_incident = next(iter(rec.watching))
+            return
+        try:
+            if rec.vehicle.retask.active is not None and rec.vehicle.state.mode == "GUIDED":
+                seq = await rec.vehicle.retask.resume_patrol()
+                self.store.add(self.clock(), "patrol_resumed", rec.drone_id, incident_id=incident.id, item=seq)
+            else:
+                rec.vehicle.retask.active = None
+        except Exception as exc:
+            self.store.add(self.clock(), "overwatch_failed", rec.drone_id, incident_id=incident.id,
+                           detail=f"resume failed: {exc}")
+        finally:
+            rec.overwatch_incident, rec.watching = None, {}
+
+    # ------------------------------------------------------------------ telemetry -> ledger, store
+    async def _watch(self, stop: asyncio.Event) -> None:
+        last_pose: dict[str, float] = {}
+        while not stop.is_set():
+            t = self.clock()
+            for rec in self.drones.values():
+                s = rec.vehicle.state
+                if s.pose is None:
+                    continue
+                if s.armed:
+                    self.ledger.observe(s.pose, t)
+                if t - last_pose.get(rec.drone_id, -1e9) >= POSE_RECORD_EVERY_S:
+                    last_pose[rec.drone_id] = t
+                    self.store.add_pose(rec.drone_id, t, s.pose.lat, s.pose.lon, s.pose.alt_rel_m, s.mode,
+                                        s.battery_remaining_pct, s.armed)
+                    if self.dispatcher is not None:
+                        self.dispatcher.update_drone_state(s.pose, mode=s.mode, battery_pct=s.battery_remaining_pct)
+            await asyncio.sleep(self.clock.wall_s(LEDGER_EVERY_S))
+
+    async def _events(self, stop: asyncio.Event) -> None:
+        stream = self.fleet.events()
+        try:
+            while not stop.is_set():
+                try:
+                    ev = await asyncio.wait_for(stream.__anext__(), 0.5)
+                except (asyncio.TimeoutError, StopAsyncIteration):
+                    continue
+                if ev.kind.value in ("failsafe", "low_battery", "link_lost", "link_regained", "took_off", "landed",
+                                     "mode_changed", "sortie_done"):
+                    self.store.add(self.clock(), "vehicle_event", ev.drone_id, event=ev.kind.value, detail=ev.detail)
+        finally:
+            stream.close()
+
+
+def _shifted(sortie, start_s: float, sortie_id: str):
+    from dataclasses import replace
+
+    return replace(sortie, start_s=start_s, sortie_id=sortie_id)

@@ -1,0 +1,455 @@
+"""After-action report: `RUN_DIR/report.json` and `RUN_DIR/report.html` (+ `report.png`), from the
+event store alone (`patrol report RUN_DIR` rebuilds them for any finished run).
+
+Per scripted incident: kind, true position, when it started, first came into a camera's view,
+was detected / alerted / accepted / reached / resolved, geolocation error, drone and unit.
+Plus coverage of the cells, missed incidents, failsafes and faults, sorties, and `passed` with
+the reason for every failed criterion. The map is drawn from the data (no map tiles).
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.geo import LocalFrame, distance_m
+from runloop.eventstore import EventStore
+
+MATCH_RADIUS_M = 60.0  # a detection this close to a scripted incident of the same kind is that incident
+CLOSE_M = 20.0
+
+
+@dataclass
+class IncidentOutcome:
+    name: str
+    kind: str
+    lat: float
+    lon: float
+    at_s: float
+    started_s: float | None = None
+    in_view_s: float | None = None
+    detected_s: float | None = None
+    incident_id: str | None = None
+    detected_lat: float | None = None
+    detected_lon: float | None = None
+    geolocation_error_m: float | None = None
+    drone_id: str | None = None
+    alerted_s: float | None = None
+    accepted_s: float | None = None
+    arrived_s: float | None = None
+    resolved_s: float | None = None
+    unit_id: str | None = None
+    alerts: int = 0
+    overwatch_drone: str | None = None
+    duplicate_ids: list = None  # other incident ids vision gave the same scripted incident
+
+    def __post_init__(self) -> None:
+        self.duplicate_ids = self.duplicate_ids or []
+
+    @property
+    def alert_latency_s(self) -> float | None:
+        if self.alerted_s is None or self.detected_s is None:
+            return None
+        return max(0.0, self.alerted_s - self.detected_s)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: (round(v, 2) if isinstance(v, float) and k.endswith(("_s", "_m")) else v)
+             for k, v in self.__dict__.items()}
+        d["alert_latency_s"] = None if self.alert_latency_s is None else round(self.alert_latency_s, 2)
+        d["true_position"] = [self.lat, self.lon]
+        return d
+
+
+def _match_incidents(store: EventStore, scenario: dict) -> list[IncidentOutcome]:
+    outcomes = [IncidentOutcome(name=n, kind=i["kind"], lat=i["lat"], lon=i["lon"], at_s=i["at_s"])
+                for n, i in zip(scenario.get("incident_names", []), scenario.get("incidents", []))]
+    by_name = {o.name: o for o in outcomes}
+    for ev in store.events("incident_start"):
+        if ev.subject in by_name:  # where the world really put it (a stopped car snaps onto a road)
+            o = by_name[ev.subject]
+            o.started_s = ev.t_s
+            o.lat, o.lon = ev.data.get("lat", o.lat), ev.data.get("lon", o.lon)
+    for ev in store.events("truth_in_view"):
+        o = by_name.get(ev.subject)
+        if o and (o.in_view_s is None or ev.t_s < o.in_view_s):  # the first of any drone's cameras
+            o.in_view_s = ev.t_s
+    # Detections: vision's incident ids, each matched to the nearest scripted incident of its kind
+    # within MATCH_RADIUS_M. An incident counts as detected by the first id that places it within
+    # CLOSE_M (else the first matched at all); its other ids are duplicates.
+    id_to_outcome: dict[str, IncidentOutcome] = {}
+    matched: dict[str, list[tuple[float, str, float, dict]]] = {}
+    for ev in store.events("detection"):
+        d = ev.data
+        if ev.subject in id_to_outcome or d.get("lat") is None:
+            continue
+        best, best_d = None, MATCH_RADIUS_M
+        for o in outcomes:
+            if o.kind != d.get("kind"):
+                continue
+            dist = distance_m(o.lat, o.lon, d["lat"], d["lon"])
+            if dist <= best_d:
+                best, best_d = o, dist
+        if best is not None:
+            id_to_outcome[ev.subject] = best
+            matched.setdefault(best.name, []).append((ev.t_s, ev.subject, best_d, d))
+    for o in outcomes:
+        found = matched.get(o.name, [])
+        if not found:
+            continue
+        close = [m for m in found if m[2] <= CLOSE_M]
+        t_s, iid, dist, d = (close or found)[0]
+        o.detected_s, o.incident_id, o.drone_id = t_s, iid, d.get("drone_id")
+        o.detected_lat, o.detected_lon, o.geolocation_error_m = d["lat"], d["lon"], dist
+        o.duplicate_ids = [m[1] for m in found if m[1] != iid]
+    alert_to_outcome: dict[str, IncidentOutcome] = {}
+    for ev in store.events("alert"):
+        o = id_to_outcome.get(ev.data.get("incident_id", ""))
+        if o is None:
+            continue
+        alert_to_outcome[ev.subject] = o
+        o.alerts += 1
+        if o.alerted_s is None:
+            o.alerted_s = ev.t_s
+    for ev in store.events("ack"):
+        o = alert_to_outcome.get(ev.subject)
+        if o is None:
+            continue
+        action = ev.data.get("action")
+        if action == "accept" and o.accepted_s is None:
+            o.accepted_s, o.unit_id = ev.t_s, ev.data.get("unit_id")
+        elif action == "arrived" and o.arrived_s is None:
+            o.arrived_s = ev.t_s
+        elif action == "resolved" and o.resolved_s is None:
+            o.resolved_s = ev.t_s
+    for ev in store.events("incident_status"):
+        o = id_to_outcome.get(ev.subject)
+        if o and ev.data.get("status") == "arrived" and o.arrived_s is None:
+            o.arrived_s = ev.t_s  # the controller saw the unit within its arrive radius
+    for ev in store.events("overwatch_start"):
+        o = id_to_outcome.get(ev.data.get("incident_id", ""))
+        if o and o.overwatch_drone is None:
+            o.overwatch_drone = ev.subject
+    return outcomes
+
+
+def _alerts_lost(store: EventStore) -> list[str]:
+    issued = {ev.subject: ev.data.get("unit_id") for ev in store.events("alert")}
+    issued.update({ev.subject: ev.data.get("unit_id") for ev in store.events("alert_issued")})
+    received = {ev.subject for ev in store.events("alert_received")}
+    cancelled = {ev.subject for ev in store.events("alert_cancel")}
+    # An alert stood down before delivery is not lost; anything else must have reached its unit.
+    return sorted(a for a in issued if a not in received and a not in cancelled)
+
+
+def _sorties(store: EventStore) -> list[dict]:
+    out: dict[tuple[str, str], dict] = {}
+    for ev in store.events("sortie_start", "sortie_done", "sortie_aborted"):
+        key = (ev.subject, ev.data.get("sortie", ""))
+        row = out.setdefault(key, {"drone_id": ev.subject, "sortie": key[1], "grid_ids": ev.data.get("grid_ids", []),
+                                   "start_s": None, "end_s": None, "outcome": "flying", "detail": ""})
+        if ev.kind == "sortie_start":
+            row["start_s"] = round(ev.t_s, 1)
+        else:
+            row["end_s"] = round(ev.t_s, 1)
+            row["outcome"] = "completed" if ev.kind == "sortie_done" else "aborted"
+            row["detail"] = ev.data.get("detail", "")
+    resumed = {(ev.subject, ev.data.get("sortie", "")): ev.data for ev in store.events("sortie_replanned")}
+    for key, row in out.items():
+        if row["outcome"] == "aborted" and key in resumed:
+            row["outcome"] = ("aborted, remaining cells re-planned" if resumed[key].get("cells")
+                              else "aborted, its cells already seen")
+    return list(out.values())
+
+
+def build_report(run_dir: Path) -> dict[str, Any]:
+    """The report as a dict (also written as report.json by `write_report`)."""
+    store = EventStore(run_dir, readonly=True)
+    try:
+        scenario = store.meta("scenario", {})
+        criteria = scenario.get("pass", {})
+        outcomes = _match_incidents(store, scenario)
+        lost = _alerts_lost(store)
+        sorties = _sorties(store)
+        coverage = store.meta("coverage", {})
+        failsafes = [{"t_s": round(e.t_s, 1), "drone_id": e.subject, **e.data}
+                     for e in store.events("vehicle_event") if e.data.get("event") in ("failsafe", "low_battery",
+                                                                                         "link_lost", "link_regained")]
+        faults = [{"t_s": round(e.t_s, 1), "fault": e.subject, **e.data} for e in store.events("fault")]
+        overwatch = [{"t_s": round(e.t_s, 1), "drone_id": e.subject, "what": e.kind, **e.data}
+                     for e in store.events("overwatch_start", "overwatch_end", "patrol_resumed", "overwatch_failed")]
+        errors = [{"t_s": round(e.t_s, 1), "stage": e.subject, **e.data} for e in store.events("stage_error")]
+        extra_detections = sorted({e.subject for e in store.events("detection")}
+                                  - {o.incident_id for o in outcomes if o.incident_id}
+                                  - {d for o in outcomes for d in o.duplicate_ids})
+        run = store.meta("run", {})
+    finally:
+        store.close()
+
+    failures: list[str] = []
+
+    def need(flag: str, ok_of, what: str) -> None:
+        if criteria.get(flag):
+            bad = [o.name for o in outcomes if not ok_of(o)]
+            if bad:
+                failures.append(f"{what}: {', '.join(bad)}")
+
+    need("all_incidents_detected", lambda o: o.detected_s is not None, "not detected")
+    need("all_incidents_alerted", lambda o: o.alerted_s is not None, "no unit alerted")
+    need("all_incidents_accepted", lambda o: o.accepted_s is not None, "no unit accepted")
+    need("all_incidents_reached", lambda o: o.arrived_s is not None, "no unit arrived")
+    if criteria.get("no_alert_lost") and lost:
+        failures.append(f"alerts not received by their unit: {', '.join(lost)}")
+    if criteria.get("sorties_completed"):
+        bad = [f"{s['drone_id']}/{s['sortie']} ({s['outcome']})" for s in sorties
+               if s["outcome"] not in ("completed", "aborted, remaining cells re-planned",
+                                       "aborted, its cells already seen")]
+        if not sorties:
+            bad = ["no sortie flown"]
+        if bad:
+            failures.append(f"sorties not completed or resumed: {', '.join(bad)}")
+    if criteria.get("max_alert_latency_s") is not None:
+        lim = criteria["max_alert_latency_s"]
+        bad = [f"{o.name} {o.alert_latency_s:.1f} s" for o in outcomes
+               if o.alert_latency_s is not None and o.alert_latency_s > lim]
+        if bad:
+            failures.append(f"alert latency over {lim} s: {', '.join(bad)}")
+    if criteria.get("max_geolocation_error_m") is not None:
+        lim = criteria["max_geolocation_error_m"]
+        bad = [f"{o.name} {o.geolocation_error_m:.1f} m" for o in outcomes
+               if o.geolocation_error_m is not None and o.geolocation_error_m > lim]
+        if bad:
+            failures.append(f"geolocation error over {lim} m: {', '.join(bad)}")
+    if criteria.get("min_coverage_pct") is not None:
+        pct = coverage.get("coverage_pct", 0.0)
+        if pct < criteria["min_coverage_pct"]:
+            failures.append(f"coverage {pct:.1f} % below {criteria['min_coverage_pct']} %")
+    if errors:
+        failures.append(f"stage errors: {'; '.join(e['stage'] + ': ' + str(e.get('error')) for e in errors)}")
+
+    return {
+        "schema": "patrol.report/1",
+        "scenario": scenario.get("name"),
+        "run": run,
+        "passed": not failures,
+        "failures": failures,
+        "criteria": criteria,
+        "incidents": [o.as_dict() for o in outcomes],
+        "missed_incidents": [o.name for o in outcomes if o.detected_s is None],
+        "unmatched_detections": extra_detections,
+        "alerts_lost": lost,
+        "coverage": coverage,
+        "sorties": sorties,
+        "failsafes": failsafes,
+        "faults": faults,
+        "overwatch": overwatch,
+        "stage_errors": errors,
+    }
+
+
+# ------------------------------------------------------------------------------------ rendering
+_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+_KIND_COLOUR = {"fire": "#e4572e", "crowd": "#7b2cbf", "stopped_vehicle": "#1d3557", "intrusion": "#f4a261"}
+
+
+def _map_svg(run_dir: Path, report: dict, width: int = 900, height: int = 640) -> str:
+    store = EventStore(run_dir, readonly=True)
+    try:
+        cells = store.meta("cells_geo", {})
+        docks = store.meta("docks", [])
+        poses = store.poses()
+        units = store.unit_tracks()
+    finally:
+        store.close()
+    pts: list[tuple[float, float]] = []
+    for rings in cells.values():
+        for ring in rings:
+            pts.extend(ring)
+    for track in poses.values():
+        pts.extend((p[1], p[2]) for p in track)
+    for track in units.values():
+        pts.extend((p[1], p[2]) for p in track)
+    for inc in report["incidents"]:
+        pts.append((inc["lat"], inc["lon"]))
+    if not pts:
+        return "<p>(nothing to draw)</p>"
+    lat0 = sum(p[0] for p in pts) / len(pts)
+    lon0 = sum(p[1] for p in pts) / len(pts)
+    frame = LocalFrame(lat0, lon0)
+    en = [frame.to_en(lat, lon) for lat, lon in pts]
+    min_e, max_e = min(e for e, _ in en), max(e for e, _ in en)
+    min_n, max_n = min(n for _, n in en), max(n for _, n in en)
+    span = max(max_e - min_e, max_n - min_n, 50.0) * 1.08
+    scale = min(width, height) / span
+    cx, cy = (min_e + max_e) / 2, (min_n + max_n) / 2
+
+    def xy(lat: float, lon: float) -> tuple[float, float]:
+        e, n = frame.to_en(lat, lon)
+        return width / 2 + (e - cx) * scale, height / 2 - (n - cy) * scale
+
+    def path(points) -> str:
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(la, lo) for la, lo in points))
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" style="background:#f6f4ee;border:1px solid #ccc">']
+    seen = report.get("coverage", {}).get("cells", {})
+    for gid, rings in cells.items():
+        frac = seen.get(gid, {}).get("seen_fraction", 0.0)
+        fill = f"rgba(46,139,87,{0.12 + 0.45 * frac:.2f})"
+        for ring in rings:
+            out.append(f'<polygon points="{path(ring)}" fill="{fill}" stroke="#7a7a7a" stroke-width="0.8">'
+                       f'<title>{html.escape(gid)}: {100 * frac:.0f} % seen</title></polygon>')
+    for i, (drone, track) in enumerate(sorted(poses.items())):
+        c = _COLOURS[i % len(_COLOURS)]
+        airborne = [(p[1], p[2]) for p in track if p[3] is not None and p[3] > 2.0]
+        if len(airborne) > 1:
+            out.append(f'<polyline points="{path(airborne)}" fill="none" stroke="{c}" stroke-width="1.6" '
+                       f'stroke-opacity="0.85"><title>{html.escape(drone)} route flown</title></polyline>')
+    for unit, track in sorted(units.items()):
+        if len(track) > 1:
+            out.append(f'<polyline points="{path([(p[1], p[2]) for p in track])}" fill="none" stroke="#444" '
+                       f'stroke-width="1.2" stroke-dasharray="4 3"><title>unit {html.escape(unit)}</title></polyline>')
+        x, y = xy(track[-1][1], track[-1][2])
+        out.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#444"/>'
+                   f'<text x="{x + 6:.1f}" y="{y + 4:.1f}" font-size="11">{html.escape(unit)}</text>')
+    for d in docks:
+        x, y = xy(d["lat"], d["lon"])
+        out.append(f'<polygon points="{x:.1f},{y - 8:.1f} {x + 7:.1f},{y + 6:.1f} {x - 7:.1f},{y + 6:.1f}" '
+                   f'fill="#111"><title>dock {html.escape(d["grid_id"])}</title></polygon>')
+    for inc in report["incidents"]:
+        c = _KIND_COLOUR.get(inc["kind"], "#000")
+        x, y = xy(inc["lat"], inc["lon"])
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{c}" stroke="#000"><title>{html.escape(inc["name"])}'
+                   f' (true position)</title></circle><text x="{x + 9:.1f}" y="{y - 8:.1f}" font-size="12" '
+                   f'font-weight="bold">{html.escape(inc["name"])}</text>')
+        if inc.get("detected_lat") is not None:
+            dx, dy = xy(inc["detected_lat"], inc["detected_lon"])
+            out.append(f'<path d="M{dx - 5:.1f},{dy - 5:.1f} L{dx + 5:.1f},{dy + 5:.1f} M{dx - 5:.1f},{dy + 5:.1f} '
+                       f'L{dx + 5:.1f},{dy - 5:.1f}" stroke="#000" stroke-width="2"><title>detected position, '
+                       f'error {inc.get("geolocation_error_m")} m</title></path>')
+    bar_m = 10 ** math.floor(math.log10(span / 4))
+    out.append(f'<line x1="20" y1="{height - 20}" x2="{20 + bar_m * scale:.1f}" y2="{height - 20}" stroke="#000" '
+               f'stroke-width="3"/><text x="20" y="{height - 26}" font-size="11">{bar_m:g} m</text>')
+    out.append(f'<text x="{width - 20}" y="24" font-size="14" text-anchor="end">N ↑</text></svg>')
+    return "\n".join(out)
+
+
+def _timeline_svg(report: dict, width: int = 900) -> str:
+    rows: list[tuple[str, list[tuple[float, float, str, str]], list[tuple[float, str, str]]]] = []
+    end = report.get("run", {}).get("ended_s") or 1.0
+    for s in report["sorties"]:
+        label = f"{s['drone_id']} {s['sortie']}"
+        colour = "#2e8b57" if s["outcome"] == "completed" else "#c0392b" if s["outcome"] == "aborted" else "#888"
+        rows.append((label, [(s["start_s"] or 0.0, s["end_s"] or end, colour, s["outcome"])], []))
+    marks = [("started_s", "start", "#999"), ("in_view_s", "in view", "#f1c40f"), ("detected_s", "detected", "#e67e22"),
+             ("alerted_s", "alerted", "#c0392b"), ("accepted_s", "accepted", "#2980b9"),
+             ("arrived_s", "arrived", "#27ae60"), ("resolved_s", "resolved", "#2c3e50")]
+    for inc in report["incidents"]:
+        pts = [(inc[k], name, c) for k, name, c in marks if inc.get(k) is not None]
+        rows.append((inc["name"], [], pts))
+    for f in report["faults"]:
+        rows.append((f"fault {f['fault']}", [], [(f["t_s"], f["fault"], "#000")]))
+    end = max([end] + [p[0] for _, _, ps in rows for p in ps] + [b[1] for _, bs, _ in rows for b in bs])
+    left, row_h = 170, 22
+    height = 40 + row_h * len(rows)
+    x_of = lambda t: left + (width - left - 20) * (t / end if end else 0)  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" style="background:#fff">']
+    for i in range(0, 11):
+        t = end * i / 10
+        out.append(f'<line x1="{x_of(t):.1f}" y1="20" x2="{x_of(t):.1f}" y2="{height - 10}" stroke="#eee"/>'
+                   f'<text x="{x_of(t):.1f}" y="14" font-size="10" text-anchor="middle">{t:.0f} s</text>')
+    for r, (label, bars, pts) in enumerate(rows):
+        y = 30 + r * row_h
+        out.append(f'<text x="4" y="{y + 12}" font-size="11">{html.escape(label)}</text>')
+        for a, b, c, what in bars:
+            out.append(f'<rect x="{x_of(a):.1f}" y="{y + 2}" width="{max(1.0, x_of(b) - x_of(a)):.1f}" height="14" '
+                       f'fill="{c}" fill-opacity="0.7"><title>{html.escape(what)} {a:.0f}-{b:.0f} s</title></rect>')
+        for t, name, c in pts:
+            out.append(f'<circle cx="{x_of(t):.1f}" cy="{y + 9}" r="5" fill="{c}"><title>{name} at {t:.1f} s'
+                       f'</title></circle>')
+    out.append("</svg>")
+    legend = " ".join(f'<span style="color:{c}">●</span> {n}' for _, n, c in marks)
+    return "\n".join(out) + f"<p style='font-size:12px'>{legend}</p>"
+
+
+def _html(run_dir: Path, report: dict) -> str:
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    colour = "#1e8449" if report["passed"] else "#c0392b"
+    cols = ["name", "kind", "started_s", "in_view_s", "detected_s", "geolocation_error_m", "drone_id",
+            "overwatch_drone", "alerted_s", "alert_latency_s", "unit_id", "accepted_s", "arrived_s", "resolved_s"]
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(i.get(c) if i.get(c) is not None else '—'))}</td>"
+                                    for c in cols) + "</tr>" for i in report["incidents"])
+    cov = report.get("coverage", {})
+    fails = "".join(f"<li>{html.escape(f)}</li>" for f in report["failures"]) or "<li>none</li>"
+    sorties = "".join(f"<tr><td>{html.escape(s['drone_id'])}</td><td>{html.escape(s['sortie'])}</td>"
+                      f"<td>{s['start_s']}</td><td>{s['end_s']}</td><td>{html.escape(s['outcome'])}</td>"
+                      f"<td>{html.escape(str(s['detail']))}</td></tr>" for s in report["sorties"])
+    safes = "".join(f"<li>{f['t_s']} s {html.escape(f['drone_id'])}: {html.escape(str(f.get('event')))} "
+                    f"{html.escape(str(f.get('detail', '')))}</li>" for f in report["failsafes"]) or "<li>none</li>"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Patrol report {html.escape(str(report['scenario']))}</title>
+<style>body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:3px 6px}} th{{background:#eee}}</style></head><body>
+<h1>After-action report: {html.escape(str(report['scenario']))} — <span style="color:{colour}">{verdict}</span></h1>
+<p>Run: {html.escape(json.dumps(report.get('run', {})))}</p>
+<h2>Criteria not met</h2><ul>{fails}</ul>
+<h2>Map</h2><p>Cells shaded by the share seen; coloured lines are routes flown, dashed lines unit tracks,
+dots true incident positions, crosses where vision placed them, triangles docks.</p>
+{_map_svg(run_dir, report)}
+<h2>Incidents</h2><table><tr>{head}</tr>{body}</table>
+<p>Missed: {html.escape(', '.join(report['missed_incidents']) or 'none')}. Alerts lost:
+{html.escape(', '.join(report['alerts_lost']) or 'none')}. Other detections: {html.escape(', '.join(report['unmatched_detections']) or 'none')}.</p>
+<h2>Timeline (scenario seconds)</h2>{_timeline_svg(report)}
+<h2>Coverage</h2><p>{cov.get('coverage_pct', 0):.1f} % of the {len(cov.get('cells', {}))} cells' flyable area seen
+(cells fully seen: {cov.get('cells_seen', 0)}).</p>
+<h2>Sorties</h2><table><tr><th>drone</th><th>sortie</th><th>start s</th><th>end s</th><th>outcome</th><th>detail</th></tr>{sorties}</table>
+<h2>Failsafes and link events</h2><ul>{safes}</ul>
+</body></html>"""
+
+
+def _png(run_dir: Path, report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    store = EventStore(run_dir, readonly=True)
+    try:
+        cells = store.meta("cells_geo", {})
+        poses = store.poses()
+        units = store.unit_tracks()
+    finally:
+        store.close()
+    fig, ax = plt.subplots(figsize=(8, 7))
+    for rings in cells.values():
+        for ring in rings:
+            ax.fill([p[1] for p in ring], [p[0] for p in ring], facecolor="#cfe8d6", edgecolor="#777", lw=0.6)
+    for i, (drone, track) in enumerate(sorted(poses.items())):
+        air = [p for p in track if p[3] is not None and p[3] > 2]
+        ax.plot([p[2] for p in air], [p[1] for p in air], color=_COLOURS[i % len(_COLOURS)], lw=1.2, label=drone)
+    for unit, track in units.items():
+        ax.plot([p[2] for p in track], [p[1] for p in track], color="#444", lw=0.8, ls="--")
+    for inc in report["incidents"]:
+        ax.scatter([inc["lon"]], [inc["lat"]], s=90, color=_KIND_COLOUR.get(inc["kind"], "k"), edgecolor="k", zorder=5)
+        ax.annotate(inc["name"], (inc["lon"], inc["lat"]), xytext=(6, 6), textcoords="offset points")
+    ax.set_aspect(1 / math.cos(math.radians(sum(i["lat"] for i in report["incidents"]) /
+                                            max(1, len(report["incidents"])) or 32.0)))
+    ax.set_title(f"{report['scenario']}: {'PASSED' if report['passed'] else 'FAILED'}")
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write_report(run_dir: Path) -> dict[str, Any]:
+    """Build and write report.json, report.html and report.png; returns the report."""
+    run_dir = Path(run_dir)
+    report = build_report(run_dir)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    (run_dir / "report.html").write_text(_html(run_dir, report))
+    try:
+        _png(run_dir, report, run_dir / "report.png")
+    except Exception as exc:  # the PNG is a convenience; the JSON and HTML are the record
+        report.setdefault("notes", []).append(f"report.png not drawn: {exc}")
+    return report

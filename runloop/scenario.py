@@ -1,0 +1,231 @@
+"""The scenario file (YAML): what a patrol run flies, what happens in the world, what counts as passing.
+
+One pydantic model per section, unknown keys rejected by name. Times (`at_s`, `duration_s`) are
+scenario seconds: the simulated vehicles' clock, which runs `speedup` times the wall clock.
+
+    scenario = load_scenario("sim/scenarios/danyang-demo.yaml")
+    scenario.fleet.drones, scenario.incidents[0].kind, scenario.pass_.all_incidents_alerted
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from common.values import IncidentKind
+from runloop.errors import RunError
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "sim" / "scenarios"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FleetSection(_Section):
+    """The drones: how many, where they are docked, their battery and survey altitude."""
+
+    drones: int = Field(3, ge=1, le=12)
+    endurance_min: float = Field(25.0, gt=1, title="flight time of a full battery")
+    altitude_m: float = Field(60.0, gt=5, le=120, title="survey altitude AGL")
+    dock: str | None = Field(None, title="dock grid_id all drones start from; default: spread over the docks")
+    cruise_speed_m_s: float = Field(10.0, gt=0.5, le=30)
+    reserve: float = Field(0.2, ge=0, lt=0.9)
+    battery_pct: float = Field(100.0, gt=0, le=100, title="charge at the start of the run")
+
+
+class RidersSection(_Section):
+    """Simulated motorcycle units (the sim.riders defaults, in scenario seconds)."""
+
+    count: int = Field(4, ge=0, le=200)
+    radius_m: float = Field(800.0, gt=0, title="units start on a ring this far from the patrol area")
+    speed_m_s: float = Field(11.0, gt=0, le=40)
+    accept_delay_s: float = Field(5.0, ge=0)
+    decline_rate: float = Field(0.0, ge=0, le=1)
+    on_scene_s: float = Field(60.0, ge=0)
+    route: str = Field("straight", pattern="^(straight|grid)$")
+
+
+class IncidentSpec(_Section):
+    """One scripted incident: a camera actor at a place, from a time."""
+
+    kind: IncidentKind
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    at_s: float = Field(0.0, ge=0, title="when it starts (fire ignites, crowd gathers, car stops)")
+    name: str | None = None
+    trigger: Literal["auto", "time", "pass", "hover"] = Field(
+        "auto", title="time: at at_s; pass: once a drone sweeping its cell approaches; hover: once a drone "
+                      "holds position nearby (e.g. over another incident); auto: time for fires, pass otherwise")
+
+    @field_validator("kind")
+    @classmethod
+    def _supported(cls, kind: IncidentKind) -> IncidentKind:
+        if kind == IncidentKind.INTRUSION:
+            raise ValueError("intrusion incidents need restricted zones, which scenarios do not carry yet")
+        return kind
+
+
+class LinkCut(_Section):
+    drone: int = Field(ge=1, title="1-based drone number")
+    seconds: float = Field(gt=0, le=600)
+
+
+class BatteryFault(_Section):
+    drone: int = Field(ge=1)
+    pct: float = Field(ge=0, le=100, title="battery drained to this")
+
+
+class FaultSpec(_Section):
+    """Something going wrong at `at_s`: exactly one of link_cut, broker_restart, battery."""
+
+    at_s: float = Field(ge=0)
+    link_cut: LinkCut | None = None
+    broker_restart: bool = False
+    broker_down_s: float = Field(2.0, ge=0, le=120, title="how long the broker stays down (wall seconds)")
+    battery: BatteryFault | None = None
+
+    @model_validator(mode="after")
+    def _one_fault(self) -> "FaultSpec":
+        n = sum([self.link_cut is not None, self.broker_restart, self.battery is not None])
+        if n != 1:
+            raise ValueError(f"a fault at {self.at_s} s must name exactly one of link_cut, broker_restart, battery")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "link_cut" if self.link_cut else "broker_restart" if self.broker_restart else "battery"
+
+
+class PassCriteria(_Section):
+    """What the run must show to pass; each unset criterion is not checked."""
+
+    all_incidents_detected: bool = True
+    all_incidents_alerted: bool = True
+    all_incidents_accepted: bool = False
+    all_incidents_reached: bool = False
+    no_alert_lost: bool = True
+    sorties_completed: bool = False
+    max_alert_latency_s: float | None = Field(None, gt=0, title="scenario seconds from detection to alert")
+    max_geolocation_error_m: float | None = Field(None, gt=0)
+    min_coverage_pct: float | None = Field(None, ge=0, le=100)
+
+
+class CameraSection(_Section):
+    """The simulated payload camera each drone renders; low resolution keeps 3 drones on 2 cores."""
+
+    width_px: int = Field(640, ge=160, le=1920)
+    height_px: int = Field(360, ge=90, le=1080)
+    hfov_deg: float = Field(82.0, gt=10, lt=170)
+    fps: float = Field(5.0, gt=0, le=30, title="frames per scenario second")
+    scene_size_m: float = Field(360.0, ge=100, le=1500, title="textured ground around each incident")
+
+
+class OverwatchSection(_Section):
+    standoff_m: float = Field(12.0, ge=0, le=200, title="hold this far from the incident (nadir camera keeps it in view)")
+    alt_m: float | None = Field(None, gt=5, le=120, title="hold altitude; default the survey altitude")
+    min_battery_pct: float = Field(35.0, ge=0, le=100, title="a drone with less is not sent to hold")
+
+
+class Scenario(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    seed: int = 0
+    grids: Path = Field(Path("mission_planner/samples/danyang_grids.geojson"))
+    cells: list[str] | None = Field(None, title="grid_ids to patrol; default: the area, or every cell")
+    area: tuple[float, float, float, float] | None = Field(None, title="bbox min_lon, min_lat, max_lon, max_lat")
+    duration_s: float = Field(900.0, gt=0, le=48 * 3600)
+    speedup: float = Field(10.0, ge=0.1, le=100)
+    fleet: FleetSection = FleetSection()
+    riders: RidersSection = RidersSection()
+    incidents: list[IncidentSpec] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(default_factory=list)
+    pass_: PassCriteria = Field(PassCriteria(), alias="pass")
+    camera: CameraSection = CameraSection()
+    overwatch: OverwatchSection = OverwatchSection()
+    vision: dict[str, Any] = Field(default_factory=dict, title="vision/ config sections (VisionConfig keys)")
+    source: Path | None = Field(None, exclude=True, title="the file this was read from")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Scenario":
+        for f in self.faults:
+            for d in (f.link_cut, f.battery):
+                if d is not None and d.drone > self.fleet.drones:
+                    raise ValueError(f"fault at {f.at_s} s names drone {d.drone}, the fleet has {self.fleet.drones}")
+        for i in self.incidents:
+            if i.at_s > self.duration_s:
+                raise ValueError(f"incident {i.kind} at {i.at_s} s starts after the run ends ({self.duration_s} s)")
+        return self
+
+    @field_validator("vision")
+    @classmethod
+    def _vision_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            from vision import VisionConfig
+
+            try:
+                VisionConfig.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: "
+                                           f"{'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+                                           for e in exc.errors())) from None
+        return value
+
+    def grids_path(self) -> Path:
+        """The grids file: as given, else next to the scenario file, else in the repository."""
+        for base in ([] if self.grids.is_absolute() else
+                     [Path.cwd()] + ([self.source.parent] if self.source else []) + [REPO_ROOT]):
+            candidate = base / self.grids
+            if candidate.exists():
+                return candidate
+        if self.grids.is_absolute() and self.grids.exists():
+            return self.grids
+        raise RunError(f"scenario {self.name}: grids file {self.grids} not found")
+
+    def incident_names(self) -> list[str]:
+        return [i.name or f"{i.kind.value}-{n + 1}" for n, i in enumerate(self.incidents)]
+
+
+def _problem_text(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key")
+        else:
+            lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_scenario(data: Any, source: Path | None = None) -> Scenario:
+    """Validate a mapping; a RunError lists every problem, each naming its key."""
+    label = str(source) if source else "scenario"
+    if not isinstance(data, dict):
+        raise RunError(f"{label}: top level must be a mapping (name:, fleet:, incidents: ...)")
+    try:
+        return Scenario.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise RunError(f"{label}: invalid scenario\n{_problem_text(exc)}") from exc
+
+
+def resolve_scenario_path(name_or_path: str | Path) -> Path:
+    """A path, or the name of a bundled scenario (sim/scenarios/NAME.yaml)."""
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    bundled = BUNDLED_DIR / f"{name_or_path}.yaml"
+    if bundled.exists():
+        return bundled
+    known = ", ".join(sorted(x.stem for x in BUNDLED_DIR.glob("*.yaml")))
+    raise RunError(f"scenario {name_or_path!r} is neither a file nor a bundled scenario ({known})")
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    path = resolve_scenario_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RunError(f"cannot read scenario {path}: {exc}") from exc
+    return parse_scenario(data, path)

@@ -1,0 +1,367 @@
+"""The stages of one patrol run, started in order by `patrol.run_patrol` and stopped in reverse.
+
+Each `init_*` / `start_*` method sets up one part and records it; `shutdown()` undoes what was
+started, newest first; `write_report()` builds the after-action report from the event store.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from common.values import CameraModel
+from runloop.clock import ScenarioClock
+from runloop.coverage import CoverageLedger
+from runloop.errors import RunError
+from runloop.eventstore import EventStore
+from runloop.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+GROUND_MSL_M = 10.0
+HOVER_CURRENT_A = 29.0
+FINISH_GRACE_S = 5.0  # scenario seconds everything must stay done before the run ends early
+
+
+class PatrolRun:
+    def __init__(self, scenario: Scenario, out: Path):
+        self.scenario = scenario
+        self.out = Path(out)
+        self.started_wall = time.time()
+        self._undo: list[tuple[str, object]] = []
+        self.clock = ScenarioClock(scenario.speedup)
+        self.sim = None
+        self.embedded = None
+        self.broker_restart = None
+
+    # ------------------------------------------------------------------ start-up stages
+    def init_store(self) -> None:
+        for stale in ("events.sqlite", "events.sqlite-wal", "events.sqlite-shm", "dispatch-journal.sqlite"):
+            (self.out / stale).unlink(missing_ok=True)
+        self.store = EventStore(self.out)
+        self._undo.append(("store", self.store.close))
+        sc = self.scenario
+        data = sc.model_dump(mode="json", by_alias=True)
+        data["incident_names"] = sc.incident_names()
+        self.store.set_meta("scenario", data)
+
+    def init_plan(self) -> None:
+        from mission_planner import PlanningError
+
+        try:
+            self._plan()
+        except PlanningError as exc:
+            raise RunError(f"scenario {self.scenario.name}: cannot plan the patrol: {exc}") from exc
+
+    def _plan(self) -> None:
+        from mission_planner import PlannerConfig, load_grids, plan_patrol
+
+        sc = self.scenario
+        self.grids = load_grids(sc.grids_path())
+        cells = sc.cells
+        if cells is None and sc.area is not None:
+            min_lon, min_lat, max_lon, max_lat = sc.area
+            cells = [c.grid_id for c in self.grids.cells
+                     if min_lon <= c.polygon_wgs84.representative_point().x <= max_lon
+                     and min_lat <= c.polygon_wgs84.representative_point().y <= max_lat]
+            if not cells:
+                raise RunError(f"scenario {sc.name}: no cell inside the area {sc.area}")
+        dock = sc.fleet.dock or self.grids.docks[0].grid_id
+        self.dock = self.grids.dock(dock)
+        self.planner_config = PlannerConfig().with_overrides(
+            fleet={"drones": sc.fleet.drones, "endurance_min": sc.fleet.endurance_min, "reserve": sc.fleet.reserve,
+                   "cruise_speed_m_s": sc.fleet.cruise_speed_m_s, "launch_stagger_s": 20.0},
+            coverage={"altitude_m": sc.fleet.altitude_m},
+            schedule={"horizon_h": max(0.05, sc.duration_s / 3600.0)})
+        roster = {f"drone{i + 1:02d}": dock for i in range(sc.fleet.drones)}
+        t0 = time.perf_counter()
+        self.plan = plan_patrol(self.grids, self.planner_config, cells=cells, start_positions=roster)
+        planned = sorted(self.plan.cells)
+        self.store.set_meta("plan", {"cells": planned, "makespan_s": self.plan.makespan_s,
+                                     "sorties": [[s.drone_id, s.sortie_id, list(s.grid_ids), s.start_s, s.duration_s]
+                                                 for s in self.plan.sorties],
+                                     "planning_s": round(time.perf_counter() - t0, 3)})
+        self.store.set_meta("cells_geo", {g: _rings(self.grids.cell(g).polygon_wgs84) for g in planned})
+        self.store.set_meta("docks", [{"grid_id": d.grid_id, "lat": d.lat, "lon": d.lon} for d in self.grids.docks
+                                      if d.grid_id == dock])
+        print(f"planned {len(planned)} cells into {len(self.plan.sorties)} sorties for {sc.fleet.drones} drones "
+              f"from {dock}", flush=True)
+
+    async def start_broker(self, url: str | None, restart, protocol: str | None) -> None:
+        from dispatch.config import BrokerConfig
+
+        if url is None:
+            from dispatch.embedded import EmbeddedBroker
+
+            self.embedded = EmbeddedBroker()
+            await self.embedded.start()
+            self._undo.append(("broker", self.embedded.stop))
+            self.broker = self.embedded.client_config()
+
+            async def restart_embedded(down_s: float) -> None:
+                await self.embedded.stop()
+                await asyncio.sleep(down_s)
+                await self.embedded.start()
+            self.broker_restart = restart_embedded
+        else:
+            self.broker = BrokerConfig(url=url, protocol=protocol or "5")
+            self.broker_restart = restart
+        self.store.set_meta("broker", {"url": self.broker.url, "embedded": self.embedded is not None})
+
+    async def start_vehicles(self, sitl: bool = False, connect_base: str | None = None) -> None:
+        """The built-in simulator (default), real ArduCopter SITL, or vehicles already running."""
+        sc = self.scenario
+        if connect_base:
+            from flight.fleet import fleet_urls
+
+            self.urls = [str(u) for u in fleet_urls(connect_base, sc.fleet.drones)]
+            self.store.set_meta("vehicles", {"kind": "connect", "urls": self.urls})
+            return
+        if sitl:
+            from sim import SimError
+            from sim.sitl import SitlFleet
+
+            try:
+                self.sitl = SitlFleet(count=sc.fleet.drones, home=(self.dock.lat, self.dock.lon, GROUND_MSL_M),
+                                      speedup=sc.speedup, base_port=_free_port_block(sc.fleet.drones))
+                await self.sitl.start()
+            except SimError as exc:
+                raise RunError(f"cannot start ArduCopter SITL: {exc}") from exc
+            self._undo.append(("sitl", self.sitl.stop))
+            self.urls = [inst.url for inst in self.sitl.instances]
+            self.store.set_meta("vehicles", {"kind": "sitl", "urls": self.urls})
+            return
+        from sim.vehicles import SimulatedFleet
+
+        port = _free_port_block(sc.fleet.drones)
+        # The pack is sized to the scenario's endurance (SITL's default 3300 mAh lasts ~7 min at
+        # the ~29 A the simulated copter draws in the air).
+        capacity_mah = HOVER_CURRENT_A * sc.fleet.endurance_min / 60.0 * 1000.0
+        self.sim = SimulatedFleet(count=sc.fleet.drones, base_port=port, home=(self.dock.lat, self.dock.lon, GROUND_MSL_M),
+                                  speedup=sc.speedup, fast_start=True, seed=sc.seed, battery_mah=capacity_mah)
+        await self.sim.start()
+        self._undo.append(("vehicles", self.sim.stop))
+        if sc.fleet.battery_pct < 100:
+            for v in self.sim:
+                v.faults.drain_battery_to(sc.fleet.battery_pct)
+        self.clock = ScenarioClock(sc.speedup, self.sim.clock)
+        self.urls = self.sim.urls
+
+    async def connect_fleet(self) -> None:
+        from flight import Fleet, FlightConfig
+
+        ids = [d.drone_id for d in self.plan.drones]
+        self.fleet = Fleet.from_urls(self.urls[:len(ids)], config=FlightConfig.for_speedup(self.scenario.speedup),
+                                     drone_ids=ids)
+        await self.fleet.connect()
+        self._undo.append(("fleet", self.fleet.close))
+        await asyncio.gather(*(v.wait_armable(timeout_s=60) for v in self.fleet))
+
+    def init_world(self) -> None:
+        from runloop.drones import DroneOps
+        from runloop.world import World
+
+        sc = self.scenario
+        self.camera = CameraModel(sc.camera.width_px, sc.camera.height_px, sc.camera.hfov_deg)
+        self.world = World.build(sc)
+        self.world.set_cells(self._cell_of)
+        self.ledger = CoverageLedger(self.plan.flyable_polygons_m, self.grids.projector, self.camera)
+        self.drones = DroneOps(self.fleet, self.plan, self.grids, self.planner_config, sc, self.clock, self.store,
+                               self.ledger)
+        if self.sim is not None:
+            self.drones.sim_vehicles = {d.drone_id: self.sim[i] for i, d in enumerate(self.plan.drones)}
+
+    def init_dispatcher(self) -> None:
+        from dispatch import Dispatcher
+        from dispatch.config import DispatchConfig
+        from runloop.recorder import Recorder
+
+        s = self.scenario.speedup
+        # The dispatcher runs on the wall clock; its timers are scaled so they mean scenario seconds,
+        # but never so short that a broker round trip counts as a silent unit.
+        cfg = DispatchConfig(journal_path=self.out / "dispatch-journal.sqlite", ack_timeout_s=max(5.0, 60.0 / s),
+                             unit_silence_s=max(10.0, 120.0 / s), escalation_retry_s=max(3.0, 30.0 / s),
+                             typical_speed_m_s=min(60.0, 8.0 * s), drone_state_interval_s=max(0.2, 1.0 / s),
+                             status_interval_s=2.0)
+        self.dispatcher = Dispatcher(self.broker, cfg, on_overwatch_needed=self.drones.overwatch,
+                                     on_release=self.drones.release)
+        self.drones.dispatcher = self.dispatcher
+        self.recorder = Recorder(self.broker, self.store, self.clock)
+
+    async def wait_dispatcher_connected(self, timeout_s: float = 20.0) -> None:
+        try:
+            await self.dispatcher.session.wait_connected(timeout_s)
+        except Exception as exc:
+            raise RunError(f"the dispatcher could not connect to {self.broker.url}: {exc}") from exc
+
+    async def start_publisher(self) -> None:
+        from dispatch import DetectionPublisher
+
+        self.publisher = DetectionPublisher(self.broker, client_id="patrol-run-vision")
+        await self.publisher.__aenter__()
+        self._undo.append(("publisher", self.publisher.close))
+
+    def init_riders(self) -> None:
+        from runloop.recorder import record_rider_receipts
+        from runloop.world import rider_fleet
+
+        state_dir = self.out / "riders"
+        if state_dir.exists():
+            for f in state_dir.glob("*.sqlite*"):
+                f.unlink()
+        state_dir.mkdir(exist_ok=True)
+        self.riders = rider_fleet(self.scenario, self.broker, (self.dock.lat, self.dock.lon), state_dir)
+        record_rider_receipts(self.riders, self.store, self.clock)
+
+    def init_eyes(self) -> None:
+        from runloop.eyes import DroneEyes
+        from vision import IncidentRegistry, VisionConfig
+
+        vcfg = VisionConfig.model_validate(self.scenario.vision)
+        registry = IncidentRegistry(vcfg.incidents, id_prefix="inc")  # shared: two drones, one incident
+        self.eyes = [DroneEyes(rec.drone_id, rec.vehicle, self.world, self.clock, self.store, self.publisher,
+                               self.camera, self.scenario.camera.fps, vcfg, registry, cell_lookup=self._cell_of,
+                               seed=self.scenario.seed + i, sim_clock=self.sim.clock if self.sim else None)
+                     for i, rec in enumerate(self.drones.drones.values())]
+        self.store.set_meta("run", {"started_wall": self.started_wall, "speedup": self.scenario.speedup})
+
+    def _cell_of(self, lat: float, lon: float) -> str | None:
+        from shapely.geometry import Point
+
+        x, y = self.grids.projector.lonlat_to_m(lon, lat)
+        p = Point(float(x), float(y))
+        for g, poly in self.plan.flyable_polygons_m.items():
+            if poly.contains(p):
+                return g
+        return None
+
+    # ------------------------------------------------------------------ running tasks
+    async def script_world(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            t = self.clock()
+            drones = [(r.drone_id, r.vehicle.state.pose.lat, r.vehicle.state.pose.lon, r.vehicle.state.pose.alt_rel_m,
+                       r.vehicle.state.pose.heading_deg, r.vehicle.state.pose.groundspeed_m_s, r.cells)
+                      for r in self.drones.drones.values() if r.vehicle.state.pose is not None and r.vehicle.state.armed]
+            for inc in self.world.step(t, drones):
+                lat, lon = inc.lat_lon
+                self.store.add(t, "incident_start", inc.name, kind=str(inc.spec.kind), lat=lat, lon=lon)
+            await asyncio.sleep(self.clock.wall_s(0.5))
+
+    async def script_faults(self, stop: asyncio.Event) -> None:
+        for fault in sorted(self.scenario.faults, key=lambda f: f.at_s):
+            if not await self.clock.sleep_until(fault.at_s, stop):
+                return
+            t = self.clock()
+            if (fault.link_cut or fault.battery) and self.sim is None:
+                self.store.add(t, "stage_error", "faults", error=f"{fault.kind} at {fault.at_s} s needs the built-in "
+                                                                 "simulator; not injected")
+                continue
+            if fault.link_cut:
+                self.sim[fault.link_cut.drone - 1].faults.cut_link(fault.link_cut.seconds)
+                self.store.add(t, "fault", "link_cut", drone=fault.link_cut.drone, seconds=fault.link_cut.seconds)
+            elif fault.battery:
+                self.sim[fault.battery.drone - 1].faults.drain_battery_to(fault.battery.pct)
+                self.store.add(t, "fault", "battery", drone=fault.battery.drone, pct=fault.battery.pct)
+            elif fault.broker_restart:
+                self.store.add(t, "fault", "broker_restart", down_s=fault.broker_down_s)
+                if self.broker_restart is None:
+                    self.store.add(t, "stage_error", "faults", error="broker_restart: this broker cannot be restarted")
+                else:
+                    await self.broker_restart(fault.broker_down_s)
+
+    async def live(self, stop: asyncio.Event) -> None:
+        from runloop.live import live_table
+
+        await live_table(stop, self.clock, self.drones, self.recorder, self.world)
+
+    async def finish_when_done(self, stop: asyncio.Event) -> None:
+        """Stop at duration_s, or earlier once every sortie is flown, every scripted incident has
+        started and every case the dispatcher opened is closed."""
+        done_since: float | None = None
+        while not stop.is_set():
+            t = self.clock()
+            if t >= self.scenario.duration_s:
+                self.store.add(t, "run_end", "duration")
+                break
+            done = (self.drones.all_finished and all(i.started_s is not None for i in self.world.incidents)
+                    and not self.dispatcher.cases and not any(r.overwatch_incident for r in self.drones.drones.values()))
+            if done:
+                done_since = done_since if done_since is not None else t
+                if t - done_since >= FINISH_GRACE_S:
+                    self.store.add(t, "run_end", "all work done")
+                    break
+            else:
+                done_since = None
+            await asyncio.sleep(0.2)
+        stop.set()
+
+    def record_stage_errors(self, errors) -> None:
+        for exc in errors:
+            log.error("patrol stage failed: %r", exc, exc_info=exc)
+            if hasattr(self, "store"):
+                self.store.add(self.clock(), "stage_error", type(exc).__name__, error=str(exc) or repr(exc))
+
+    def stop_on_signals(self, stop: asyncio.Event) -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        self._signals = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                self._signals.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+                pass
+
+    def remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in getattr(self, "_signals", []):
+            loop.remove_signal_handler(sig)
+
+    # ------------------------------------------------------------------ shutdown and report
+    async def shutdown(self) -> None:
+        ended_s = self.clock()
+        if hasattr(self, "ledger") and hasattr(self, "store"):
+            self.store.set_meta("coverage", self.ledger.summary())
+        if hasattr(self, "store"):
+            self.store.set_meta("run", {"started_wall": self.started_wall, "speedup": self.scenario.speedup,
+                                        "ended_s": round(ended_s, 1), "wall_s": round(time.time() - self.started_wall, 1)})
+        for name, undo in reversed(self._undo):
+            try:
+                result = undo()
+                if asyncio.iscoroutine(result):
+                    await asyncio.wait_for(result, 15)
+            except Exception as exc:
+                log.warning("stopping %s: %s", name, exc)
+
+    def write_report(self) -> dict:
+        from runloop.report import write_report
+
+        return write_report(self.out)
+
+
+def _rings(geom) -> list[list[tuple[float, float]]]:
+    polys = list(geom.geoms) if hasattr(geom, "geoms") else [geom]
+    return [[(round(y, 7), round(x, 7)) for x, y in p.exterior.coords] for p in polys]
+
+
+def _free_port_block(count: int, step: int = 10) -> int:
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - step * count)
+        socks = []
+        try:
+            for i in range(count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + step * i))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RunError("no free block of loopback ports for the simulated vehicles")

@@ -1,0 +1,42 @@
+"""Which drone holds overwatch: the closest one flying its patrol with energy to spare."""
+from types import SimpleNamespace
+
+from common.geo import offset
+from common.values import Pose
+from runloop.drones import DroneOps, DroneRecord
+from runloop.scenario import parse_scenario
+
+INCIDENT = (32.0, 119.58)
+
+
+def get_drone(drone_id, north_m, *, mode="AUTO", battery=80.0, seq=5, overwatch=None, link_ok=True):
+    """A drone north_m north of the incident, at 60 m, in `mode`."""
+    lat, lon = offset(*INCIDENT, north_m, 0.0)
+    state = SimpleNamespace(armed=True, link_ok=link_ok, pose=Pose(0, lat, lon, 60.0, 70.0), mode=mode,
+                            battery_remaining_pct=battery, mission_seq=seq)
+    return DroneRecord(drone_id, SimpleNamespace(state=state), "DOCK", overwatch_incident=overwatch,
+                       watching={overwatch: INCIDENT} if overwatch else {})
+
+
+def get_ops(*drones) -> DroneOps:
+    ops = DroneOps.__new__(DroneOps)
+    ops.scenario = parse_scenario({"name": "t", "overwatch": {"min_battery_pct": 35}})
+    ops.drones = {d.drone_id: d for d in drones}
+    return ops
+
+
+def choose(*drones) -> str | None:
+    rec = get_ops(*drones).choose_overwatch_drone(*INCIDENT)
+    return rec.drone_id if rec else None
+
+
+def test_closest_patrolling_drone_is_chosen():
+    """Of two drones in AUTO, the nearer one."""
+    assert choose(get_drone("far", 400), get_drone("near", 100)) == "near"
+
+
+def test_drones_without_energy_to_spare_are_passed_over():
+    """Low battery, RTL, take-off (GUIDED, item < 2), lost link or already on overwatch: not chosen."""
+    assert choose(get_drone("low", 50, battery=20), get_drone("ok", 600)) == "ok"
+    assert choose(get_drone("rtl", 50, mode="RTL"), get_drone("takeoff", 60, mode="GUIDED", seq=1),
+                  get_drone("lost", 70, link_ok=False), get_drone("busy", 80, overwatch="inc-1")) is None

@@ -1,0 +1,84 @@
+"""The scenario file: bundled scenarios load, bad ones are refused naming the key."""
+import pytest
+
+from runloop import RunError
+from runloop.scenario import BUNDLED_DIR, load_scenario, parse_scenario
+
+
+def get_minimal(**extra) -> dict:
+    """A small valid scenario mapping with `extra` keys merged in."""
+    return {"name": "t", "incidents": [{"kind": "fire", "lat": 32.0, "lon": 119.58, "at_s": 10}], **extra}
+
+
+@pytest.mark.parametrize("path", sorted(BUNDLED_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_bundled_scenarios_load_and_find_their_grids(path):
+    """Every bundled scenario validates and its grids file resolves."""
+    scenario = load_scenario(path.stem)
+    assert scenario.grids_path().exists()
+    assert scenario.incidents
+
+
+def test_demo_scenario_is_what_the_issue_asks_for():
+    """danyang-demo: 3 drones, 4 riders, a fire, a crowd and a stopped vehicle."""
+    s = load_scenario("danyang-demo")
+    assert (s.fleet.drones, s.riders.count) == (3, 4)
+    assert sorted(i.kind.value for i in s.incidents) == ["crowd", "fire", "stopped_vehicle"]
+
+
+def test_unknown_key_is_refused_by_name():
+    """A typo in a section is reported with its path, not silently ignored."""
+    with pytest.raises(RunError, match=r"fleet\.dronez: unknown key"):
+        parse_scenario(get_minimal(fleet={"dronez": 3}))
+
+
+def test_every_problem_is_listed_at_once():
+    """Two bad fields give two lines."""
+    with pytest.raises(RunError) as err:
+        parse_scenario(get_minimal(speedup=0, riders={"count": -1}))
+    assert "speedup" in str(err.value) and "riders.count" in str(err.value)
+
+
+def test_fault_must_name_exactly_one_thing():
+    """A fault with two kinds (or none) is refused."""
+    with pytest.raises(RunError, match="exactly one"):
+        parse_scenario(get_minimal(faults=[{"at_s": 5, "broker_restart": True,
+                                            "link_cut": {"drone": 1, "seconds": 3}}]))
+
+
+def test_fault_naming_a_missing_drone_is_refused():
+    """link_cut on drone 4 of a 3-drone fleet."""
+    with pytest.raises(RunError, match="drone 4"):
+        parse_scenario(get_minimal(faults=[{"at_s": 5, "link_cut": {"drone": 4, "seconds": 3}}]))
+
+
+def test_bad_vision_section_is_refused():
+    """Vision overrides are checked against vision's own config."""
+    with pytest.raises(RunError, match="vision"):
+        parse_scenario(get_minimal(vision={"stopped_vehicle": {"stationary_seconds": 3}}))
+
+
+def test_unknown_scenario_name_lists_the_bundled_ones():
+    """A name that is no file and no bundled scenario says which exist."""
+    with pytest.raises(RunError, match="danyang-demo"):
+        load_scenario("no-such-scenario")
+
+
+def test_patrol_run_refuses_a_bad_scenario_with_exit_2(tmp_path, capsys):
+    """`patrol run` on a scenario with an unknown key exits 2 naming it, and starts nothing."""
+    import patrol
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nfleet: {drones: 2, batteries: 3}\n")
+    assert patrol.main(["run", "--scenario", str(bad), "--out", str(tmp_path / "run"), "--no-live"]) == 2
+    assert "fleet.batteries: unknown key" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_patrol_run_reports_cells_out_of_reach_with_exit_2(tmp_path, capsys):
+    """A fleet whose battery cannot reach the cells: the planner's reason, exit 2, no run started."""
+    import patrol
+
+    sc = tmp_path / "far.yaml"
+    sc.write_text("name: far\ncells: [DY-C0266]\nfleet: {drones: 1, dock: DOCK-SW, endurance_min: 2}\n")
+    assert patrol.main(["run", "--scenario", str(sc), "--out", str(tmp_path / "run"), "--no-live"]) == 2
+    assert "cannot plan the patrol" in capsys.readouterr().err
