@@ -15,10 +15,12 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/patrol demo
 
-# Most tests wait on simulated vehicles and brokers rather than compute: two workers halve the wall time.
+# Most tests wait on simulated vehicles and brokers rather than compute: two workers halve the
+# wall time. Whole patrols (marker e2e) run first, alone, each needing the machine to itself.
 PYTEST_ARGS ?= -n 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m e2e
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m "not soak and not bench and not e2e"
 
 bench: $(STAMP)
 	for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
