@@ -19,7 +19,7 @@ demo: $(STAMP)
 # wall time. Whole patrols (marker e2e) run first, alone, each needing the machine to itself.
 PYTEST_ARGS ?= -n 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m e2e
+	$(BIN)/python -m pytest -q -m "e2e and not soak"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m "not soak and not bench and not e2e"
 
 bench: $(STAMP)
