@@ -40,7 +40,8 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # populate_by_name: messages carry their version as `schema`, a name BaseModel reserves
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class IncidentPayload(Strict):
@@ -90,7 +91,6 @@ class DetectionMessage(Strict):
     incident: IncidentPayload
     snapshot: str | None = Field(None, title="base64 JPEG (any size up to the inbound cap)")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_validator("snapshot")
     @classmethod
@@ -123,7 +123,6 @@ class LocationMessage(BaseModel):
 class PresenceMessage(Strict):
     """unit or controller presence, retained; the client's Last Will says offline."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: Literal["patrol.presence/1"] = Field(PRESENCE_SCHEMA, alias="schema")
     state: Literal["online", "offline"]
     # offline because the link was lost (Last Will: still on duty, alerts queue for it) or because
@@ -138,7 +137,6 @@ AckAction = Literal["accept", "decline", "arrived", "resolved"]
 class AckMessage(Strict):
     """unit -> controller on {prefix}/units/{unit_id}/acks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: Literal["patrol.ack/1"] = Field(ACK_SCHEMA, alias="schema")
     alert_id: AlertId
     action: AckAction
@@ -149,7 +147,6 @@ class AckMessage(Strict):
 class AlertMessage(Strict):
     """controller -> unit on {prefix}/units/{unit_id}/alerts, QoS 1."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: Literal["patrol.alert/1"] = Field(ALERT_SCHEMA, alias="schema")
     alert_id: AlertId
     unit_id: Id
@@ -188,7 +185,6 @@ class AlertMessage(Strict):
 class AlertCancelMessage(Strict):
     """controller -> unit on the same alerts topic: stand down from an alert."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: Literal["patrol.alert-cancel/1"] = Field(ALERT_CANCEL_SCHEMA, alias="schema")
     alert_id: AlertId
     incident_id: Id
@@ -202,7 +198,6 @@ DispatchStatus = Literal["unlocated", "pending", "alerting", "accepted", "arrive
 class IncidentRecord(Strict):
     """The controller's view of one incident: retained on {prefix}/incidents/{id}."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: Literal["patrol.incident/1"] = Field(INCIDENT_SCHEMA, alias="schema")
     incident: IncidentPayload
     status: DispatchStatus
@@ -222,7 +217,6 @@ class IncidentRecord(Strict):
 class EventMessage(Strict):
     """controller -> all on {prefix}/events: one incident lifecycle change."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: Literal["patrol.event/1"] = Field(EVENT_SCHEMA, alias="schema")
     type: IncidentState
     before: IncidentRecord | None
@@ -230,7 +224,6 @@ class EventMessage(Strict):
 
 
 class EscalationMessage(Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: Literal["patrol.escalation/1"] = Field(ESCALATION_SCHEMA, alias="schema")
     incident: IncidentPayload
     reason: str
@@ -242,7 +235,6 @@ class EscalationMessage(Strict):
 class DroneStateMessage(Strict):
     """retained ≈1 Hz summary of one drone on {prefix}/drones/{drone_id}/state."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: Literal["patrol.drone-state/1"] = Field(DRONE_STATE_SCHEMA, alias="schema")
     drone_id: Id
     lat: Lat
@@ -257,7 +249,6 @@ class DroneStateMessage(Strict):
 
 
 class ControllerStatusMessage(Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     schema_: Literal["patrol.controller/1"] = Field(CONTROLLER_SCHEMA, alias="schema")
     state: Literal["online", "offline"]
     client_id: str
