@@ -5,6 +5,9 @@
    Target: <= 25 %.
 2. A 500-item verified upload (upload + read back + compare) to the simulator on loopback.
    Target: <= 2 s.
+3. The way home round no-fly zones (`NoFlyZones.route`, what the energy watch asks every second
+   per airborne drone and a controller-flown return flies): graph build and per-route times for
+   a 3 x 3 km sortie fence with 12 zones.
 
     .venv/bin/python bench/flight_bench.py [--vehicles 24] [--window 60]
 """
@@ -105,6 +108,43 @@ async def bench_upload(n_items: int) -> None:
             proc.kill()
 
 
+def bench_routes(zone_count: int = 12, routes: int = 200) -> None:
+    import random
+
+    from common.values import FenceZone
+    from flight.avoidance import NoFlyZones, _graph
+
+    rng = random.Random(7)
+    home = (32.0, 119.58)
+
+    def square(cn: float, ce: float, hn: float, he: float) -> tuple:
+        return tuple(offset(*home, cn + dn, ce + de) for dn, de in [(-hn, -he), (hn, -he), (hn, he), (-hn, he)])
+    boxes: list[tuple[float, float, float, float]] = []
+    while len(boxes) < zone_count:
+        b = (rng.uniform(-1200, 1200), rng.uniform(-1200, 1200), rng.uniform(30, 125), rng.uniform(30, 125))
+        if all(abs(b[0] - o[0]) > b[2] + o[2] + 40 or abs(b[1] - o[1]) > b[3] + o[3] + 40 for o in boxes):
+            boxes.append(b)
+    fence = (FenceZone(True, square(0, 0, 1500, 1500)), *(FenceZone(False, square(*b)) for b in boxes))
+    nf = NoFlyZones.from_fence(fence, margin_m=10.0)
+    t0 = time.perf_counter()
+    _graph(nf)
+    build_ms = (time.perf_counter() - t0) * 1000
+    times, detours = [], 0
+    for _ in range(routes):
+        start = offset(*home, rng.uniform(-1400, 1400), rng.uniform(-1400, 1400))
+        t0 = time.perf_counter()
+        try:
+            r = nf.route(start, home)
+            detours += len(r) > 1
+        except Exception:  # a start inside a zone's margin: no route, as in flight
+            pass
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    print(f"routes home: {zone_count} no-fly zones, graph built in {build_ms:.1f} ms; {routes} routes "
+          f"({detours} round a zone): median {times[len(times) // 2]:.2f} ms, max {times[-1]:.2f} ms "
+          f"(24 drones asking once a second: {24 * sum(times) / len(times) / 10:.1f} % of one core)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vehicles", type=int, default=24)
@@ -112,6 +152,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=500)
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    bench_routes()
     asyncio.run(bench_upload(args.items))
     asyncio.run(bench_fleet(args.vehicles, args.window))
 

@@ -10,6 +10,13 @@ written too.
     .venv/bin/python bench/sim_bench.py [--count 24] [--window 30] [--rate 4] [--out bench-out]
 
 Target (issue 3): simulator CPU <= 50 % of one core with the telemetry rates held.
+
+    .venv/bin/python bench/sim_bench.py --oa [--zones 12]
+
+Object avoidance instead: builds the vehicle's Dijkstra planner for a 3 x 3 km sortie fence with
+`--zones` no-fly polygons (what ArduCopter does when the fence changes) and plans 200 legs across
+it (what every AUTO leg, GUIDED target and RTL costs, re-planned every 0.5 s while on a detour);
+prints the times and draws a few paths to bench-out/sim_oa_bench.png.
 """
 from __future__ import annotations
 
@@ -209,8 +216,79 @@ def report(r: dict, args: argparse.Namespace) -> None:
         pass
 
 
+def oa_main(args: argparse.Namespace) -> int:
+    import random
+
+    from shapely.geometry import Point, Polygon
+
+    from sim.vehicles.avoidance import DijkstraPlanner
+
+    rng = random.Random(7)
+    half = 1500.0
+    inclusion = [Polygon([(-half, -half), (half, -half), (half, half), (-half, half)])]
+    zones: list[Polygon] = []
+    while len(zones) < args.zones:  # city blocks 60..250 m, not overlapping
+        cx, cy = rng.uniform(-1200, 1200), rng.uniform(-1200, 1200)
+        w, h = rng.uniform(60, 250), rng.uniform(60, 250)
+        z = Polygon([(cx - w / 2, cy - h / 2), (cx + w / 2, cy - h / 2), (cx + w / 2, cy + h / 2), (cx - w / 2, cy + h / 2)])
+        if all(z.distance(o) > 40 for o in zones):
+            zones.append(z)
+    t0 = time.perf_counter()
+    planner = DijkstraPlanner(inclusion, zones, [], margin_m=10.0)
+    build_ms = (time.perf_counter() - t0) * 1000
+    legs = []
+    while len(legs) < 200:
+        a = (rng.uniform(-1400, 1400), rng.uniform(-1400, 1400))
+        b = (rng.uniform(-1400, 1400), rng.uniform(-1400, 1400))
+        if not any(z.buffer(10).contains(Point(p)) for z in zones for p in (a, b)):
+            legs.append((a, b))
+    times, detours, failed = [], 0, 0
+    paths = []
+    for a, b in legs:
+        t0 = time.perf_counter()
+        path = planner.path(a, b)
+        times.append((time.perf_counter() - t0) * 1000)
+        if path is None:
+            failed += 1
+        elif len(path) > 1:
+            detours += 1
+            paths.append((a, path))
+    times.sort()
+    print(f"Dijkstra planner, {args.zones} no-fly zones in a 3 x 3 km fence, margin 10 m: "
+          f"graph of {len(planner.nodes)} nodes built in {build_ms:.1f} ms")
+    print(f"200 legs: {detours} needed a detour, {failed} had no path; per leg median {times[100]:.2f} ms, "
+          f"95th percentile {times[190]:.2f} ms, max {times[-1]:.2f} ms")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(7, 7))
+        for z in zones:
+            ax.fill(*z.exterior.xy, color="tab:red", alpha=0.5)
+        for a, path in paths[:8]:
+            xs, ys = zip(a, *path)
+            ax.plot(xs, ys, lw=1.2)
+            ax.plot([a[0], path[-1][0]], [a[1], path[-1][1]], color="grey", ls=":", lw=0.8)
+        ax.set_aspect("equal")
+        ax.set_title(f"simulated OA_TYPE 2: legs round {args.zones} no-fly zones (dotted: straight line)", fontsize=9)
+        ax.set_xlabel("east, m")
+        ax.set_ylabel("north, m")
+        fig.tight_layout()
+        fig.savefig(out / "sim_oa_bench.png", dpi=100)
+        print(f"chart: {out / 'sim_oa_bench.png'}")
+    except ImportError:
+        pass
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--oa", action="store_true", help="benchmark the object-avoidance planner instead")
+    ap.add_argument("--zones", type=int, default=12, help="no-fly zones for --oa")
     ap.add_argument("--count", type=int, default=24)
     ap.add_argument("--window", type=float, default=30.0, help="measurement window, wall seconds")
     ap.add_argument("--rate", type=int, default=4, help="REQUEST_DATA_STREAM rate, Hz")
@@ -221,6 +299,8 @@ def main() -> int:
     if args.gcs:
         asyncio.run(gcs_main(args.base_port, args.count, args.rate, args.window))
         return 0
+    if args.oa:
+        return oa_main(args)
     return asyncio.run(sim_main(args))
 
 

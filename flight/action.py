@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from flight.errors import ArmingError, CommandRejected, FlightError, FlightTimeout, ModeChangeError
+from flight.events import EventKind
 from flight.link import mav
 
 if TYPE_CHECKING:
@@ -17,9 +18,14 @@ if TYPE_CHECKING:
 PILOT_MODES = {"STABILIZE", "ACRO", "ALT_HOLD", "LOITER", "CIRCLE", "POSHOLD", "SPORT", "DRIFT", "FLOWHOLD"}
 
 
+# what ArduPilot says first when it starts (BEHAVIOUR.md start-up texts)
+_BOOT_TEXTS = ("Calibrating barometer", "ArduPilot Ready", "Barometer 1 calibration complete", "Initialising")
+
+
 class Action:
     def __init__(self, vehicle: "Vehicle") -> None:
         self._v = vehicle
+        self._returning = False
 
     async def set_mode(self, mode: str, *, timeout_s: float = 5.0, attended: bool = False) -> None:
         """Switch flight mode by MAV_CMD_DO_SET_MODE, confirmed by the vehicle's HEARTBEAT.
@@ -109,6 +115,76 @@ class Action:
 
     async def rtl(self) -> None:
         await self.set_mode("RTL")
+
+    async def return_home(self) -> tuple[tuple[float, float], ...]:
+        """RTL that never crosses the sortie fence's no-fly zones.
+
+        When the vehicle plans round them itself (or there are none, or the line home is clear)
+        this is plain RTL. Otherwise the controller flies GUIDED through the points of a path
+        round them, at the current altitude, then RTL from the last one. Returns the points
+        flown under controller guidance (empty for plain RTL).
+        """
+        v = self._v
+        fa = v.fence_avoidance
+        s = v.state
+        if fa is None or fa.onboard or s.pose is None or s.home is None:
+            await self.rtl()
+            return ()
+        if self._returning:
+            return ()  # one routed return at a time (energy watch and a failsafe may both ask)
+        here, home = (s.pose.lat, s.pose.lon), s.home[:2]
+        try:
+            route = fa.no_fly.route(here, home)
+        except FlightError as exc:
+            # a battery that will not wait: home straight is better than not at all; say so
+            v.emit(EventKind.VEHICLE_TEXT, f"no way home round the no-fly zones ({exc.detail}); plain RTL")
+            await self.rtl()
+            return ()
+        legs = route[:-1]
+        if not legs:
+            await self.rtl()
+            return ()
+        alt_m = max(s.pose.alt_rel_m, 5.0)
+        v.emit(EventKind.RETURN_ROUTED, f"returning round the no-fly zones through {len(legs)} point(s)")
+        self._returning = True
+        try:
+            for lat, lon in legs:
+                await self.goto(lat, lon, alt_m)
+                await v.wait_position(lat, lon, within_m=3.0, timeout_s=v.config.avoidance.leg_timeout_s)
+            await self.rtl()
+        finally:
+            self._returning = False
+        return legs
+
+    async def reboot(self, *, timeout_s: float = 90.0) -> None:
+        """Reboot the autopilot (disarmed only) and wait until it is back with a home position:
+        some parameters (OA_TYPE) only take effect at boot."""
+        v = self._v
+        if v.state.armed:
+            raise FlightError("will not reboot an armed vehicle", drone_id=v.drone_id)
+        booted_s = v.state.time_boot_s
+        losses = v.link_losses
+        asked = time.time()
+        await v.command_long(mav.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN, 1, what="reboot autopilot")
+        v.state.home = None  # the rebooted vehicle sets (and sends) home again once it has a fix
+
+        def restarted(st) -> bool:
+            # its start-up texts, its boot clock starting again, or (SITL over TCP) the link dropping
+            boot_text = any(t.time_s >= asked and t.text.startswith(_BOOT_TEXTS) for t in st.texts)
+            return st.link_ok and (boot_text or st.time_boot_s < booted_s - 1.0 or v.link_losses > losses)
+        await v.wait_until(restarted, timeout_s, what="the vehicle to restart after the reboot command",
+                           tolerate_link_loss=True)
+        # ... and it has a home again; stream rates were reset by the reboot
+        deadline = time.monotonic() + timeout_s
+        while v.state.home is None:
+            v.request_streams()
+            v.request_message(mav.MAVLINK_MSG_ID_HOME_POSITION)
+            try:
+                await v.wait_until(lambda st: st.home is not None, 2.0, what="home after the reboot",
+                                   tolerate_link_loss=True)
+            except FlightTimeout:
+                if time.monotonic() > deadline:
+                    raise
 
     async def land(self) -> None:
         await self.set_mode("LAND")

@@ -60,6 +60,19 @@ class EnergyConfig(_Section):
     descent_speed_m_s: float = Field(1.5, gt=0, title="landing descent speed")
     nominal_drain_pct_per_min: float = Field(4.0, gt=0, title="drain assumed until one is measured in flight")
     min_learn_s: float = Field(20.0, gt=0, title="flight time before the measured drain replaces the nominal one")
+    check_period_s: float = Field(1.0, gt=0, le=60, title="how often the watch checks, wall seconds (a sped-up "
+                                  "simulator wants it as often in vehicle time)")
+
+
+class AvoidanceConfig(_Section):
+    """Keeping out of the fence's no-fly zones on the way home (see flight/avoidance.py)."""
+
+    enabled: bool = Field(True, title="when a sortie fence has exclusion zones, switch on the vehicle's object "
+                          "avoidance (OA_TYPE 2) or fly returns round them from the controller")
+    margin_m: float = Field(10.0, gt=0, le=100, title="distance kept from a no-fly zone (OA_MARGIN_MAX)")
+    reboot_to_enable: bool = Field(True, title="reboot a disarmed vehicle so a newly set OA_TYPE takes effect")
+    reboot_timeout_s: float = Field(90.0, gt=0, title="the vehicle must be back (HEARTBEAT and home) within this")
+    leg_timeout_s: float = Field(300.0, gt=0, title="one controller-flown leg home must be flown within this")
 
 
 class FlightConfig(_Section):
@@ -67,6 +80,7 @@ class FlightConfig(_Section):
     transfer: TransferConfig = TransferConfig()
     safety: SafetyConfig = SafetyConfig()
     energy: EnergyConfig = EnergyConfig()
+    avoidance: AvoidanceConfig = AvoidanceConfig()
     takeoff_alt_m: float = Field(20.0, gt=0, title="takeoff altitude when the mission has no NAV_TAKEOFF")
     sortie_timeout_s: float = Field(3600.0, gt=0, title="a sortie that takes longer is aborted with RTL")
 
@@ -82,7 +96,9 @@ class FlightConfig(_Section):
         link.setdefault("gcs_heartbeat_hz", min(50.0, max(1.0, speedup)))
         link.setdefault("heartbeat_timeout_s", max(1.0, 3.0 / speedup))
         safety = dict(sections.pop("safety", {}))
-        return cls(link=LinkConfig(**link), safety=SafetyConfig(**safety), **sections)
+        energy = dict(sections.pop("energy", {}))
+        energy.setdefault("check_period_s", max(0.05, 1.0 / speedup))
+        return cls(link=LinkConfig(**link), safety=SafetyConfig(**safety), energy=EnergyConfig(**energy), **sections)
 
     @model_validator(mode="after")
     def _check(self) -> "FlightConfig":

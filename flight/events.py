@@ -17,6 +17,7 @@ class EventKind(StrEnum):
     SORTIE_DONE = "sortie_done"
     FAILSAFE = "failsafe"
     LOW_BATTERY = "low_battery"
+    RETURN_ROUTED = "return_routed"  # the controller flies the way home round no-fly zones
     VEHICLE_TEXT = "vehicle_text"  # a STATUSTEXT of severity WARNING or worse
 
 

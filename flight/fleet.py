@@ -101,7 +101,7 @@ class Fleet:
         return await self._all("hold", lambda v: v.action.hold())
 
     async def rtl_all(self) -> dict[str, FlightError]:
-        return await self._all("RTL", lambda v: v.action.rtl())
+        return await self._all("RTL", lambda v: v.action.return_home())
 
     async def fly(self, sorties: Sequence[Sequence[Mission]], *, progress: Progress | None = None,
                   verify_only: bool = False) -> list[list[SortieReport | FlightError]]:

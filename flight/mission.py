@@ -306,6 +306,8 @@ class MissionClient:
             if safety.fence_alt_max_m is not None:
                 await self._v.params.set("FENCE_ALT_MAX", safety.fence_alt_max_m)
             await self._v.params.set("FENCE_ENABLE", 1)
+        from flight.avoidance import enable_fence_avoidance
+        await enable_fence_avoidance(self._v, mission)
 
     async def verify_sortie(self, mission: "Mission") -> None:
         await self.verify(mission.fence_items(), MissionType.FENCE)

@@ -49,6 +49,9 @@ class Retask:
     def __init__(self, vehicle: "Vehicle") -> None:
         self._v = vehicle
         self.active: Overwatch | None = None
+        # the item a sortie will start from while it is still taking off (set by fly_sortie):
+        # an overwatch then resumes the sortie from there
+        self.pending_seq: int | None = None
 
     async def overwatch(self, lat: float, lon: float, standoff_m: float = 60.0, alt_m: float = 40.0, *,
                         wait_arrival: bool = True, timeout_s: float = 120.0) -> Overwatch:
@@ -64,7 +67,7 @@ class Retask:
         if self.active is not None:
             interrupted = self.active.interrupted_seq
         else:
-            interrupted = s.mission_seq if s.mode == "AUTO" else None
+            interrupted = s.mission_seq if s.mode == "AUTO" else self.pending_seq
         # GUIDED first: the vehicle stops where it is and keeps the current item (seen in SITL).
         await v.action.set_mode("GUIDED")
         hold_lat, hold_lon = standoff_point(s.pose.lat, s.pose.lon, lat, lon, standoff_m)

@@ -82,11 +82,11 @@ class EnergyWatch:
     """
 
     def __init__(self, vehicle: "Vehicle", dock: tuple[float, float] | None = None,
-                 cfg: EnergyConfig | None = None, period_s: float = 1.0) -> None:
+                 cfg: EnergyConfig | None = None, period_s: float | None = None) -> None:
         self._v = vehicle
         self._dock = dock
         self.cfg = cfg or vehicle.config.energy
-        self.period_s = period_s
+        self.period_s = period_s or self.cfg.check_period_s
         self.triggered = False
         self._task: asyncio.Task | None = None
         self._drain = _Drain()
@@ -114,8 +114,22 @@ class EnergyWatch:
             return None
         rate = self._drain.rate(s.time_boot_s, s.battery_remaining_pct, self.cfg) if s.airborne else \
             self.cfg.nominal_drain_pct_per_min / 60.0
-        needed = energy_needed_pct(distance_m(s.pose.lat, s.pose.lon, *dock), s.pose.alt_rel_m, rate, self.cfg)
+        needed = energy_needed_pct(self._way_home_m(dock), s.pose.alt_rel_m, rate, self.cfg)
         return s.battery_remaining_pct, needed
+
+    def _way_home_m(self, dock: tuple[float, float]) -> float:
+        """Distance to the dock as it will be flown: round the fence's no-fly zones if it has any."""
+        pose = self._v.state.pose
+        assert pose is not None
+        here = (pose.lat, pose.lon)
+        fa = self._v.fence_avoidance
+        if fa is not None:
+            try:
+                pts = (here, *fa.no_fly.route(here, dock))
+                return sum(distance_m(*a, *b) for a, b in zip(pts, pts[1:]))
+            except FlightError:
+                pass  # walled in: the straight distance is the best guess left
+        return distance_m(*here, *dock)
 
     async def _run(self) -> None:
         v = self._v
@@ -134,7 +148,7 @@ class EnergyWatch:
                 self.triggered = True
                 v.emit(EventKind.LOW_BATTERY, f"{remaining:.0f} % left, {needed:.0f} % needed to reach the dock; RTL")
                 try:
-                    await v.action.rtl()
+                    await v.action.return_home()
                 except FlightError as exc:
                     log.error("%s: energy watch could not send RTL: %s", v.drone_id, exc)
                     self.triggered = False

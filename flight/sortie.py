@@ -68,6 +68,8 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
     await v.mission.upload_sortie(mission)
     report.verified = True
     say(f"{v.drone_id}: mission, fence and rally verified on the vehicle")
+    if v.fence_avoidance is not None:
+        say(f"{v.drone_id}: no-fly zones on the way home: {v.fence_avoidance.detail}")
     if verify_only:
         return report
 
@@ -77,6 +79,7 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
     events = v.events()
     started = time.monotonic()
     battery0: float | None = None
+    takeover: asyncio.Task | None = None  # our routed return replacing a vehicle failsafe RTL
     try:
         alt = takeoff_alt_m(mission, v.config.takeoff_alt_m)
         say(f"{v.drone_id}: arming (waiting for pre-arm checks)")
@@ -86,12 +89,20 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
         await v.action.arm()
         battery0 = v.state.battery_remaining_pct
         say(f"{v.drone_id}: armed; taking off to {alt:.0f} m")
-        await v.action.takeoff(alt)
-        if v.state.mission_seq > 1:
-            await v.mission.set_current(1)
-        await v.action.start_mission()
+        v.retask.pending_seq = 1  # an overwatch during the climb resumes the sortie from item 1
+        try:
+            await v.action.takeoff(alt, wait=False)
+            await _wait_climb_or_retask(v, alt)
+            if v.retask.active is None:
+                if v.state.mission_seq > 1:
+                    await v.mission.set_current(1)
+                await v.action.start_mission()
+                say(f"{v.drone_id}: AUTO, flying {n - 1} items")
+            else:
+                say(f"{v.drone_id}: retasked while taking off; the sortie starts when the overwatch ends")
+        finally:
+            v.retask.pending_seq = None
         auto_at = time.time()  # mode changes before this were ours and are already said
-        say(f"{v.drone_id}: AUTO, flying {n - 1} items")
         aborted: str | None = None
         max_seq = 0
         rtl_sent = False
@@ -121,6 +132,10 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
                         if ev.kind in (EventKind.FAILSAFE, EventKind.LOW_BATTERY) and aborted is None \
                                 and max_seq < n - 1:
                             aborted = ev.detail
+                        if ev.kind == EventKind.FAILSAFE and takeover is None and _needs_routed_return(v):
+                            # the vehicle's own RTL would fly straight through a no-fly zone
+                            say(f"{v.drone_id}: taking over the failsafe return to route it round the no-fly zones")
+                            takeover = asyncio.create_task(_routed_return(v), name=f"{v.drone_id}-routed-return")
                     elif ev.kind == EventKind.MODE_CHANGED and ev.time_s >= auto_at:
                         say(f"{v.drone_id}: mode {ev.detail}")
                 if not ends_home and not rtl_sent and (s.last_reached_seq >= n - 1):
@@ -149,3 +164,35 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
         return report
     finally:
         events.close()
+        if takeover is not None and not takeover.done():
+            takeover.cancel()  # the vehicle is down (or we gave up on the sortie): nothing left to route
+
+
+async def _wait_climb_or_retask(v: "Vehicle", alt_m: float, timeout_s: float = 60.0) -> None:
+    """Until the takeoff reached 95 % of `alt_m`, or an overwatch took the drone over mid-climb
+    (it then climbs to its watch altitude in GUIDED; waiting for `alt_m` would time out)."""
+    def done(s) -> bool:
+        return v.retask.active is not None or (s.pose is not None and s.pose.alt_rel_m >= alt_m * 0.95)
+
+    def abort(s) -> str | None:
+        if not s.armed:
+            return "vehicle disarmed"
+        return None if s.mode == "GUIDED" else f"vehicle left GUIDED for {s.mode}"
+    await v.wait_until(done, timeout_s, what=f"takeoff to {alt_m:.0f} m", abort=abort)
+
+
+def _needs_routed_return(v: "Vehicle") -> bool:
+    """Is the vehicle returning by itself (failsafe RTL) on a straight line through a no-fly zone
+    that it cannot plan round, while we can still command it?"""
+    fa, s = v.fence_avoidance, v.state
+    if fa is None or fa.onboard or not s.link_ok or s.mode not in ("RTL", "SMART_RTL") or s.pose is None \
+            or s.home is None:
+        return False
+    return fa.no_fly.crosses((s.pose.lat, s.pose.lon), s.home[:2])
+
+
+async def _routed_return(v: "Vehicle") -> None:
+    try:
+        await v.action.return_home()
+    except FlightError as exc:
+        log.error("%s: could not route the failsafe return round the no-fly zones: %s", v.drone_id, exc)

@@ -19,12 +19,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from common.values import Pose
 from flight.config import FlightConfig
 from flight.errors import (MAV_RESULT_NAMES, CommandRejected, FlightError, FlightTimeout, LinkError, LinkLostError)
 from flight.events import EventKind, VehicleEvent
 from flight.link import LinkAddress, MavlinkLink, load_signing_key, mav, parse_url
+
+if TYPE_CHECKING:
+    from flight.avoidance import FenceAvoidance
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +162,8 @@ class Vehicle:
         self._commanded_mode: tuple[int, float] | None = None  # (custom_mode, monotonic when we asked)
         self.messages_in = 0
         self.link_losses = 0
+        # set by enable_fence_avoidance() after a fence with no-fly zones is uploaded
+        self.fence_avoidance: FenceAvoidance | None = None
         self._connected = False
         from flight.action import Action
         from flight.mission import MissionClient

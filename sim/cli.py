@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="pack capacity (default 13500: ~26 min at 10 m/s, covering the planner's 25 min endurance; "
                           "SITL's own default is 3300)")
     veh.add_argument("--battery-pct", type=float, metavar="PCT", help="start with the pack PCT %% full")
+    veh.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="boot with this parameter set, e.g. OA_TYPE=2 (repeatable)")
     veh.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1; 0.0.0.0 lets other machines connect)")
     veh.add_argument("--spacing-m", type=float, default=0.0, metavar="M",
@@ -104,10 +106,24 @@ def _parse_wind(text: str) -> tuple[float, float]:
     return speed, direction
 
 
+def _parse_params(items: list[str]) -> dict[str, float]:
+    params: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            params[name.strip().upper()] = float(value)
+        except ValueError as exc:
+            raise SimError(f"--param must be NAME=NUMBER, got {item!r}") from exc
+    return params
+
+
 def run_vehicles(args: argparse.Namespace) -> int:
     try:
         home = parse_home(args.home)
         wind = _parse_wind(args.wind) if args.wind else None
+        args.boot_params = _parse_params(args.param)
         return asyncio.run(_serve_vehicles(args, home, wind))
     except SimError as exc:
         print(f"patrol sim vehicles: {exc}", file=sys.stderr)
@@ -120,7 +136,8 @@ async def _serve_vehicles(args: argparse.Namespace, home: tuple[float, float, fl
 
     fleet = SimulatedFleet(count=args.count, base_port=args.base_port, home=home, speedup=args.speedup,
                            fast_start=args.fast_start, param_style=args.params, seed=args.seed, udp_gcs=args.udp,
-                           home_spacing_m=args.spacing_m, host=args.host, battery_mah=args.battery_mah)
+                           home_spacing_m=args.spacing_m, host=args.host, battery_mah=args.battery_mah,
+                           params=args.boot_params or None)
     for v in fleet:
         if args.packet_loss:
             v.faults.set_packet_loss(args.packet_loss)

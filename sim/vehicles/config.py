@@ -49,4 +49,6 @@ class FleetConfig(_Strict):
     udp_gcs: str | None = Field(None, pattern=r"^[^:]+:\d+$", title="also send to this UDP GCS, HOST:PORT")
     battery_mah: float | None = Field(None, gt=0, title="pack capacity, mAh (None: SITL's 3300; 13500 covers "
                                       "the planner's 25 min at 10 m/s)")
+    params: dict[str, float] = Field(default_factory=dict, title="parameters stored before boot (4.7+ names, SI "
+                                     "units), e.g. OA_TYPE: 2 for object avoidance round no-fly zones")
     faults: FaultConfig = FaultConfig()

@@ -101,6 +101,9 @@ def _battery_action(v: SimulatedVehicle, act: int, level: str, volt: float, used
 def rebuild_fence(v: SimulatedVehicle) -> None:
     """Turn the stored fence items into prepared shapes in the vehicle's local frame (metres)."""
     inclusion, exclusion = [], []
+    raw_incl: list[Polygon] = []
+    raw_excl: list[Polygon] = []
+    raw_circles: list[tuple[float, float, float]] = []  # exclusion circles: east, north, radius
     items = v.mission.lists[1]
     i = 0
     while i < len(items):
@@ -113,14 +116,21 @@ def rebuild_fence(v: SimulatedVehicle) -> None:
                 if not poly.is_valid:
                     poly = poly.buffer(0)
                 (inclusion if it.command == 5001 else exclusion).append(prep(poly))
+                (raw_incl if it.command == 5001 else raw_excl).append(poly)
             i += n
             continue
         if it.command in (5003, 5004):
             centre = Point(*v.frame.to_en(it.lat, it.lon))
             shape = prep(centre.buffer(max(0.1, it.param1), 32))
             (inclusion if it.command == 5003 else exclusion).append(shape)
+            if it.command == 5004:
+                raw_circles.append((centre.x, centre.y, max(0.1, it.param1)))
+            else:
+                raw_incl.append(centre.buffer(max(0.1, it.param1), 32))
         i += 1
     v.fence_shapes = (inclusion, exclusion)  # type: ignore[attr-defined]
+    v.fence_geometry = (raw_incl, raw_excl, raw_circles)  # type: ignore[attr-defined]
+    v.oa_planner = None  # rebuilt on the next leg, as Dijkstra's notices a changed fence
 
 
 def fence_enabled(v: SimulatedVehicle) -> bool:

@@ -96,7 +96,8 @@ class SimulatedFleet:
     def __init__(self, count: int = 1, base_port: int = 5760, home: tuple[float, float, float] = DEFAULT_HOME,
                  speedup: float = 1.0, fast_start: bool = False, param_style: str = "4.7", seed: int = 0,
                  udp_gcs: tuple[str, int] | str | None = None, host: str = "127.0.0.1",
-                 home_spacing_m: float = 0.0, battery_mah: float | None = None) -> None:
+                 home_spacing_m: float = 0.0, battery_mah: float | None = None,
+                 params: dict[str, float] | None = None) -> None:
         if count < 1:
             raise SimError(f"a fleet needs at least 1 vehicle, got count={count}")
         if not 0.05 <= speedup <= 100:
@@ -126,6 +127,11 @@ class SimulatedFleet:
             if battery_mah:  # None keeps SITL's 3300 mAh pack (about 6.5 min at the quad's 30 A)
                 v.params.set("BATT_CAPACITY", battery_mah)
                 v.battery.capacity_mah = float(battery_mah)
+            # parameters as stored in the vehicle's EEPROM before it boots (4.7+ names, SI units),
+            # so boot-time ones such as OA_TYPE take effect from the start
+            for name, value in (params or {}).items():
+                v.params.set(name, value)
+            v.load_boot_params()
             self.vehicles.append(v)
         self._servers: list[asyncio.AbstractServer] = []
         self._udp: list[UdpGcsConnection] = []
@@ -138,7 +144,8 @@ class SimulatedFleet:
         """A fleet from a `sim.vehicles.config.FleetConfig`, with its start-up faults applied."""
         fleet = cls(count=cfg.count, base_port=cfg.base_port, home=(cfg.home.lat, cfg.home.lon, cfg.home.alt_m),
                     speedup=cfg.speedup, fast_start=cfg.fast_start, param_style=cfg.param_style, seed=cfg.seed,
-                    udp_gcs=cfg.udp_gcs, home_spacing_m=cfg.home_spacing_m, battery_mah=cfg.battery_mah)
+                    udp_gcs=cfg.udp_gcs, home_spacing_m=cfg.home_spacing_m, battery_mah=cfg.battery_mah,
+                    params=cfg.params)
         f = cfg.faults
         for v in fleet:
             v.faults.set_packet_loss(f.packet_loss_pct)

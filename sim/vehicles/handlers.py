@@ -285,6 +285,13 @@ def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[flo
     if cmd == 197:  # DO_SET_ROI_NONE
         v.roi = None
         return MAV_RESULT_ACCEPTED
+    if cmd == 246:  # PREFLIGHT_REBOOT_SHUTDOWN: autopilot reboot (param1 1); refused while armed
+        if int(p[0]) != 1:
+            return MAV_RESULT_UNSUPPORTED
+        if v.armed:
+            return MAV_RESULT_FAILED
+        after.append(v.reboot)
+        return MAV_RESULT_ACCEPTED
     if cmd == 207:  # DO_FENCE_ENABLE
         v.fence_enabled_runtime = int(p[0]) == 1
         v.fence_breaches = 0 if not v.fence_enabled_runtime else v.fence_breaches

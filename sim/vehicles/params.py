@@ -50,6 +50,19 @@ RENAMED_4_5: dict[str, tuple[str, float, int]] = {
 }
 PARAM_STYLES = ("4.7", "4.5")
 
+# Groups ArduPilot lists only while their enable parameter is non-zero (AP_PARAM_FLAG_ENABLE):
+# enable name -> [(name, default, MAV_PARAM_TYPE)], listed right after the enable parameter.
+# OA_ (AP_OAPathPlanner): MARGIN_MAX is Dijkstra's distance from the fence; DB_ the obstacle database.
+ENABLE_GROUPS: dict[str, list[tuple[str, float, int]]] = {
+    "OA_TYPE": [
+        ("OA_MARGIN_MAX", 5.0, 9), ("OA_DB_SIZE", 100.0, 4), ("OA_DB_EXPIRE", 10.0, 2),
+        ("OA_DB_QUEUE_SIZE", 80.0, 4), ("OA_DB_OUTPUT", 1.0, 2), ("OA_DB_BEAM_WIDTH", 5.0, 9),
+        ("OA_DB_RADIUS_MIN", 0.01, 9), ("OA_DB_DIST_MAX", 0.0, 9), ("OA_DB_ALT_MIN", 0.0, 9),
+        ("OA_OPTIONS", 1.0, 4),
+    ],
+}
+_HIDDEN_BY = {name: enable for enable, group in ENABLE_GROUPS.items() for name, _, _ in group}
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -95,13 +108,28 @@ class ParamStore:
         if _TABLE is None:
             _TABLE = _load_table()
         self.style = style
-        self._entries = [_Entry(e.name, e.value_si, e.ptype) for e in _TABLE]
+        self._entries = []
+        for e in _TABLE:
+            self._entries.append(_Entry(e.name, e.value_si, e.ptype))
+            for name, default, ptype in ENABLE_GROUPS.get(e.name, ()):
+                self._entries.append(_Entry(name, default, ptype))
         self._by_name = {e.name: e for e in self._entries}
+        self._removed: set[str] = set()
+        self._relist()
+        for name, value in (overrides or {}).items():
+            self.set(name, value)
+
+    def _relist(self) -> None:
+        """Recompute what the vehicle lists: hidden groups appear once their enable is non-zero."""
         # wire name -> (entry, factor, wire type)
         self._wire: dict[str, tuple[_Entry, float, int]] = {}
         self._wire_names: list[str] = []
         for e in self._entries:
-            if style == "4.5" and e.name in RENAMED_4_5:
+            enable = _HIDDEN_BY.get(e.name)
+            if e.name in self._removed or (enable is not None and (enable in self._removed
+                                                                   or self._by_name[enable].value_si == 0)):
+                continue
+            if self.style == "4.5" and e.name in RENAMED_4_5:
                 old, factor, ptype = RENAMED_4_5[e.name]
                 self._wire[old] = (e, factor, ptype)
                 self._wire_names.append(old)
@@ -109,8 +137,18 @@ class ParamStore:
                 self._wire[e.name] = (e, 1.0, e.ptype)
                 self._wire_names.append(e.name)
         self._index = {n: i for i, n in enumerate(self._wire_names)}
-        for name, value in (overrides or {}).items():
-            self.set(name, value)
+
+    def remove(self, name: str) -> None:
+        """Leave a parameter (and any group it enables) out, as a firmware built without that
+        feature does, e.g. OA_TYPE on boards too small for object avoidance."""
+        if name not in self._by_name:
+            raise SimError(f"no parameter {name} to remove")
+        self._removed.add(name)
+        self._relist()
+
+    def has(self, name: str) -> bool:
+        """Does this vehicle list `name` (a 4.7+ name) now?"""
+        return self.wire_name_of(name) in self._wire
 
     @property
     def count(self) -> int:
@@ -122,7 +160,12 @@ class ParamStore:
 
     def set(self, name: str, value: float) -> None:
         """Set a 4.7+-named parameter in SI units (simulator-internal, e.g. MAV_SYSID)."""
-        self._by_name[name].value_si = float(value)
+        entry = self._by_name.get(name)
+        if entry is None:
+            raise SimError(f"ArduCopter has no parameter {name}")
+        entry.value_si = float(value)
+        if name in ENABLE_GROUPS:
+            self._relist()
 
     def wire_name_of(self, name: str) -> str:
         if self.style == "4.5" and name in RENAMED_4_5:
@@ -157,6 +200,8 @@ class ParamStore:
         entry, factor, ptype = hit
         stored = _coerce(value, ptype)
         entry.value_si = stored / factor
+        if entry.name in ENABLE_GROUPS:
+            self._relist()  # ArduPilot invalidates its parameter count: the group appears / goes
         return wire_name, stored, ptype
 
     def names(self) -> list[str]:

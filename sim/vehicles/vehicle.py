@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
@@ -17,6 +17,7 @@ from pymavlink.dialects.v20 import ardupilotmega as mavlink
 from common.geo import LocalFrame
 from common.values import Pose
 from sim.vehicles import failsafes, telemetry
+from sim.vehicles.avoidance import ERROR_REPORT_PERIOD_S, OA_DIJKSTRA_TYPES, DijkstraPlanner
 from sim.vehicles.faults import VehicleFaults
 from sim.vehicles.mission_store import FENCE, MISSION, RALLY, MissionStore, WireItem
 from sim.vehicles.params import ParamStore
@@ -105,6 +106,9 @@ class _Nav:
     vu: float = 0.0
     until_s: float = 0.0
     climb_first: bool = False  # leaving the ground: climb to the target altitude, then go
+    path: list = field(default_factory=list)  # object avoidance: points to pass first, in order
+    replan_at_s: float = 0.0
+    blocked_to: tuple | None = None  # object avoidance found no path to (e, n, u, speed): holding
 
 
 class SimulatedVehicle:
@@ -182,6 +186,17 @@ class SimulatedVehicle:
         self._cache_time = -1
         self.tick_seq = 0
         self.params.set("SIM_SPEEDUP", 1.0)
+        # object avoidance: the Dijkstra planner exists only if OA_TYPE asked for it at boot
+        self._boot_t0 = 0.0
+        self.oa_dijkstra_loaded = False
+        self.oa_planner: DijkstraPlanner | None = None
+        self.fence_geometry: tuple[list, list, list] = ([], [], [])
+        self._oa_error_at_s = -math.inf
+        self.load_boot_params()
+
+    def load_boot_params(self) -> None:
+        """What ArduPilot reads only at boot (call after changing such parameters before start)."""
+        self.oa_dijkstra_loaded = int(self.params.get("OA_TYPE")) in OA_DIJKSTRA_TYPES
 
     # ------------------------------------------------------------------ basics
     @property
@@ -194,7 +209,7 @@ class SimulatedVehicle:
 
     @property
     def time_boot_ms(self) -> int:
-        return int(self.now * 1000) & 0xFFFFFFFF
+        return int((self.now - self._boot_t0) * 1000) & 0xFFFFFFFF
 
     @property
     def airborne(self) -> bool:
@@ -311,7 +326,7 @@ class SimulatedVehicle:
         self.flush_all()
 
     def _boot_step(self, now: float) -> None:
-        while self._boot_i < len(self._boot) and now >= self._boot[self._boot_i][0]:
+        while self._boot_i < len(self._boot) and now - self._boot_t0 >= self._boot[self._boot_i][0]:
             _, texts, ev = self._boot[self._boot_i]
             self._boot_i += 1
             if ev == "heartbeat":
@@ -325,7 +340,8 @@ class SimulatedVehicle:
                 self.position_ok = True
             for sev, text in texts:
                 self.send_text(sev, text.format(alt=f"{self.home_alt_msl:.0f}"))
-        if not self.position_ok and now >= self._next_prearm_s:
+        oa_needs_reboot = not self.armed and self.position_ok and self._oa_needs_reboot()
+        if (not self.position_ok or oa_needs_reboot) and now >= self._next_prearm_s:
             self._next_prearm_s = now + PREARM_REPORT_PERIOD_S
             reasons = self.arming_failures()
             if reasons:
@@ -386,6 +402,21 @@ class SimulatedVehicle:
         elif nav.kind in ("hold", "goto"):
             speed = nav.speed_m_s or self.wp_speed()
             te, tn = nav.e - ge, nav.n - gn
+            while nav.path and math.hypot(nav.path[0][0] - ge - k.east_m, nav.path[0][1] - gn - k.north_m) < 2.0:
+                nav.path.pop(0)  # Dijkstra's moves on to the next point within 2 m of this one
+                nav.replan_at_s = 0.0
+            if nav.path and now >= nav.replan_at_s:
+                # Copter tracks each leg from point to point; this point-mass flies at the target
+                # from wherever momentum left it, so the path is re-planned from there as it goes
+                nav.replan_at_s = now + 0.5
+                fresh = self._planner().path(self.est_en(), (nav.e, nav.n)) if self.oa_active() else None
+                if fresh is not None:
+                    nav.path = list(fresh[:-1])
+            if nav.path:
+                te, tn = nav.path[0][0] - ge, nav.path[0][1] - gn
+            if nav.blocked_to is not None and now >= nav.replan_at_s:
+                # Dijkstra's keeps trying (the fence or OA_TYPE may have changed)
+                self.nav = nav = self.goto_nav(*nav.blocked_to)
             if nav.climb_first:
                 # from the ground Copter climbs (nearly) vertically before it sets off
                 if k.up_m < nav.u - 1.0:
@@ -496,6 +527,68 @@ class SimulatedVehicle:
             self._glitch_active = True
             self.send_text(SEV_CRITICAL, "GPS Glitch or Compass error")
 
+    # ---- object avoidance (OA_TYPE 2): wp_nav legs go round the fence's zones
+    def oa_active(self) -> bool:
+        """Would Dijkstra's plan this leg? Loaded at boot, still selected, polygon fence on."""
+        if not self.oa_dijkstra_loaded or int(self.params.get("OA_TYPE")) not in OA_DIJKSTRA_TYPES:
+            return False
+        if not failsafes.fence_enabled(self) or not int(self.params.get("FENCE_TYPE")) & failsafes.FENCE_TYPE_POLYGON:
+            return False
+        incl, excl, circles = self.fence_geometry
+        return bool(incl or excl or circles)
+
+    def _oa_needs_reboot(self) -> bool:
+        return int(self.params.get("OA_TYPE")) in OA_DIJKSTRA_TYPES and not self.oa_dijkstra_loaded
+
+    def _planner(self) -> DijkstraPlanner:
+        margin = self.params.get("OA_MARGIN_MAX")
+        if self.oa_planner is None or self.oa_planner.margin_m != max(0.0, margin):
+            self.oa_planner = DijkstraPlanner(*self.fence_geometry, margin_m=margin)
+        return self.oa_planner
+
+    def goto_nav(self, e: float, n: float, u: float, speed_m_s: float | None = None,
+                 climb_first: bool = False) -> _Nav:
+        """A wp_nav leg to (e, n, u): straight, or round the fence when object avoidance is on.
+        Without a path the vehicle stops where it is and says so, as Copter does."""
+        nav = _Nav("goto", e, n, u, speed_m_s=speed_m_s, climb_first=climb_first)
+        if not self.oa_active():
+            return nav
+        here = self.est_en()
+        path = self._planner().path(here, (e, n))
+        if path is None:
+            if self.now - self._oa_error_at_s >= ERROR_REPORT_PERIOD_S:
+                self._oa_error_at_s = self.now
+                self.send_text(SEV_CRITICAL, "Dijkstra: could not find path")
+            return _Nav("hold", *here, self.kin.up_m, blocked_to=(e, n, u, speed_m_s), replan_at_s=self.now + 1.0)
+        nav.path = list(path[:-1])
+        return nav
+
+    def reboot(self) -> None:
+        """MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN: start again from power-on, parameters and the stored
+        mission / fence / rally kept (they live in EEPROM / on the SD card)."""
+        self.armed = False
+        self.mode = STABILIZE
+        self.nav = _Nav()
+        self.rtl_phase = ""
+        self.mission_running = False
+        self.mission_cur = 0
+        self.roi = None
+        self.wp_speed_override = None
+        self.fence_enabled_runtime = None
+        self.fence_breaches = 0
+        self.fs_gcs = self.fs_battery_low = self.fs_battery_crit = False
+        self.last_gcs_hb_s = None
+        self._boot_t0 = self.now
+        scale = FAST_START_SCALE if self.fast_start else 1.0
+        self._boot_i = 0
+        self.heartbeat_started = False
+        self.booting = True
+        self.origin_set = self.home_set = self.position_ok = False
+        self._gyros_ok_s = self.now + 21.0 * scale
+        self._next_prearm_s = self.now + PREARM_REPORT_PERIOD_S * (0.5 if self.fast_start else 1.0)
+        self.load_boot_params()
+        self.oa_planner = None
+
     # ---- RTL: climb to RTL_ALT_M, return to home (or nearest rally point), descend and land
     def _start_rtl(self) -> None:
         k = self.kin
@@ -527,8 +620,10 @@ class SimulatedVehicle:
             if k.up_m >= self.nav.u - 0.5:
                 self.rtl_phase = "return"
                 speed = self.params.get("RTL_SPEED_MS") or None
-                self.nav = _Nav("goto", *self.rtl_target, self.nav.u, speed_m_s=speed)
+                self.nav = self.goto_nav(*self.rtl_target, self.nav.u, speed_m_s=speed)
         elif self.rtl_phase == "return":
+            if self.nav.blocked_to is not None or self.nav.path:
+                return  # going round a zone, or stopped without a path (Dijkstra's error)
             if math.hypot(self.rtl_target[0] - e, self.rtl_target[1] - n) < 2.0 and k.groundspeed_m_s < 1.0:
                 # hover over home for RTL_LOIT_TIME (ms) before descending, as Copter does
                 self.rtl_phase = "loiter"
@@ -619,10 +714,10 @@ class SimulatedVehicle:
         elif c == 20:  # RTL
             self._start_rtl()
         elif c == 21:  # LAND
-            self.nav = _Nav("goto", e, n, self.kin.up_m) if (it.x or it.y) else _Nav("land", e, n, 0.0)
+            self.nav = self.goto_nav(e, n, self.kin.up_m) if (it.x or it.y) else _Nav("land", e, n, 0.0)
             self.rtl_phase = ""
         else:  # WAYPOINT, LOITER_*, SPLINE, DELAY: fly to the location
-            self.nav = _Nav("goto", e, n, u, climb_first=self.landed)
+            self.nav = self.goto_nav(e, n, u, climb_first=self.landed)
             if self.landed:
                 self.start_takeoff_spool()
         self._target_info = (*self.frame.to_latlon(self.nav.e, self.nav.n), self.nav.u)
@@ -649,6 +744,8 @@ class SimulatedVehicle:
             if self.nav.kind == "goto" and math.hypot(self.nav.e - e, self.nav.n - n) < 1.0:
                 self.nav = _Nav("land", self.nav.e, self.nav.n, 0.0)
             return
+        if self.nav.blocked_to is not None:
+            return  # stopped: no path round the fence to this item
         dist = math.hypot(self.nav.e - e, self.nav.n - n)
         radius = max(0.5, self.params.get("WP_RADIUS_M"))
         if self._wp_reached_at is None:
@@ -709,6 +806,8 @@ class SimulatedVehicle:
                 out.append("Vehicle breaching Polygon fence")
         if self.battery.voltage_v < self.params.get("BATT_ARM_VOLT") > 0:
             out.append("Battery 1 below minimum arming voltage")
+        if self._oa_needs_reboot():
+            out.append("Dijkstra OA requires reboot")
         return out
 
     def arm(self, force: bool = False) -> tuple[int, list[str]]:
@@ -842,7 +941,7 @@ class SimulatedVehicle:
             return False
         e, n = self.frame.to_en(lat, lon)
         if self.armed and (self.airborne or self.nav.kind != "idle"):
-            self.nav = _Nav("goto", e, n, alt_rel_m, speed_m_s=speed_m_s)
+            self.nav = self.goto_nav(e, n, alt_rel_m, speed_m_s=speed_m_s)
             self.landed = False if self.armed else self.landed
         self._target_info = (lat, lon, alt_rel_m)
         return True

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from common.geo import distance_m
+from common.geo import distance_m, offset
 from common.values import MissionType
 from flight import Fleet, fly_sortie
 from flight.errors import ModeChangeError, SortieAborted
@@ -98,6 +98,36 @@ async def test_overwatch_then_resume_continues_from_interrupted_item(sim_fleet):
         assert seq == 3 and v.state.mode == "AUTO" and v.state.mission_seq == 3
         await v.wait_mission_item(3, timeout_s=30)
         await v.wait_disarmed(timeout_s=60)
+        assert_near(sv.truth.lat, sv.truth.lon, home, 5.0, "landing point vs home")
+    finally:
+        await v.close()
+
+
+async def test_overwatch_requested_during_takeoff_then_the_sortie_resumes(sim_fleet):
+    """An incident comes in while the drone is still climbing to its 30 m survey altitude: the
+    sortie does not sit out its climb timeout nor yank the drone into AUTO; the drone goes to a
+    20 m standoff and holds; released, it flies the whole sortie from its first item and lands."""
+    speedup = 20.0
+    fleet = await sim_fleet(count=1, speedup=speedup)
+    sv = fleet[0]
+    home = (sv.truth.lat, sv.truth.lon)
+    v = await connect(sv.url, speedup=speedup)
+    try:
+        events = v.events()
+        sortie = asyncio.create_task(fly_sortie(v, get_sortie(home, SQUARE, alt_m=30.0)))
+        await wait_event(events, EventKind.TOOK_OFF, 30)
+        assert v.state.pose is not None and v.state.pose.alt_rel_m < 0.95 * 30.0
+        incident = offset(*home, -60.0, 0.0)
+        ow = await v.retask.overwatch(*incident, standoff_m=30.0, alt_m=20.0, timeout_s=30)
+        assert ow.interrupted_seq == 1
+        await asyncio.sleep(15 / speedup)  # hold for 15 s of vehicle time
+        t = sv.truth
+        assert t.mode == "GUIDED" and t.armed and not sortie.done()
+        assert_near(t.lat, t.lon, (ow.hold_lat, ow.hold_lon), 5.0, "hover point vs standoff point")
+        assert t.alt_rel_m == pytest.approx(20.0, abs=2.0)
+        assert await v.retask.resume_patrol() == 1
+        report = await asyncio.wait_for(sortie, 90)
+        assert report.flown and report.items_reached == len(SQUARE) + 2
         assert_near(sv.truth.lat, sv.truth.lon, home, 5.0, "landing point vs home")
     finally:
         await v.close()

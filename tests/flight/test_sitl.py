@@ -14,6 +14,7 @@ import pytest
 
 from common.geo import distance_m
 from flight import fly_sortie
+from flight.errors import SortieAborted
 from flight.events import EventKind
 from tests.fixtures.ports import free_port_block
 from tests.flight.procedures import assert_near, connect, get_sortie, sitl_target, takeoff_and_start
@@ -68,5 +69,49 @@ async def test_sitl_overwatch_then_resume(sitl_url):
         events = v.events()
         await v.wait_disarmed(timeout_s=300)
         assert all(ev.kind != EventKind.FAILSAFE for ev in iter(events.get_nowait, None))
+    finally:
+        await v.close()
+
+
+async def test_sitl_battery_failsafe_rtl_goes_round_a_no_fly_zone(sitl_url):
+    """The no-fly-zone sortie on real ArduCopter: the controller switches on OA_TYPE 2 (rebooting
+    SITL once), the pack is made to sag beyond the zone (SIM_BATT_VOLTAGE) and the vehicle's own
+    RTL reaches home without entering the zone or saying "Fence Breached"."""
+    from shapely.geometry import Point
+
+    from common.geo import LocalFrame
+    from tests.flight.test_no_fly_returns import MARGIN_M, get_no_fly_sortie, zone_polygon
+
+    v = await connect(sitl_url, speedup=SPEEDUP, energy={"enabled": False}, avoidance={"margin_m": MARGIN_M})
+    try:
+        await v.wait_until(lambda s: s.home is not None, 120, what="home position")
+        home = v.state.home[:2]
+        frame = LocalFrame(*home)
+        track: list[tuple[float, float]] = []
+
+        async def sample() -> None:
+            while True:
+                if v.state.pose is not None:
+                    track.append(frame.to_en(v.state.pose.lat, v.state.pose.lon))
+                await asyncio.sleep(0.05 / SPEEDUP)
+        sampler = asyncio.create_task(sample())
+        events = v.events()
+        sortie = asyncio.create_task(fly_sortie(v, get_no_fly_sortie(home), progress=print))
+        try:
+            async for ev in events:
+                if ev.kind == EventKind.ITEM_REACHED and ev.seq == 4:
+                    break
+            await v.params.set("BATT_LOW_TIMER", 1)
+            await v.params.set("SIM_BATT_VOLTAGE", 10.2)
+            with pytest.raises(SortieAborted):
+                await asyncio.wait_for(sortie, 600)
+            await v.wait_disarmed(timeout_s=300)
+        finally:
+            sampler.cancel()
+            await v.params.set("SIM_BATT_VOLTAGE", 12.6)
+        assert v.fence_avoidance is not None and v.fence_avoidance.onboard
+        assert min(zone_polygon().distance(Point(p)) for p in track) >= 0.5 * MARGIN_M
+        assert all("Fence Breached" not in t.text for t in v.state.texts)
+        assert_near(v.state.pose.lat, v.state.pose.lon, home, 5.0, "landing point vs home")
     finally:
         await v.close()

@@ -148,3 +148,70 @@ def test_plan_directories_sorted_drones_and_sorties(tmp_path):
     assert [(d, [p.name for p in ps]) for d, ps in got] == [("drone-01", ["s1.plan"]), ("drone-02", ["a.plan", "b.plan"])]
     with pytest.raises(_InputError, match="no drone directories"):
         drone_plan_dirs(tmp_path / "notes")
+
+
+def _square(centre: tuple[float, float], half_m: float) -> tuple[tuple[float, float], ...]:
+    from common.geo import offset
+    return tuple(offset(*centre, n, e) for n, e in [(-half_m, -half_m), (half_m, -half_m), (half_m, half_m),
+                                                    (-half_m, half_m)])
+
+
+def test_no_fly_route_home_goes_round_zones_and_stays_inside_the_fence():
+    """From beyond a no-fly zone the way home bends round it (never within half the margin) and
+    stays inside the inclusion fence; a clear line is just home; a zone across the whole fence
+    is a FlightError naming the points."""
+    from shapely.geometry import LineString, Polygon
+
+    from common.geo import LocalFrame, offset
+    from common.values import FenceZone
+    from flight.avoidance import NoFlyZones
+    from flight.errors import FlightError
+
+    home = (32.0, 119.58)
+    zone = FenceZone(False, _square(offset(*home, 80, 0), 20))
+    circle = FenceZone(False, (offset(*home, 80, -80),), radius_m=25)
+    fence = FenceZone(True, _square(home, 300))
+    nf = NoFlyZones.from_fence((fence, zone, circle), margin_m=10)
+    far = offset(*home, 160, 0)
+    assert nf.crosses(far, home) and not nf.crosses(offset(*home, 0, 100), home)
+    route = nf.route(far, home)
+    assert len(route) >= 2 and route[-1] == home
+    f = LocalFrame(*home)
+    line = LineString([f.to_en(*p) for p in (far, *route)])
+    square = Polygon([f.to_en(*p) for p in zone.vertices])
+    assert line.distance(square) >= 5.0 - 1e-6
+    assert line.distance(LineString([f.to_en(*circle.vertices[0])] * 2).buffer(25)) >= 5.0 - 1e-6
+    assert Polygon([f.to_en(*p) for p in fence.vertices]).contains(line)
+    assert nf.route(offset(*home, 0, 100), home) == (home,)
+    wall = FenceZone(False, (offset(*home, 60, -400), offset(*home, 100, -400), offset(*home, 100, 400),
+                             offset(*home, 60, 400)))
+    with pytest.raises(FlightError, match="no way from"):
+        NoFlyZones.from_fence((fence, wall), margin_m=10).route(far, home)
+
+
+def test_avoidance_config_rejects_unknown_keys_and_bad_margins():
+    """`avoidance:` is typed like every section: a misspelt key or a zero margin is named."""
+    with pytest.raises(ValidationError, match="margn_m"):
+        FlightConfig.model_validate({"avoidance": {"margn_m": 5}})
+    with pytest.raises(ValidationError, match="margin_m"):
+        FlightConfig.model_validate({"avoidance": {"margin_m": 0}})
+
+
+def test_no_fly_route_from_inside_a_margin_steps_out_first():
+    """A drone already closer to a zone than the margin (blown there, or it strayed) still gets a
+    way home: first out to the outline without entering the zone, then round it."""
+    from shapely.geometry import LineString, Polygon
+
+    from common.geo import LocalFrame, offset
+    from common.values import FenceZone
+    from flight.avoidance import NoFlyZones
+
+    home = (32.0, 119.58)
+    zone = FenceZone(False, _square(offset(*home, 80, 0), 20))
+    nf = NoFlyZones.from_fence((zone,), margin_m=10)
+    start = offset(*home, 102, 0)  # 2 m north of the zone's far edge
+    route = nf.route(start, home)
+    f = LocalFrame(*home)
+    line = LineString([f.to_en(*p) for p in (start, *route)])
+    assert route[-1] == home and len(route) >= 3
+    assert not line.intersects(Polygon([f.to_en(*p) for p in zone.vertices]))

@@ -1,0 +1,169 @@
+"""Returning home without crossing a no-fly zone of the sortie's fence.
+
+A drone sent home (the energy watch, the vehicle's own battery or GCS failsafe) flies RTL: a
+straight line, which can cut through an exclusion zone of its fence. Two ways to avoid that:
+
+- Onboard, as ArduCopter does it: object avoidance with Dijkstra's planner (OA_TYPE 2) plans
+  every AUTO leg, GUIDED target and RTL return round the fence's exclusion polygons / circles,
+  OA_MARGIN_MAX from them, and keeps inside the inclusion fence. OA_TYPE is read at boot (the
+  vehicle says "PreArm: Dijkstra OA requires reboot" until then), so a disarmed vehicle is
+  rebooted once after it is switched on; the OA_* names are the same in 4.5, 4.6 and 4.7+.
+  This also covers the failsafes that act while we cannot reach the vehicle.
+- Controller-flown, when the vehicle cannot (a build without OA_TYPE, a refused set, armed
+  when it would need the reboot): GUIDED waypoints round the zones, computed with the
+  planner's `TransitGraph`, then RTL from a point with a clear line home.
+
+`enable_fence_avoidance()` runs after a sortie's fence is uploaded and leaves the verdict on
+`vehicle.fence_avoidance`; `vehicle.action.return_home()` uses it.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shapely.geometry import LineString, Point, Polygon, box
+
+from common.geo import LocalFrame
+from common.values import FenceZone, Mission
+from flight.errors import FlightError, ParamError
+
+if TYPE_CHECKING:
+    from flight.vehicle import Vehicle
+
+log = logging.getLogger(__name__)
+
+OA_TYPE_DIJKSTRA = 2
+
+
+@dataclass(frozen=True, slots=True)
+class NoFlyZones:
+    """A sortie fence as the controller routes round it: exclusion zones to stay out of (by
+    `margin_m`) and the inclusion zones to stay in, all in lat/lon."""
+
+    exclusions: tuple[FenceZone, ...]
+    inclusions: tuple[FenceZone, ...] = ()
+    margin_m: float = 10.0
+
+    @classmethod
+    def from_fence(cls, fence: tuple[FenceZone, ...], margin_m: float) -> "NoFlyZones":
+        return cls(tuple(z for z in fence if not z.inclusion), tuple(z for z in fence if z.inclusion), margin_m)
+
+    def crosses(self, start: tuple[float, float], goal: tuple[float, float]) -> bool:
+        """Does the straight line start -> goal (lat, lon) come within half the margin of a zone?"""
+        graph, frame = _graph(self)
+        return not graph.clear(frame.to_en(*start), frame.to_en(*goal))
+
+    def route(self, start: tuple[float, float], goal: tuple[float, float]) -> tuple[tuple[float, float], ...]:
+        """(lat, lon) points from start to goal (goal last, start not included) that stay clear of
+        every zone; just (goal,) when the straight line is clear. FlightError when walled off."""
+        graph, frame = _graph(self)
+        a, b = frame.to_en(*start), frame.to_en(*goal)
+        lead: list[tuple[float, float]] = []
+        try:
+            if graph.has_zones and graph.avoid.contains(Point(a)) and len(graph.nodes):
+                # inside a zone's margin already: first out to the nearest outline point that is
+                # reached without entering the zone itself, then round from there
+                zones = graph.avoid.buffer(-0.5 * max(self.margin_m, 2.0))
+                exits = sorted(map(tuple, graph.nodes), key=lambda p: (p[0] - a[0]) ** 2 + (p[1] - a[1]) ** 2)
+                step = next((p for p in exits if not zones.intersects(LineString([a, p]))), None)
+                if step is None:
+                    raise ValueError("boxed in inside a zone's margin")
+                lead, a = [step], step
+            pts = lead + graph.path(a, b)
+        except ValueError as exc:
+            raise FlightError(f"no way from {start[0]:.6f},{start[1]:.6f} to {goal[0]:.6f},{goal[1]:.6f} "
+                              f"round the fence's no-fly zones: {exc}") from exc
+        out = [frame.to_latlon(e, n) for e, n in pts[:-1]]
+        return (*out, goal)
+
+
+@functools.lru_cache(maxsize=32)
+def _graph(zones: NoFlyZones):
+    # the planner's visibility graph, in a flat frame round the fence; outside the inclusion
+    # fence counts as a zone too, so detours never leave it
+    from mission_planner.transit import TransitGraph
+
+    all_zones = zones.exclusions + zones.inclusions
+    lat0, lon0 = all_zones[0].vertices[0] if all_zones else (0.0, 0.0)
+    frame = LocalFrame(lat0, lon0)
+    polys = [_zone_polygon(z, frame) for z in zones.exclusions]
+    for z in zones.inclusions:
+        inside = _zone_polygon(z, frame)
+        minx, miny, maxx, maxy = inside.bounds
+        polys.append(box(minx - 1000, miny - 1000, maxx + 1000, maxy + 1000).difference(inside))
+    return TransitGraph([p for p in polys if not p.is_empty], zones.margin_m), frame
+
+
+def _zone_polygon(z: FenceZone, frame: LocalFrame) -> Polygon:
+    if z.is_circle:
+        return Point(*frame.to_en(*z.vertices[0])).buffer(z.radius_m, 16)
+    poly = Polygon([frame.to_en(lat, lon) for lat, lon in z.vertices])
+    return poly if poly.is_valid else poly.buffer(0)
+
+
+@dataclass(frozen=True, slots=True)
+class FenceAvoidance:
+    """How this vehicle keeps out of its sortie's no-fly zones on the way home."""
+
+    no_fly: NoFlyZones
+    onboard: bool  # the vehicle plans round them itself (OA_TYPE 2 loaded)
+    detail: str    # why, in words for the operator
+
+
+async def enable_fence_avoidance(vehicle: "Vehicle", mission: Mission) -> FenceAvoidance | None:
+    """After the fence upload: switch on the vehicle's own avoidance if the fence has no-fly
+    zones, verify it took, else fall back to controller-flown returns. Sets and returns
+    `vehicle.fence_avoidance` (None: no exclusion zones, or avoidance turned off)."""
+    v = vehicle
+    cfg = v.config.avoidance
+    if not cfg.enabled or not any(not z.inclusion for z in mission.fence):
+        v.fence_avoidance = None
+        return None
+    no_fly = NoFlyZones.from_fence(mission.fence, cfg.margin_m)
+    try:
+        if not v.config.safety.enable_fence:
+            # Dijkstra's only plans round an enabled polygon fence
+            raise FlightError("the fence is not enabled (safety.enable_fence is off)", drone_id=v.drone_id)
+        detail = await _enable_onboard(v)
+        onboard = True
+    except FlightError as exc:
+        onboard = False
+        detail = (f"vehicle avoidance unavailable ({exc.detail}); the controller flies returns round the "
+                  f"{len(no_fly.exclusions)} no-fly zone(s) in GUIDED")
+        log.warning("%s: %s", v.drone_id, detail)
+    v.fence_avoidance = FenceAvoidance(no_fly, onboard, detail)
+    log.info("%s: %s", v.drone_id, detail)
+    return v.fence_avoidance
+
+
+async def _enable_onboard(v: "Vehicle") -> str:
+    cfg = v.config.avoidance
+    try:
+        current = await v.params.get("OA_TYPE")
+    except ParamError as exc:
+        raise FlightError("it has no OA_TYPE parameter: firmware built without object avoidance",
+                          drone_id=v.drone_id) from exc
+    changed = int(current) != OA_TYPE_DIJKSTRA
+    if changed:
+        try:
+            await v.params.set("OA_TYPE", OA_TYPE_DIJKSTRA)
+        except ParamError as exc:
+            raise FlightError(f"it refused OA_TYPE={OA_TYPE_DIJKSTRA}", drone_id=v.drone_id) from exc
+    try:
+        # the OA_ group only appears once OA_TYPE is non-zero
+        await v.params.set("OA_MARGIN_MAX", cfg.margin_m)
+    except ParamError as exc:
+        raise FlightError("OA_MARGIN_MAX could not be set", drone_id=v.drone_id) from exc
+    if changed or any("OA requires reboot" in t.text for t in v.state.texts):
+        if v.state.armed:
+            raise FlightError("OA_TYPE takes effect after a reboot and the vehicle is armed", drone_id=v.drone_id)
+        if not cfg.reboot_to_enable:
+            raise FlightError("OA_TYPE takes effect after a reboot and avoidance.reboot_to_enable is off",
+                              drone_id=v.drone_id)
+        await v.action.reboot(timeout_s=cfg.reboot_timeout_s)
+        got = await v.params.get("OA_TYPE")
+        if int(got) != OA_TYPE_DIJKSTRA:
+            raise FlightError(f"OA_TYPE reads {got:g} after the reboot", drone_id=v.drone_id)
+    return f"onboard Dijkstra's avoidance (OA_TYPE 2, OA_MARGIN_MAX {cfg.margin_m:g} m)"

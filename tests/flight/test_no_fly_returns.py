@@ -1,0 +1,173 @@
+"""Returning home never crosses a no-fly zone of the sortie fence.
+
+A planned-looking sortie flies round a no-fly zone that lies between its far end and home. Sent
+home from the far end (the vehicle's battery failsafe, its GCS-link failsafe, the controller's
+energy watch) the straight line home would cut through the zone; each return must reach home
+with the sampled track never inside the zone and no "Fence Breached". Without avoidance the same
+return breaches, so these tests can fail.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, replace
+
+import pytest
+from shapely.geometry import Point, Polygon
+
+from common.geo import offset
+from common.values import FenceZone, Mission
+from flight import fly_sortie
+from flight.errors import SortieAborted
+from flight.events import EventKind
+from tests.flight.procedures import assert_near, connect, get_sortie, wait_event
+
+SPEEDUP = 20.0
+ZONE_NE = [(40, -15), (65, -15), (65, 15), (40, 15)]  # (north, east) m from home: 25 x 30 m
+# round the zone's east side, over the top, back down its west side; the last leg home is clear
+LEGS = [(20, 40), (85, 40), (100, 0), (85, -40), (20, -40)]
+MARGIN_M = 10.0
+
+
+def get_no_fly_sortie(home: tuple[float, float]) -> Mission:
+    """The sortie with the no-fly zone as an exclusion polygon of its fence (as sortie_fence makes it)."""
+    m = get_sortie(home, LEGS, alt_m=15.0, name="north loop")
+    zone = FenceZone(False, tuple(offset(*home, n, e) for n, e in ZONE_NE))
+    return replace(m, fence=(*m.fence, zone))
+
+
+def sag_battery(sv) -> None:
+    """The pack sags under BATT_LOW_VOLT now (BATT_LOW_TIMER 1 s, so it acts where it is sent home)."""
+    sv.params.set("BATT_LOW_TIMER", 1)
+    sv.faults.battery_fault(10.2)
+
+
+def zone_polygon() -> Polygon:
+    """The no-fly zone in metres east, north of home (the frame of the sampled track)."""
+    return Polygon([(e, n) for n, e in ZONE_NE])
+
+
+@dataclass
+class ReturnFlight:
+    """What one flight sent home showed: the sim vehicle, the controller, the sampled true track
+    (east, north of home), the vehicle's texts and the controller's event kinds."""
+
+    sv: object
+    v: object
+    track: list
+    texts: list[str]
+    said: list
+
+
+@contextlib.asynccontextmanager
+async def watch_track(sv):
+    """Sample the vehicle's true position (east, north of home) every few ms for the whole block."""
+    track: list[tuple[float, float]] = []
+
+    async def sample() -> None:
+        while True:
+            track.append((sv.kin.east_m, sv.kin.north_m))
+            await asyncio.sleep(0.005)
+    task = asyncio.create_task(sample())
+    try:
+        yield track
+    finally:
+        task.cancel()
+
+
+def assert_track_clear_of_zone(track, min_m: float) -> None:
+    zone = zone_polygon()
+    closest = min(zone.distance(Point(p)) for p in track)
+    assert closest >= min_m, f"the track came {closest:.1f} m from the no-fly zone (allowed {min_m} m)"
+
+
+def assert_track_entered_zone(track) -> None:
+    zone = zone_polygon()
+    assert any(zone.contains(Point(p)) for p in track), "the straight return never entered the zone"
+
+
+async def fly_and_send_home(sim_fleet, send_home, *, at_item: int = 4, remove_params=(), **sections):
+    """Fly the sortie; when item `at_item` is reached call send_home(sim vehicle); wait until the
+    sortie ends (aborted) and the drone is disarmed at home."""
+    # RTL_LOIT_TIME 0: no 5 s hover over home before the descent (the track is what matters here)
+    fleet = await sim_fleet(count=1, speedup=SPEEDUP, params={"RTL_LOIT_TIME": 0})
+    sv = fleet[0]
+    for name in remove_params:
+        sv.params.remove(name)
+    home = (sv.truth.lat, sv.truth.lon)
+    v = await connect(sv.url, speedup=SPEEDUP, **sections)
+    events = v.events()
+    log = v.events()
+    async with watch_track(sv) as track:
+        sortie = asyncio.create_task(fly_sortie(v, get_no_fly_sortie(home)))
+        try:
+            reached = asyncio.create_task(wait_event(events, EventKind.ITEM_REACHED, 60, lambda ev: ev.seq == at_item))
+            await asyncio.wait([reached, sortie], return_when=asyncio.FIRST_COMPLETED)
+            if not reached.done():
+                reached.cancel()
+                raise AssertionError(f"the sortie ended before item {at_item}: {sortie.exception()!r}")
+            reached.result()
+            send_home(sv)
+            with pytest.raises(SortieAborted):
+                await asyncio.wait_for(sortie, 120)
+        finally:
+            if not sortie.done():
+                sortie.cancel()
+    assert not sv.truth.armed and sv.truth.landed
+    assert_near(sv.truth.lat, sv.truth.lon, home, 5.0, "landing point vs home")
+    texts = [t.text for t in v.state.texts]
+    said = [ev.kind for ev in iter(log.get_nowait, None)]
+    await v.close()
+    return ReturnFlight(sv, v, track, texts, said)
+
+
+async def test_battery_failsafe_rtl_goes_round_the_no_fly_zone(sim_fleet):
+    """The pack sags below BATT_LOW_VOLT beyond the zone: the vehicle's own RTL (object avoidance
+    switched on by the controller at upload, after one reboot) flies round the zone to home."""
+    f = await fly_and_send_home(sim_fleet, sag_battery, energy={"enabled": False}, avoidance={"margin_m": MARGIN_M})
+    assert f.v.fence_avoidance is not None and f.v.fence_avoidance.onboard, f.v.fence_avoidance
+    assert "Battery Failsafe" in f.texts and EventKind.RETURN_ROUTED not in f.said
+    assert_track_clear_of_zone(f.track, 0.8 * MARGIN_M)
+    assert f.sv.fence_breach_count == 0 and "Fence Breached" not in f.texts
+
+
+async def test_gcs_link_cut_failsafe_rtl_goes_round_the_no_fly_zone(sim_fleet):
+    """The radio drops on the way to the far end: the vehicle's GCS failsafe RTL, flown while we
+    cannot reach it, still goes round the zone."""
+    f = await fly_and_send_home(sim_fleet, lambda sv: sv.faults.cut_link(10.0), at_item=3,
+                                energy={"enabled": False}, avoidance={"margin_m": MARGIN_M})
+    assert f.sv.fs_gcs or "GCS Failsafe Cleared" in f.texts
+    assert_track_clear_of_zone(f.track, 0.8 * MARGIN_M)
+    assert f.sv.fence_breach_count == 0 and "Fence Breached" not in f.texts
+
+
+async def test_energy_watch_return_is_flown_round_the_zone_when_the_vehicle_has_no_avoidance(sim_fleet):
+    """A build without object avoidance (no OA_TYPE): the controller says so and, when the energy
+    watch sends the drone home, flies GUIDED points round the zone, then RTL."""
+    f = await fly_and_send_home(sim_fleet, lambda sv: sv.faults.drain_battery_to(12), remove_params=("OA_TYPE",),
+                                avoidance={"margin_m": MARGIN_M})
+    assert f.v.fence_avoidance is not None and not f.v.fence_avoidance.onboard
+    assert "no OA_TYPE" in f.v.fence_avoidance.detail
+    assert EventKind.LOW_BATTERY in f.said and EventKind.RETURN_ROUTED in f.said
+    assert_track_clear_of_zone(f.track, 0.4 * MARGIN_M)
+    assert f.sv.fence_breach_count == 0 and "Fence Breached" not in f.texts
+
+
+async def test_battery_failsafe_on_a_vehicle_without_avoidance_is_taken_over_and_routed(sim_fleet):
+    """No OA_TYPE on the vehicle and its own battery failsafe RTL heads straight for the zone: the
+    controller takes the return over (GUIDED round the zone, then RTL) while it can reach it."""
+    f = await fly_and_send_home(sim_fleet, sag_battery, remove_params=("OA_TYPE",),
+                                energy={"enabled": False}, avoidance={"margin_m": MARGIN_M})
+    assert f.v.fence_avoidance is not None and not f.v.fence_avoidance.onboard
+    assert "Battery Failsafe" in f.texts and EventKind.RETURN_ROUTED in f.said
+    assert_track_clear_of_zone(f.track, 0.4 * MARGIN_M)
+    assert f.sv.fence_breach_count == 0 and "Fence Breached" not in f.texts
+
+
+async def test_without_avoidance_the_straight_return_breaches_the_zone(sim_fleet):
+    """Control: avoidance off, the same battery failsafe RTL flies straight through the zone and
+    the vehicle reports the breach (what the other tests guard against)."""
+    f = await fly_and_send_home(sim_fleet, sag_battery, energy={"enabled": False}, avoidance={"enabled": False})
+    assert f.v.fence_avoidance is None
+    assert_track_entered_zone(f.track)
+    assert f.sv.fence_breach_count >= 1 and "Fence Breached" in f.texts
