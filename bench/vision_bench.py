@@ -35,7 +35,8 @@ def bench_size(width: int, height: int, seconds: float, workdir: Path) -> None:
     n_decode = sum(1 for _ in FileSource(files["video"], threads=1))
     decode_s = time.perf_counter() - t0
     # Decode + pipeline.
-    pipe = IncidentPipeline(cfg, camera=camera, drone_id="bench")
+    # With the scene's road map, as the patrol runs it: the lane check for standing cars is on.
+    pipe = IncidentPipeline(cfg, camera=camera, drone_id="bench", road_zones=scenario.scene.road_zones())
     events = 0
     t0 = time.perf_counter()
     n = 0

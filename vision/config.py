@@ -102,6 +102,18 @@ class StoppedVehicleConfig(Section):
     min_prior_speed_m_s: float = Field(3.0, ge=0, title="it was moving with traffic before")
     max_speed_at_halt_m_s: float = Field(6.0, gt=0, title="speed at the last motion sighting of a car that halts")
     road_zones: list[list[tuple[float, float]]] = Field(default_factory=list, title="(lat, lon) polygons; empty = anywhere")
+    # Found by appearance on the lanes (needs road_zones; see detectors/lane_vehicle.py).
+    by_appearance: bool = Field(True, title="also find vehicles standing on road_zones without seeing them move")
+    lane_margin_m: float = Field(0.4, ge=0, title="lane polygons shrunk by this (kerb, parked cars' edges)")
+    lane_max_tint: int = Field(30, ge=0, le=255, title="lanes whose median colour is more tinted are not tarmac: skipped")
+    lane_contrast: int = Field(30, ge=5, le=200, title="colour difference from the lane's tarmac")
+    lane_open_m: float = Field(0.9, gt=0, title="opening removes markings and people narrower than this")
+    lane_vehicle_len_m: tuple[float, float] = (3.0, 8.0)
+    lane_vehicle_width_m: tuple[float, float] = (1.3, 3.0)
+    lane_every_s: float = Field(0.19, ge=0, title="look at the lanes this often (a standing car needs no 30 looks a second)")
+    lane_min_visit_s: float = Field(2.0, ge=0, title="seen in one place without a break this long at least once")
+    lane_drop_after: int = Field(3, ge=1, title="looks at an empty place before a candidate is forgotten")
+    lane_forget_s: float = Field(900.0, gt=0, title="a candidate unseen this long is forgotten (passes further apart are unrelated)")
 
 
 class IntrusionConfig(Section):

@@ -1,7 +1,8 @@
 """The per-drone pipeline: frame (+ pose) -> ego-motion -> detectors -> tracks -> incident events.
 
     pipe = IncidentPipeline(VisionConfig(), camera=CameraModel(1280, 720, 82), drone_id="d1",
-                            cell_lookup=lambda lat, lon: "G-0042", restricted_zones=[[(lat, lon), ...]])
+                            cell_lookup=lambda lat, lon: "G-0042", restricted_zones=[[(lat, lon), ...]],
+                            road_zones=[[(lat, lon), ...]])  # lanes: a car standing on one is found unseen moving
     events = pipe.process(frame_bgr, t_s, pose_or_None)   # list[IncidentEvent]
 
 Work is done at reduced resolution (ego-motion ~320 px wide, motion ~640, colour ~320); the
@@ -23,8 +24,8 @@ from common.geo import LocalFrame
 from common.values import CameraModel, IncidentEvent, IncidentKind, IncidentState, Pose
 
 from .config import VisionConfig
-from .detectors import (CrowdDetector, FireDetector, IntrusionDetector, MotionDetector, Sighting,
-                        StoppedVehicleDetector)
+from .detectors import (CrowdDetector, FireDetector, IntrusionDetector, LaneVehicleDetector, MotionDetector,
+                        Sighting, StoppedVehicleDetector)
 from .egomotion import EgoMotion
 from .errors import VisionError
 from .geolocate import Projector
@@ -48,7 +49,8 @@ def _scale_h(h: np.ndarray | None, s: float) -> np.ndarray | None:
 class IncidentPipeline:
     def __init__(self, config: VisionConfig | None = None, camera: CameraModel | None = None, drone_id: str = "",
                  cell_lookup: GridLookup | None = None, restricted_zones: Sequence[Sequence[tuple[float, float]]] | None = None,
-                 registry: IncidentRegistry | None = None, anchor: tuple[float, float] | None = None) -> None:
+                 registry: IncidentRegistry | None = None, anchor: tuple[float, float] | None = None,
+                 road_zones: Sequence[Sequence[tuple[float, float]]] | None = None) -> None:
         self.cfg = config or VisionConfig()
         self.camera = camera or self.cfg.camera.model()
         self.drone_id = drone_id
@@ -59,6 +61,9 @@ class IncidentPipeline:
             if len(z) < 3:
                 raise VisionError(f"restricted zone {i} has {len(z)} vertices; a polygon needs at least 3")
         self._zones_latlon = zones
+        self._roads_latlon: list = []
+        self.lane_vehicles: LaneVehicleDetector | None = None
+        self.set_road_zones(road_zones or [])
         self._frame: LocalFrame | None = LocalFrame(*anchor) if anchor else None
         self.ego = EgoMotion(self.cfg.ego_motion)
         self.motion = MotionDetector(self.cfg.motion)
@@ -85,9 +90,30 @@ class IncidentPipeline:
             f = self._frame
             polys = [Polygon([f.to_en(lat, lon) for lat, lon in z]) for z in self._zones_latlon]
             self.intrusion = IntrusionDetector(self.cfg.intrusion, polys)
-            roads = [Polygon([f.to_en(lat, lon) for lat, lon in z]) for z in self.cfg.stopped_vehicle.road_zones]
-            self.stopped = StoppedVehicleDetector(self.cfg.stopped_vehicle, roads)
+            self._apply_roads()
         return self._frame
+
+    def set_road_zones(self, road_zones: Sequence[Sequence[tuple[float, float]]]) -> None:
+        """The traffic lanes ((lat, lon) polygons, added to config `road_zones`) that stopped
+        vehicles are checked against; standing cars already seen are remembered across a change."""
+        roads = [list(z) for z in self.cfg.stopped_vehicle.road_zones] + [list(z) for z in road_zones]
+        for i, z in enumerate(roads):
+            if len(z) < 3:
+                raise VisionError(f"road zone {i} has {len(z)} vertices; a polygon needs at least 3")
+        self._roads_latlon = roads
+        if getattr(self, "intrusion", None) is not None:  # set up already (first pose seen)
+            self._apply_roads()
+
+    def _apply_roads(self) -> None:
+        f = self._frame
+        roads = [Polygon([f.to_en(lat, lon) for lat, lon in z]).buffer(0) for z in self._roads_latlon]
+        self.stopped = StoppedVehicleDetector(self.cfg.stopped_vehicle, roads)
+        if not roads or not self.cfg.stopped_vehicle.by_appearance:
+            self.lane_vehicles = None
+        elif self.lane_vehicles is None:
+            self.lane_vehicles = LaneVehicleDetector(self.cfg.stopped_vehicle, roads)
+        else:
+            self.lane_vehicles.set_lanes(roads)
 
     # --- one frame ------------------------------------------------------------------------
     def process(self, frame: np.ndarray, t_s: float, pose: Pose | None = None) -> list[IncidentEvent]:
@@ -186,6 +212,10 @@ class IncidentPipeline:
         if projector is not None and self.stopped is not None and self.intrusion is not None:
             sightings += self.stopped.update(tracks, t_s)
             sightings += self.intrusion.update(tracks, t_s)
+            footprint = self._footprint(projector, work, scale) if self.lane_vehicles is not None else None
+            if footprint is not None:
+                ground_to_work = np.diag([1 / scale, 1 / scale, 1.0]) @ projector.world_to_image
+                sightings += self.lane_vehicles.update(work, ground_to_work, footprint, t_s, m_per_px, to_ground)
         elif projector is None:
             # Stopped vehicles work on mosaic positions too (no lat/lon to report, but a box).
             sightings += self._stopped_mosaic.update(tracks, t_s)
@@ -196,6 +226,13 @@ class IncidentPipeline:
             events.append(event(rec, IncidentState.END))
         self.busy_s += time.perf_counter() - started
         return events
+
+    @staticmethod
+    def _footprint(projector: Projector, work: np.ndarray, scale: float) -> Polygon | None:
+        """The ground the frame shows (east/north metres), or None with the horizon in view."""
+        full_w, full_h = work.shape[1] * scale, work.shape[0] * scale
+        corners = projector.ground_many(np.array([[0, 0], [full_w, 0], [full_w, full_h], [0, full_h]], float))
+        return None if np.isnan(corners).any() else Polygon(corners)
 
     def _to_events(self, sightings: list[Sighting], frame: np.ndarray, t_s: float, projector: Projector | None,
                    scale: float) -> list[IncidentEvent]:

@@ -27,9 +27,10 @@ def _project(h: np.ndarray, pts_en: np.ndarray) -> np.ndarray:
 
 def _polyline_point(path: tuple[Point, ...], dist_m: float) -> tuple[Point, float]:
     """Point at `dist_m` along `path` (clamped to its end) and the heading of that segment."""
-    for (e0, n0), (e1, n1) in zip(path, path[1:]):
+    last = len(path) - 2
+    for i, ((e0, n0), (e1, n1)) in enumerate(zip(path, path[1:])):
         seg = math.hypot(e1 - e0, n1 - n0)
-        if dist_m <= seg or (e1, n1) == path[-1]:
+        if dist_m <= seg or i == last:  # by index: a path may pass the same point twice
             f = min(1.0, dist_m / seg) if seg > 0 else 1.0
             return (e0 + f * (e1 - e0), n0 + f * (n1 - n0)), math.atan2(e1 - e0, n1 - n0)
         dist_m -= seg

@@ -114,6 +114,30 @@ def stopped_vehicles(seed: int = 4, stationary_s: float = 6.0) -> Scenario:
     return Scenario("stopped_vehicles", scene, HoverFlight(centre, alt_m=60.0), 12.0 + stationary_s + 4.0)
 
 
+def standing_vehicles(seed: int = 6, n: int = 4) -> Scenario:
+    """A patrol lane at 5 m/s over cars that stopped in lane before the drone came (never seen
+    moving), with traffic driving past them and parked cars beside the roads."""
+    scene = Scene(seed=seed)
+    rng = np.random.default_rng(seed)
+    roads_e, roads_n = scene.roads
+    re = min(roads_e, key=abs)
+    rn = min(roads_n, key=abs)
+    _traffic(scene, rng, 6)
+    for i in range(n):
+        # Alternately on the north-south road under the lane and across it on the east-west road.
+        if i % 2 == 0:
+            place, heading = (re + rng.choice([-1.8, 1.8]), -70.0 + 45.0 * i + rng.uniform(-5, 5)), (0.0, 1.0)
+        else:
+            place, heading = (re + rng.choice([-1, 1]) * rng.uniform(12, 35), rn + rng.choice([-1.8, 1.8])), (1.0, 0.0)
+        # Braked to a halt 30 s before the run starts.
+        start = (place[0] - heading[0] * 20.0, place[1] - heading[1] * 20.0)
+        mover = Mover((start, (place[0] + heading[0] * 100, place[1] + heading[1] * 100)), 9.0, start_s=-40.0,
+                      stop_at_s=-40.0 + (20.0 - 9.0 ** 2 / 6.0) / 9.0)
+        scene.actors.append(CarActor(mover, colour=_CAR_COLOURS[(i + seed) % len(_CAR_COLOURS)], name=f"standing-{i}"))
+    flight = LaneFlight((re + 15.0, -110.0), (re + 15.0, 110.0), alt_m=60.0, speed_m_s=5.0)
+    return Scenario("standing_vehicles", scene, flight, flight.duration_s)
+
+
 def intrusions(seed: int = 5, n: int = 4) -> Scenario:
     """Hovering by a restricted compound; people and a car go in, others walk past outside."""
     scene = Scene(seed=seed)
@@ -132,7 +156,7 @@ def intrusions(seed: int = 5, n: int = 4) -> Scenario:
 
 
 SCENARIOS = {"calm": calm, "fires": fires, "crowds": crowds, "stopped_vehicles": stopped_vehicles,
-             "intrusions": intrusions}
+             "standing_vehicles": standing_vehicles, "intrusions": intrusions}
 
 
 def write_synthetic_video(scenario: Scenario, out_dir: str | Path, camera: CameraModel = CameraModel(1280, 720, 82.0),

@@ -46,6 +46,19 @@ class Scene:
         """(east of north-south roads, north of east-west roads) in metres."""
         return road_lines(self.size_m, self.road_spacing_m)
 
+    def road_zones(self) -> list[list[tuple[float, float]]]:
+        """The traffic lanes as (lat, lon) polygons, one per road across the scene (map data a
+        real deployment would load from its road network)."""
+        from .texture import ROAD_WIDTH_M
+
+        half, w = self.size_m / 2, ROAD_WIDTH_M / 2
+        roads_e, roads_n = self.roads
+        out = [[self.latlon(e - w, -half), self.latlon(e + w, -half), self.latlon(e + w, half), self.latlon(e - w, half)]
+               for e in roads_e]
+        out += [[self.latlon(-half, n - w), self.latlon(half, n - w), self.latlon(half, n + w), self.latlon(-half, n + w)]
+                for n in roads_n]
+        return out
+
     def texture(self) -> GroundTexture:
         return build_texture(self.size_m, self.m_per_px, self.seed, self.road_spacing_m)
 

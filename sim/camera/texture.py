@@ -139,6 +139,10 @@ def build_texture(size_m: float, m_per_px: float, seed: int, road_spacing_m: flo
             e, nn, horizontal = along, road - ROAD_WIDTH_M / 2 - 1.5, True
         lw = (4.4, 1.8) if horizontal else (1.8, 4.4)
         colour = _PARKED_CAR_COLOURS[rng.integers(len(_PARKED_CAR_COLOURS))]
+        # Nobody parks across a junction: a car beside one road must not stand on the crossing one.
+        crossing = roads_n if not horizontal else roads_e
+        if min(abs((nn if not horizontal else e) - r) for r in crossing) < ROAD_WIDTH_M / 2 + 3.0:
+            continue
         cv2.rectangle(img, px(e - lw[0] / 2, nn + lw[1] / 2), px(e + lw[0] / 2, nn - lw[1] / 2), colour, -1)
 
     # Soften to camera-like sharpness; avoids aliasing shimmer when the texture is minified.

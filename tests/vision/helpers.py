@@ -24,11 +24,13 @@ class Run:
 
 
 def run_scenario(scenario: Scenario, config: VisionConfig | None = None, size=(1280, 720), fps: float = 30.0,
-                 duration_s: float | None = None, with_pose: bool = True) -> Run:
+                 duration_s: float | None = None, with_pose: bool = True, with_roads: bool = False) -> Run:
+    """with_roads: hand the pipeline the scene's lanes as road zones (as the patrol's eyes do)."""
     camera = CameraModel(size[0], size[1], 82.0)
     cam = SyntheticCamera(scenario.scene, camera)
     pipe = IncidentPipeline(config or VisionConfig(), camera=camera, drone_id="d1",
-                            restricted_zones=scenario.scene.restricted_zones)
+                            restricted_zones=scenario.scene.restricted_zones,
+                            road_zones=scenario.scene.road_zones() if with_roads else None)
     run = Run(duration_s=duration_s or scenario.duration_s)
     for i in range(int(round(run.duration_s * fps))):
         t = i / fps
