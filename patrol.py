@@ -42,10 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="run directory (default runs/<scenario>-<time>)")
     run.add_argument("--speedup", type=float, default=None, help="override the scenario's speedup")
     run.add_argument("--no-live", action="store_true", help="no live table")
+    run.add_argument("--web", metavar="[HOST:]PORT", type=_web_address, default=None,
+                     help="serve the live map and tables at http://HOST:PORT/ (default host 127.0.0.1)")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="the bundled Danyang scenario on the embedded broker and built-in simulator")
     demo.add_argument("--out", default="demo-out", help="run directory (default demo-out)")
     demo.add_argument("--no-live", action="store_true", help="no live table")
+    demo.add_argument("--web", metavar="[HOST:]PORT", type=_web_address, default=None,
+                      help="serve the live map and tables at http://HOST:PORT/ (default host 127.0.0.1)")
     demo.set_defaults(func=run_demo)
     rep = sub.add_parser("report", help="rebuild report.json / report.html / report.png of a finished run")
     rep.add_argument("run_dir", help="the run directory (holds events.sqlite)")
@@ -59,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     return parser
+
+
+def _web_address(text: str) -> tuple[str, int]:
+    from runloop.web import web_address_arg
+
+    return web_address_arg(text)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -81,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         report = asyncio.run(run_patrol(scenario, out, broker_url=args.broker, live=not args.no_live,
-                                        sitl=args.sitl, connect_base=args.connect_base))
+                                        sitl=args.sitl, connect_base=args.connect_base, web=args.web))
     except RunError as exc:
         print(f"patrol run: {exc}", file=sys.stderr)
         return 2
@@ -109,7 +119,7 @@ def print_verdict(report: dict, out: Path) -> int:
 
 async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live: bool = True,
                      broker_restart=None, protocol: str | None = None, sitl: bool = False,
-                     connect_base: str | None = None) -> dict:
+                     connect_base: str | None = None, web: tuple[str, int] | None = None) -> dict:
     """One patrol run, as named stages sharing one stop event; shutdown undoes them in reverse.
 
     broker_restart: async fn(down_s) for a scenario's broker_restart fault on an outside broker
@@ -132,8 +142,14 @@ async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live
         await run.start_publisher()
         run.init_riders()
         run.init_eyes()
+        if web:
+            from runloop.web import start_web_view
+
+            web_view = await start_web_view(run, *web)  # bound now: a taken port is an error before flying
         try:
             async with asyncio.TaskGroup() as tg:
+                if web:  # first, so that whatever ends the run also closes the server
+                    tg.create_task(web_view.serve(stop), name="web")
                 tg.create_task(run.dispatcher.run(stop), name="dispatcher")
                 await run.wait_dispatcher_connected()  # before units publish retained presence (amqtt, docs/run.md)
                 tg.create_task(run.recorder.run(stop), name="recorder")

@@ -200,8 +200,8 @@ def main() -> int:
     ap.add_argument("--incident-rate", type=float, default=50.0, help="incidents published per second")
     ap.add_argument("--rate", type=float, default=1000.0, help="location updates per second")
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--png", type=Path, default=Path("dispatch_bench_latency.png"),
-                    help="latency histogram + CDF (default ./dispatch_bench_latency.png)")
+    ap.add_argument("--png", type=Path, default=Path("bench-out/dispatch_bench_latency.png"),
+                    help="latency histogram + CDF (default bench-out/dispatch_bench_latency.png)")
     ap.add_argument("--worker", nargs=4, metavar=("HOST", "PORT", "FIRST", "COUNT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:

@@ -93,15 +93,22 @@ class MqttSession:
             try:
                 async with client:
                     self._client = client
-                    for topic, qos in self.subscriptions:
-                        await client.subscribe(topic, qos, timeout=self.broker.operation_timeout_s)
-                    self.connections += 1
-                    self.connected.set()
-                    delay_s = self.broker.reconnect_min_s
-                    log.info("%s connected to %s (connection %d)", self.name, self.broker.url, self.connections)
-                    if self.on_connect:
-                        await self.on_connect()
-                    await self._pump(client, handler, stop)
+                    # The message loop runs before and while we subscribe: a broker may deliver
+                    # retained QoS 1 messages before its SUBACK and hold the SUBACK until they are
+                    # acknowledged (amqtt does), and with manual acks only the loop acknowledges.
+                    consumer = asyncio.create_task(self._consume(client, handler), name=f"{self.name}-consume")
+                    try:
+                        await self._subscribe(client, consumer)
+                        self.connections += 1
+                        self.connected.set()
+                        delay_s = self.broker.reconnect_min_s
+                        log.info("%s connected to %s (connection %d)", self.name, self.broker.url, self.connections)
+                        if self.on_connect:
+                            await self.on_connect()
+                        await self._pump(consumer, stop)
+                    finally:
+                        consumer.cancel()
+                        await asyncio.gather(consumer, return_exceptions=True)
             except aiomqtt.MqttError as exc:
                 if stop.is_set():
                     break
@@ -117,25 +124,36 @@ class MqttSession:
                 pass
             delay_s = min(delay_s * 2, self.broker.reconnect_max_s)
 
-    async def _pump(self, client: aiomqtt.Client, handler: Handler | None, stop: asyncio.Event) -> None:
-        async def consume() -> None:
-            async for message in client.messages:
-                if handler is not None:
-                    try:
-                        await handler(message)
-                    except JournalError:
-                        raise  # not acknowledged: the broker redelivers it after a restart
-                    except Exception:  # a handler bug must not take the service down
-                        log.exception("%s: handler failed on %s", self.name, message.topic)
-                if self.manual_ack and message.qos > 0:
-                    client._client.ack(message.mid, message.qos)  # noqa: SLF001
+    async def _subscribe(self, client: aiomqtt.Client, consumer: asyncio.Task) -> None:
+        """One SUBSCRIBE for all topics, while the consumer keeps reading (and acknowledging)."""
+        if not self.subscriptions:
+            return
+        sub = asyncio.ensure_future(client.subscribe(list(self.subscriptions), timeout=self.broker.operation_timeout_s))
+        done, _ = await asyncio.wait({sub, consumer}, return_when=asyncio.FIRST_COMPLETED)
+        if sub not in done:  # the consumer died first (connection lost or a journal failure)
+            sub.cancel()
+            await asyncio.gather(sub, return_exceptions=True)
+            consumer.result()
+            raise aiomqtt.MqttError(f"{self.name}: connection lost while subscribing")
+        sub.result()
 
-        consumer = asyncio.create_task(consume())
+    async def _consume(self, client: aiomqtt.Client, handler: Handler | None) -> None:
+        async for message in client.messages:
+            if handler is not None:
+                try:
+                    await handler(message)
+                except JournalError:
+                    raise  # not acknowledged: the broker redelivers it after a restart
+                except Exception:  # a handler bug must not take the service down
+                    log.exception("%s: handler failed on %s", self.name, message.topic)
+            if self.manual_ack and message.qos > 0:
+                client._client.ack(message.mid, message.qos)  # noqa: SLF001
+
+    async def _pump(self, consumer: asyncio.Task, stop: asyncio.Event) -> None:
         stopper = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            consumer.cancel()
             stopper.cancel()
         if consumer in done and not consumer.cancelled() and consumer.exception():
             raise consumer.exception()

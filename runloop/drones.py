@@ -57,6 +57,7 @@ class DroneOps:
         self._lock = asyncio.Lock()
         self.dispatcher = None  # set by the run: drone states go to its retained ≈1 Hz topic
         self.sim_vehicles: dict = {}  # drone_id -> sim.vehicles vehicle, for the battery swap
+        self.battery_full_v: dict[str, float] = {}  # drone_id -> SIM_BATT_VOLTAGE before a battery fault
 
     # ------------------------------------------------------------------ sorties
     @property
@@ -125,9 +126,15 @@ class DroneOps:
             return []
         swap_s = self.planner_config.fleet.battery_swap_min * 60.0
         t0 = self.clock()
+        full_v = self.battery_full_v.pop(rec.drone_id, None)
+        if full_v is not None:  # the swap ends a scripted battery fault, over the wire like it began
+            try:
+                await asyncio.wait_for(rec.vehicle.params.set("SIM_BATT_VOLTAGE", full_v), 10)
+            except Exception as exc:
+                self.store.add(self.clock(), "stage_error", f"drones-{rec.drone_id}",
+                               error=f"battery fault not cleared after the swap: {exc or 'timed out'}")
         sim_vehicle = self.sim_vehicles.get(rec.drone_id)
         if sim_vehicle is not None:
-            sim_vehicle.faults.clear_battery_fault()
             sim_vehicle.faults.drain_battery_to(100.0)  # the swap: a fresh battery
         new = []
         for dp in plan.drones:

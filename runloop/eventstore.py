@@ -59,7 +59,7 @@ class EventStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
         except sqlite3.Error as exc:
-            raise RunError(f"cannot open the event store {self.path}: {exc}") from exc
+            raise RunError(f"cannot open the run record {self.path} (damaged or not an SQLite file?): {exc}") from exc
         self.commit_every_s = commit_every_s
         self._last_commit = time.monotonic()
 
@@ -98,30 +98,46 @@ class EventStore:
             self.db.close()
 
     # ---------------------------------------------------------------- reading
+    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Every row of a query; a damaged file (truncated, overwritten) is a RunError naming it."""
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise RunError(f"the run record {self.path} is damaged and cannot be read: {exc}") from exc
+
     def meta(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        if not rows:
+            return default
+        try:
+            return json.loads(rows[0][0])
+        except ValueError as exc:
+            raise RunError(f"the run record {self.path} is damaged: meta {key!r} is not JSON ({exc})") from exc
 
     def events(self, *kinds: str) -> Iterator[RunEvent]:
         if kinds:
             marks = ",".join("?" * len(kinds))
-            rows = self.db.execute(f"SELECT t_s, wall_ts, kind, subject, data FROM events WHERE kind IN ({marks}) "
-                                   "ORDER BY id", kinds)
+            rows = self._rows(f"SELECT t_s, wall_ts, kind, subject, data FROM events WHERE kind IN ({marks}) "
+                              "ORDER BY id", kinds)
         else:
-            rows = self.db.execute("SELECT t_s, wall_ts, kind, subject, data FROM events ORDER BY id")
+            rows = self._rows("SELECT t_s, wall_ts, kind, subject, data FROM events ORDER BY id")
         for t_s, wall_ts, kind, subject, data in rows:
-            yield RunEvent(t_s, wall_ts, kind, subject, json.loads(data))
+            try:
+                payload = json.loads(data)
+            except ValueError as exc:
+                raise RunError(f"the run record {self.path} is damaged: a {kind} event is not JSON ({exc})") from exc
+            yield RunEvent(t_s, wall_ts, kind, subject, payload)
 
     def poses(self) -> dict[str, list[tuple[float, float, float, float, str, float | None, bool]]]:
         out: dict[str, list] = {}
-        for d, t, lat, lon, alt, mode, batt, armed in self.db.execute(
+        for d, t, lat, lon, alt, mode, batt, armed in self._rows(
                 "SELECT drone_id, t_s, lat, lon, alt_m, mode, battery_pct, armed FROM poses ORDER BY drone_id, t_s"):
             out.setdefault(d, []).append((t, lat, lon, alt, mode, batt, bool(armed)))
         return out
 
     def unit_tracks(self) -> dict[str, list[tuple[float, float, float, str]]]:
         out: dict[str, list] = {}
-        for u, t, lat, lon, status in self.db.execute(
+        for u, t, lat, lon, status in self._rows(
                 "SELECT unit_id, t_s, lat, lon, status FROM units ORDER BY unit_id, t_s"):
             out.setdefault(u, []).append((t, lat, lon, status))
         return out

@@ -15,7 +15,7 @@ from dataclasses import replace
 from common.values import CameraModel, IncidentEvent, Pose
 from runloop.clock import ScenarioClock
 from runloop.eventstore import EventStore
-from runloop.world import World
+from runloop.world import RENDER_MARGIN_M, World
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,12 @@ class DroneEyes:
         self.publisher = publisher
         self.camera = camera
         self.period_s = 1.0 / fps
+        # The map vision works against: the scenario's restricted zones (intrusions) and the
+        # traffic lanes of the scene in view (a car standing on one is found by appearance; set
+        # per frame in _look, since scenes may overlap and each lays out its own roads).
         self.pipeline = IncidentPipeline(vision_config, camera=camera, drone_id=drone_id, cell_lookup=cell_lookup,
-                                         registry=registry)
+                                         registry=registry, restricted_zones=world.restricted_zones())
+        self._roads_of = None
         self._cameras: dict[int, object] = {}
         self._seed = seed
         # With the built-in simulator, vehicle time stands still while a frame is looked at, so
@@ -62,6 +66,9 @@ class DroneEyes:
 
     def _look(self, pose: Pose, t_s: float, scene):
         cam = self._camera_for(scene)
+        if self._roads_of is not scene:
+            self.pipeline.set_road_zones(scene.road_zones())
+            self._roads_of = scene
         frame = cam.render(pose, t_s)
         truth = cam.visible_truth(pose, t_s)
         events = self.pipeline.process(frame, t_s, pose)
@@ -87,7 +94,7 @@ class DroneEyes:
             pose = state.pose
             if pose is None or not state.armed or pose.alt_rel_m < MIN_RENDER_ALT_M:
                 continue
-            scene = self.world.scene_at(pose.lat, pose.lon, margin_m=20.0)
+            scene = self.world.scene_at(pose.lat, pose.lon, margin_m=RENDER_MARGIN_M)
             if scene is None:
                 continue
             # The pipeline aligns frames and poses by time: both on the scenario clock.

@@ -1,33 +1,136 @@
-"""The live terminal table during a run: drones (mode, battery, sortie progress, overwatch),
-incidents (state, unit) and units. Redrawn in place on a terminal, one line every few seconds
-otherwise (CI logs)."""
+"""The live view of a run: drones (mode, battery, sortie progress, overwatch), incidents (state,
+unit) and units, as one typed `LiveState` snapshot. The terminal table (`render_table`, redrawn
+in place on a terminal, one table every few seconds otherwise for CI logs) and the web view
+(runloop/web.py) both draw from that snapshot, so they never disagree."""
 from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DroneLive:
+    drone_id: str
+    mode: str
+    link_ok: bool
+    armed: bool
+    lat: float | None  # None until the first position
+    lon: float | None
+    alt_rel_m: float | None
+    heading_deg: float | None
+    battery_pct: float | None
+    sortie: str  # the sortie being flown, "" between sorties
+    done: int  # sorties flown
+    total: int  # sorties planned
+    watching: tuple[str, ...]  # incidents it holds overwatch over
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentLive:
+    incident_id: str
+    kind: str
+    status: str  # the dispatcher's status (detected, alerted, accepted, ... closed)
+    unit_id: str  # "" while no unit has it
+    lat: float | None  # where vision placed it
+    lon: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnitLive:
+    unit_id: str
+    status: str
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedLive:
+    """A scripted incident of the simulated world (its true position: the trainer's view)."""
+
+    name: str
+    kind: str
+    lat: float | None
+    lon: float | None
+    started_s: float | None  # None: not started yet
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    t_s: float  # scenario seconds
+    drones: tuple[DroneLive, ...]
+    incidents: tuple[IncidentLive, ...]
+    units: tuple[UnitLive, ...]
+    scripted: tuple[ScriptedLive, ...] = ()
+
+    @property
+    def waiting(self) -> list[str]:
+        """Scripted incidents not started yet."""
+        return [s.name for s in self.scripted if s.started_s is None]
+
+    def to_jsonable(self) -> dict:
+        return asdict(self)
+
+
+def _opt(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def live_state(t_s: float, drones, recorder, world) -> LiveState:
+    """The snapshot of a run's drones (runloop.drones.DroneOps), what the recorder heard from the
+    broker (incidents, unit positions) and the scripted world."""
+    drone_rows = []
+    for rec in drones.drones.values():
+        s = rec.vehicle.state
+        pose = s.pose
+        watching = tuple(getattr(rec, "watching", None) or ())
+        if not watching and rec.overwatch_incident:
+            watching = (rec.overwatch_incident,)
+        drone_rows.append(DroneLive(
+            drone_id=rec.drone_id, mode=s.mode, link_ok=bool(s.link_ok), armed=bool(getattr(s, "armed", False)),
+            lat=pose.lat if pose else None, lon=pose.lon if pose else None,
+            alt_rel_m=pose.alt_rel_m if pose else None, heading_deg=pose.heading_deg if pose else None,
+            battery_pct=_opt(s.battery_remaining_pct), sortie=rec.current or "", done=rec.done, total=rec.total,
+            watching=watching))
+    incident_rows = []
+    for iid, rec in sorted(recorder.incidents.items()):
+        inc = rec.get("incident") or {}
+        incident_rows.append(IncidentLive(iid, inc.get("kind", ""), rec.get("status", ""), rec.get("unit_id") or "",
+                                          _opt(inc.get("lat")), _opt(inc.get("lon"))))
+    unit_rows = tuple(UnitLive(unit, status, lat, lon)
+                      for unit, (lat, lon, status) in sorted(recorder.unit_positions.items())
+                      if lat is not None and lon is not None)
+    scripted = []
+    for inc in world.incidents:
+        lat_lon = getattr(inc, "lat_lon", None)
+        spec = getattr(inc, "spec", None)
+        scripted.append(ScriptedLive(inc.name, str(getattr(spec, "kind", "")) if spec else "",
+                                     lat_lon[0] if lat_lon else None, lat_lon[1] if lat_lon else None, inc.started_s))
+    return LiveState(float(t_s), tuple(drone_rows), tuple(incident_rows), unit_rows, tuple(scripted))
+
+
+def format_table(state: LiveState) -> str:
+    lines = [f"patrol  t={state.t_s:7.1f} s"]
+    lines.append(f"{'drone':<9}{'mode':<9}{'alt m':>7}{'batt %':>8}  {'sortie':<12}{'done':>6}  overwatch")
+    for d in state.drones:
+        alt = f"{d.alt_rel_m:.0f}" if d.alt_rel_m is not None else "-"
+        batt = f"{d.battery_pct:.0f}" if d.battery_pct is not None else "-"
+        mode = d.mode + ("" if d.link_ok else "!")
+        lines.append(f"{d.drone_id:<9}{mode:<9}{alt:>7}{batt:>8}  {d.sortie or '-':<12}"
+                     f"{d.done}/{d.total:<4}  {', '.join(d.watching)}")
+    lines.append(f"{'incident':<28}{'kind':<17}{'status':<12}unit")
+    for i in state.incidents:
+        lines.append(f"{i.incident_id:<28}{i.kind:<17}{i.status:<12}{i.unit_id}")
+    if state.waiting:
+        lines.append(f"(scripted, not started yet: {', '.join(state.waiting)})")
+    lines.append(f"{'unit':<8}{'status':<12}position")
+    for u in state.units:
+        lines.append(f"{u.unit_id:<8}{u.status:<12}{u.lat:.5f},{u.lon:.5f}")
+    return "\n".join(lines)
 
 
 def render_table(t_s: float, drones, recorder, world) -> str:
-    lines = [f"patrol  t={t_s:7.1f} s"]
-    lines.append(f"{'drone':<9}{'mode':<9}{'alt m':>7}{'batt %':>8}  {'sortie':<12}{'done':>6}  overwatch")
-    for rec in drones.drones.values():
-        s = rec.vehicle.state
-        alt = f"{s.pose.alt_rel_m:.0f}" if s.pose else "-"
-        batt = f"{s.battery_remaining_pct:.0f}" if s.battery_remaining_pct is not None else "-"
-        mode = s.mode + ("" if s.link_ok else "!")
-        lines.append(f"{rec.drone_id:<9}{mode:<9}{alt:>7}{batt:>8}  {rec.current or '-':<12}"
-                     f"{rec.done}/{rec.total:<4}  {', '.join(getattr(rec, 'watching', None) or [rec.overwatch_incident or ''])}")
-    lines.append(f"{'incident':<28}{'kind':<17}{'status':<12}unit")
-    for iid, rec in sorted(recorder.incidents.items()):
-        lines.append(f"{iid:<28}{(rec.get('incident') or {}).get('kind', ''):<17}{rec.get('status', ''):<12}"
-                     f"{rec.get('unit_id') or ''}")
-    waiting = [i.name for i in world.incidents if i.started_s is None]
-    if waiting:
-        lines.append(f"(scripted, not started yet: {', '.join(waiting)})")
-    lines.append(f"{'unit':<8}{'status':<12}position")
-    for unit, (lat, lon, status) in sorted(recorder.unit_positions.items()):
-        lines.append(f"{unit:<8}{status:<12}{lat:.5f},{lon:.5f}")
-    return "\n".join(lines)
+    return format_table(live_state(t_s, drones, recorder, world))
 
 
 async def live_table(stop: asyncio.Event, clock, drones, recorder, world, stream=None, every_wall_s: float = 1.0) -> None:

@@ -20,6 +20,7 @@ from runloop.eventstore import EventStore
 
 MATCH_RADIUS_M = 60.0  # a detection this close to a scripted incident of the same kind is that incident
 CLOSE_M = 20.0
+PNG_DPI = 110
 
 
 @dataclass
@@ -164,6 +165,77 @@ def _sorties(store: EventStore) -> list[dict]:
     return list(out.values())
 
 
+FAILSAFE_GROUP_S = 5.0  # failsafe messages this close on one drone are one failsafe (mode change + text)
+# A failsafe this long after a scripted fault on its drone (after a link cut ends) is put down to it:
+# the vehicle's own timers (FS_GCS_TIMEOUT, BATT_LOW_TIMER) and our hearing of it come well within.
+FAULT_CAUSE_WINDOW_S = 120.0
+
+
+def _failsafe_cause(detail: str, fault: dict | None, link_lost: bool = False) -> str:
+    """Why the vehicle took a failsafe, from its own words or, when it could not tell us (its
+    STATUSTEXT is lost with the link), from the link being down or the fault scripted on it."""
+    d = detail.lower()
+    if "battery" in d:
+        what = "low battery"
+    elif "gcs" in d or "radio" in d:
+        what = "GCS link lost"
+    elif "fence" in d:
+        what = "geofence breach"
+    elif "ekf" in d or "gps" in d:
+        what = "navigation (EKF/GPS)"
+    elif link_lost or (fault is not None and fault["fault"] == "link_cut"):
+        what = "GCS link lost"
+    elif fault is not None and fault["fault"] == "battery":
+        what = "low battery"
+    else:
+        what = detail or "unknown"
+    if fault is not None:
+        what += f" (scripted {fault['fault']} fault at {fault['t_s']} s)"
+    return what
+
+
+def _failsafe_summary(vehicle_events: list[tuple], faults: list[dict], sorties: list[dict],
+                      replans: list[tuple]) -> list[dict[str, Any]]:
+    """One row per failsafe the vehicles took: when, which drone, cause, and what came of it
+    (landed back, sortie re-planned or its cells already seen, or still flying at the end)."""
+    out: list[dict[str, Any]] = []
+    last_at: dict[str, float] = {}
+    for t, drone, event, detail in vehicle_events:
+        if event != "failsafe":
+            continue
+        if drone in last_at and t - last_at[drone] <= FAILSAFE_GROUP_S:
+            row = out[-1] if out and out[-1]["drone_id"] == drone else next(r for r in reversed(out)
+                                                                               if r["drone_id"] == drone)
+            row["details"].append(detail)
+            if row["cause"].startswith(("unknown", "vehicle switched")):
+                row["cause"] = _failsafe_cause(detail, row["_fault"])
+            continue
+        last_at[drone] = t
+        fault = next((f for f in reversed(faults) if f.get("drone_id") == drone
+                      and f["t_s"] <= t <= f["t_s"] + float(f.get("seconds", 0.0)) + FAULT_CAUSE_WINDOW_S), None)
+        lost = [ev for vt, d, ev, _ in vehicle_events
+                if d == drone and vt <= t and ev in ("link_lost", "link_regained")]
+        out.append({"t_s": round(t, 1), "drone_id": drone, "_fault": fault, "details": [detail],
+                    "cause": _failsafe_cause(detail, fault, link_lost=bool(lost) and lost[-1] == "link_lost")})
+    for row in out:
+        row.pop("_fault", None)
+        t, drone = row["t_s"], row["drone_id"]
+        landed = next((vt for vt, d, ev, _ in vehicle_events if d == drone and ev == "landed" and vt >= t), None)
+        sortie = next((s for s in sorties if s["drone_id"] == drone and s["end_s"] is not None and s["end_s"] >= t
+                       and (s["start_s"] or 0) <= t), None)
+        replan = next((data for rt, d, data in replans if d == drone and rt >= t), None)
+        parts = [f"returned, landed at {round(landed, 1)} s" if landed is not None else "not landed by the end"]
+        if replan is not None:
+            parts.append(f"cells re-planned: {', '.join(replan.get('cells', []))} -> "
+                         f"{', '.join(replan.get('new_sorties', []))}" if replan.get("cells")
+                         else "its cells already seen by others")
+        elif sortie is not None and sortie["outcome"] == "completed":
+            parts.append("mission resumed and completed")
+        row["sortie"] = sortie["sortie"] if sortie else None
+        row["outcome"] = "; ".join(parts)
+    return out
+
+
 def build_report(run_dir: Path) -> dict[str, Any]:
     """The report as a dict (also written as report.json by `write_report`)."""
     store = EventStore(run_dir, readonly=True)
@@ -178,6 +250,10 @@ def build_report(run_dir: Path) -> dict[str, Any]:
                      for e in store.events("vehicle_event") if e.data.get("event") in ("failsafe", "low_battery",
                                                                                          "link_lost", "link_regained")]
         faults = [{"t_s": round(e.t_s, 1), "fault": e.subject, **e.data} for e in store.events("fault")]
+        refused = [{"t_s": round(e.t_s, 1), "fault": e.subject, **e.data} for e in store.events("fault_refused")]
+        vehicle_events = [(e.t_s, e.subject, e.data.get("event"), str(e.data.get("detail", "")))
+                          for e in store.events("vehicle_event")]
+        replans = [(e.t_s, e.subject, e.data) for e in store.events("sortie_replanned")]
         overwatch = [{"t_s": round(e.t_s, 1), "drone_id": e.subject, "what": e.kind, **e.data}
                      for e in store.events("overwatch_start", "overwatch_end", "patrol_resumed", "overwatch_failed")]
         errors = [{"t_s": round(e.t_s, 1), "stage": e.subject, **e.data} for e in store.events("stage_error")]
@@ -226,6 +302,9 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         pct = coverage.get("coverage_pct", 0.0)
         if pct < criteria["min_coverage_pct"]:
             failures.append(f"coverage {pct:.1f} % below {criteria['min_coverage_pct']} %")
+    for f in refused:  # the scenario was not exercised as written: the trainer must know
+        failures.append(f"fault not injected: {f['fault']} on drone {f.get('drone')} at {f['t_s']} s: "
+                        f"{f.get('reason')}")
     if errors:
         failures.append(f"stage errors: {'; '.join(e['stage'] + ': ' + str(e.get('error')) for e in errors)}")
 
@@ -244,9 +323,81 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         "sorties": sorties,
         "failsafes": failsafes,
         "faults": faults,
+        "faults_refused": refused,
+        "failsafe_summary": _failsafe_summary(vehicle_events, faults, sorties, replans),
         "overwatch": overwatch,
         "stage_errors": errors,
     }
+
+
+# ------------------------------------------------------------------------------------ labels
+@dataclass(frozen=True)
+class LabelBox:
+    """A label's box in drawing units (pixels, y down) and the point it names."""
+
+    x: float  # left
+    y: float  # top
+    w: float
+    h: float
+    anchor: tuple[float, float]
+
+    @property
+    def leader(self) -> bool:
+        """Drawn away from its point: a leader line joins them."""
+        ax, ay = self.anchor
+        return not (self.x - 12 <= ax <= self.x + self.w + 12 and self.y - 12 <= ay <= self.y + self.h + 12)
+
+    def overlaps(self, other: "LabelBox", pad: float = 1.0) -> bool:
+        return not (self.x + self.w + pad <= other.x or other.x + other.w + pad <= self.x
+                    or self.y + self.h + pad <= other.y or other.y + other.h + pad <= self.y)
+
+    def hits_point(self, px: float, py: float, r: float) -> bool:
+        cx = min(max(px, self.x), self.x + self.w)
+        cy = min(max(py, self.y), self.y + self.h)
+        return (cx - px) ** 2 + (cy - py) ** 2 < r * r
+
+
+def place_labels(anchors: list[tuple[float, float]], sizes: list[tuple[float, float]], *,
+                 marker_r: float = 8.0, bounds: tuple[float, float] | None = None) -> list[LabelBox]:
+    """Boxes for labels of `sizes` (w, h) next to `anchors`, none overlapping another label or any
+    marker (radius `marker_r`). Greedy: each label tries eight spots around its point, then the
+    same spots further out (drawn with a leader line), and keeps the first free one.
+
+    >>> boxes = place_labels([(100, 100), (104, 102)], [(80, 14), (80, 14)])
+    >>> boxes[0].overlaps(boxes[1])
+    False
+    """
+    placed: list[LabelBox] = []
+    gap = marker_r + 2.0
+    for (ax, ay), (w, h) in zip(anchors, sizes, strict=True):
+        choice = None
+        for ring in range(12):
+            d = gap + ring * (h + 4.0)
+            spots = [(ax + d, ay - d * 0.6 - h), (ax + d, ay + d * 0.6), (ax - d - w, ay - d * 0.6 - h),
+                     (ax - d - w, ay + d * 0.6), (ax - w / 2, ay - d - h), (ax - w / 2, ay + d),
+                     (ax + d, ay - h / 2), (ax - d - w, ay - h / 2)]
+            for x, y in spots:
+                box = LabelBox(x, y, w, h, (ax, ay))
+                if bounds is not None and (x < 0 or y < 0 or x + w > bounds[0] or y + h > bounds[1]):
+                    continue
+                if any(box.overlaps(b) for b in placed):
+                    continue
+                if any(box.hits_point(px, py, marker_r) for px, py in anchors):
+                    continue
+                choice = box
+                break
+            if choice is not None:
+                break
+        if choice is None:  # nowhere free within reach: stack below everything placed so far
+            y = max([b.y + b.h for b in placed] + [ay]) + 4.0
+            choice = LabelBox(ax + gap, y, w, h, (ax, ay))
+        placed.append(choice)
+    return placed
+
+
+def _text_size_px(text: str, font_px: float) -> tuple[float, float]:
+    """A bold sans-serif label's box, generously: 0.62 em per character."""
+    return 0.62 * font_px * len(text) + 4.0, font_px + 4.0
 
 
 # ------------------------------------------------------------------------------------ rendering
@@ -312,23 +463,38 @@ def _map_svg(run_dir: Path, report: dict, width: int = 900, height: int = 640) -
             out.append(f'<polyline points="{path([(p[1], p[2]) for p in track])}" fill="none" stroke="#444" '
                        f'stroke-width="1.2" stroke-dasharray="4 3"><title>unit {html.escape(unit)}</title></polyline>')
         x, y = xy(track[-1][1], track[-1][2])
-        out.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#444"/>'
-                   f'<text x="{x + 6:.1f}" y="{y + 4:.1f}" font-size="11">{html.escape(unit)}</text>')
+        out.append(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="#444"/>')
     for d in docks:
         x, y = xy(d["lat"], d["lon"])
         out.append(f'<polygon points="{x:.1f},{y - 8:.1f} {x + 7:.1f},{y + 6:.1f} {x - 7:.1f},{y + 6:.1f}" '
                    f'fill="#111"><title>dock {html.escape(d["grid_id"])}</title></polygon>')
-    for inc in report["incidents"]:
+    # Incident names and unit ids are placed together: a unit ends its track at the incident it
+    # rode to, so its label would otherwise sit on the incident's.
+    font_px = 12
+    unit_ends = [(unit, xy(track[-1][1], track[-1][2])) for unit, track in sorted(units.items())]
+    anchors = [xy(inc["lat"], inc["lon"]) for inc in report["incidents"]]
+    labels = ([(inc["name"], "incident-label", "bold") for inc in report["incidents"]]
+              + [(unit, "unit-label", "normal") for unit, _ in unit_ends])
+    boxes = place_labels(anchors + [p for _, p in unit_ends], [_text_size_px(t, font_px) for t, _, _ in labels],
+                         bounds=(width, height))
+    for inc, (x, y) in zip(report["incidents"], anchors):
         c = _KIND_COLOUR.get(inc["kind"], "#000")
-        x, y = xy(inc["lat"], inc["lon"])
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{c}" stroke="#000"><title>{html.escape(inc["name"])}'
-                   f' (true position)</title></circle><text x="{x + 9:.1f}" y="{y - 8:.1f}" font-size="12" '
-                   f'font-weight="bold">{html.escape(inc["name"])}</text>')
+                   f' (true position)</title></circle>')
         if inc.get("detected_lat") is not None:
             dx, dy = xy(inc["detected_lat"], inc["detected_lon"])
             out.append(f'<path d="M{dx - 5:.1f},{dy - 5:.1f} L{dx + 5:.1f},{dy + 5:.1f} M{dx - 5:.1f},{dy + 5:.1f} '
                        f'L{dx + 5:.1f},{dy - 5:.1f}" stroke="#000" stroke-width="2"><title>detected position, '
                        f'error {inc.get("geolocation_error_m")} m</title></path>')
+    for (text, cls, weight), box in zip(labels, boxes):  # labels last: on top of every marker
+        if box.leader:
+            lx = min(max(box.anchor[0], box.x), box.x + box.w)
+            ly = min(max(box.anchor[1], box.y), box.y + box.h)
+            out.append(f'<line x1="{box.anchor[0]:.1f}" y1="{box.anchor[1]:.1f}" x2="{lx:.1f}" y2="{ly:.1f}" '
+                       f'stroke="#333" stroke-width="0.8"/>')
+        out.append(f'<text class="{cls}" x="{box.x + 2:.1f}" y="{box.y + box.h - 4:.1f}" font-size="{font_px}" '
+                   f'font-weight="{weight}" data-box="{box.x:.1f} {box.y:.1f} {box.w:.1f} {box.h:.1f}">'
+                   f'{html.escape(text)}</text>')
     bar_m = 10 ** math.floor(math.log10(span / 4))
     out.append(f'<line x1="20" y1="{height - 20}" x2="{20 + bar_m * scale:.1f}" y2="{height - 20}" stroke="#000" '
                f'stroke-width="3"/><text x="20" y="{height - 26}" font-size="11">{bar_m:g} m</text>')
@@ -351,6 +517,11 @@ def _timeline_svg(report: dict, width: int = 900) -> str:
         rows.append((inc["name"], [], pts))
     for f in report["faults"]:
         rows.append((f"fault {f['fault']}", [], [(f["t_s"], f["fault"], "#000")]))
+    for f in report.get("faults_refused", []):
+        what = f"{f['fault']} refused: {f.get('reason')}"
+        rows.append((f"NOT injected: {f['fault']}", [], [(f["t_s"], what, "#bbb")]))
+    for f in report.get("failsafe_summary", []):
+        rows.append((f"failsafe {f['drone_id']}", [], [(f["t_s"], f"{f['cause']} -> {f['outcome']}", "#c0392b")]))
     end = max([end] + [p[0] for _, _, ps in rows for p in ps] + [b[1] for _, bs, _ in rows for b in bs])
     left, row_h = 170, 22
     height = 40 + row_h * len(rows)
@@ -367,8 +538,8 @@ def _timeline_svg(report: dict, width: int = 900) -> str:
             out.append(f'<rect x="{x_of(a):.1f}" y="{y + 2}" width="{max(1.0, x_of(b) - x_of(a)):.1f}" height="14" '
                        f'fill="{c}" fill-opacity="0.7"><title>{html.escape(what)} {a:.0f}-{b:.0f} s</title></rect>')
         for t, name, c in pts:
-            out.append(f'<circle cx="{x_of(t):.1f}" cy="{y + 9}" r="5" fill="{c}"><title>{name} at {t:.1f} s'
-                       f'</title></circle>')
+            out.append(f'<circle cx="{x_of(t):.1f}" cy="{y + 9}" r="5" fill="{c}"><title>{html.escape(name)} at '
+                       f'{t:.1f} s</title></circle>')
     out.append("</svg>")
     legend = " ".join(f'<span style="color:{c}">●</span> {n}' for _, n, c in marks)
     return "\n".join(out) + f"<p style='font-size:12px'>{legend}</p>"
@@ -389,6 +560,14 @@ def _html(run_dir: Path, report: dict) -> str:
                       f"<td>{html.escape(str(s['detail']))}</td></tr>" for s in report["sorties"])
     safes = "".join(f"<li>{f['t_s']} s {html.escape(f['drone_id'])}: {html.escape(str(f.get('event')))} "
                     f"{html.escape(str(f.get('detail', '')))}</li>" for f in report["failsafes"]) or "<li>none</li>"
+    fs_rows = "".join(f"<tr><td>{f['t_s']}</td><td>{html.escape(f['drone_id'])}</td><td>{html.escape(f['cause'])}"
+                      f"</td><td>{html.escape(f['outcome'])}</td></tr>" for f in report.get("failsafe_summary", []))
+    faults = "".join(f"<li>{f['t_s']} s {html.escape(f['fault'])}: "
+                     f"{html.escape(json.dumps({k: v for k, v in f.items() if k not in ('t_s', 'fault')}))}</li>"
+                     for f in report["faults"])
+    faults += "".join(f"<li><b>not injected</b>: {f['t_s']} s {html.escape(f['fault'])} on drone {f.get('drone')}: "
+                      f"{html.escape(str(f.get('reason')))}</li>" for f in report.get("faults_refused", []))
+    faults = faults or "<li>none</li>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Patrol report {html.escape(str(report['scenario']))}</title>
 <style>body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}} th{{background:#eee}}</style></head><body>
@@ -405,11 +584,13 @@ dots true incident positions, crosses where vision placed them, triangles docks.
 <h2>Coverage</h2><p>{cov.get('coverage_pct', 0):.1f} % of the {len(cov.get('cells', {}))} cells' flyable area seen
 (cells fully seen: {cov.get('cells_seen', 0)}).</p>
 <h2>Sorties</h2><table><tr><th>drone</th><th>sortie</th><th>start s</th><th>end s</th><th>outcome</th><th>detail</th></tr>{sorties}</table>
-<h2>Failsafes and link events</h2><ul>{safes}</ul>
+<h2>Failsafes</h2><table><tr><th>t s</th><th>drone</th><th>cause</th><th>outcome</th></tr>{fs_rows}</table>
+<h2>Faults injected</h2><ul>{faults}</ul>
+<h2>Vehicle failsafe and link events</h2><ul>{safes}</ul>
 </body></html>"""
 
 
-def _png(run_dir: Path, report: dict, path: Path) -> None:
+def _png(run_dir: Path, report: dict, path: Path) -> list:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -433,13 +614,66 @@ def _png(run_dir: Path, report: dict, path: Path) -> None:
         ax.plot([p[2] for p in track], [p[1] for p in track], color="#444", lw=0.8, ls="--")
     for inc in report["incidents"]:
         ax.scatter([inc["lon"]], [inc["lat"]], s=90, color=_KIND_COLOUR.get(inc["kind"], "k"), edgecolor="k", zorder=5)
-        ax.annotate(inc["name"], (inc["lon"], inc["lat"]), xytext=(6, 6), textcoords="offset points")
-    ax.set_aspect(1 / math.cos(math.radians(sum(i["lat"] for i in report["incidents"]) /
-                                            max(1, len(report["incidents"])) or 32.0)))
+    lats = [i["lat"] for i in report["incidents"]]
+    ax.set_aspect(1 / math.cos(math.radians(sum(lats) / len(lats) if lats else 32.0)))
+    labels = _png_labels(fig, ax, report["incidents"])
     ax.set_title(f"{report['scenario']}: {'PASSED' if report['passed'] else 'FAILED'}")
-    ax.legend(loc="best", fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    if poses:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside: never over a label
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    drawn = []
+    for inc, a in zip(report["incidents"], labels):
+        e = a.get_window_extent(renderer)
+        drawn.append(PngLabel(a.get_text(), (e.x0, e.y0, e.width, e.height),
+                              tuple(float(v) for v in ax.transData.transform((inc["lon"], inc["lat"])))))
+    fig.savefig(path, dpi=PNG_DPI, bbox_inches="tight")
     plt.close(fig)
+    return drawn
+
+
+@dataclass(frozen=True)
+class PngLabel:
+    """An incident name as drawn on report.png: its box and its point, in figure pixels (y up)."""
+
+    text: str
+    box: tuple[float, float, float, float]  # x0, y0, width, height
+    point: tuple[float, float]
+
+
+PNG_DPI = 110
+
+
+def _png_labels(fig, ax, incidents: list[dict]) -> list:
+    """Incident names placed by `place_labels` in screen pixels (leader lines where moved off
+    their point); returns the annotations so callers can measure what was drawn."""
+    if not incidents:
+        return []
+    fig.set_dpi(PNG_DPI)
+    ax.autoscale_view()
+    fig.canvas.draw()  # fixes limits and aspect so data -> pixel is final
+    renderer = fig.canvas.get_renderer()
+    font_pt = 9.0
+    anchors_disp = [tuple(ax.transData.transform((i["lon"], i["lat"]))) for i in incidents]
+    height = fig.bbox.height
+    anchors = [(x, height - y) for x, y in anchors_disp]  # y down, as place_labels expects
+    sizes = []
+    for inc in incidents:
+        t = ax.text(0, 0, inc["name"], fontsize=font_pt)
+        bb = t.get_window_extent(renderer)
+        sizes.append((bb.width + 4.0, bb.height + 4.0))
+        t.remove()
+    marker_r = math.sqrt(90) / 2 * PNG_DPI / 72.0 + 1.0  # scatter s=90 is points^2
+    boxes = place_labels(anchors, sizes, marker_r=marker_r)
+    out = []
+    for inc, box, (ax_x, ax_y) in zip(incidents, boxes, anchors_disp):
+        # the box's lower-left corner in display pixels, as an offset from the point
+        dx, dy = box.x + 2.0 - ax_x, (height - (box.y + box.h)) + 2.0 - ax_y
+        arrow = {"arrowstyle": "-", "color": "#333", "lw": 0.7, "shrinkA": 0, "shrinkB": 0} if box.leader else None
+        out.append(ax.annotate(inc["name"], (inc["lon"], inc["lat"]), xytext=(dx * 72.0 / PNG_DPI, dy * 72.0 / PNG_DPI),
+                               textcoords="offset points", fontsize=font_pt, ha="left", va="bottom",
+                               arrowprops=arrow, zorder=6))
+    return out
 
 
 def write_report(run_dir: Path) -> dict[str, Any]:

@@ -58,15 +58,41 @@ class IncidentSpec(_Section):
     at_s: float = Field(0.0, ge=0, title="when it starts (fire ignites, crowd gathers, car stops)")
     name: str | None = None
     trigger: Literal["auto", "time", "pass", "hover"] = Field(
-        "auto", title="time: at at_s; pass: once a drone sweeping its cell approaches; hover: once a drone "
-                      "holds position nearby (e.g. over another incident); auto: time for fires, pass otherwise")
+        "auto", title="time: at at_s (a fire ignites, a car stands on its road, an intruder enters, a crowd "
+                      "gathers); pass: once, after at_s, a drone sweeping its cell approaches; hover: once a drone "
+                      "holds position nearby (e.g. over another incident); auto: pass for crowds (vision finds "
+                      "them gathering), time otherwise")
 
-    @field_validator("kind")
-    @classmethod
-    def _supported(cls, kind: IncidentKind) -> IncidentKind:
-        if kind == IncidentKind.INTRUSION:
-            raise ValueError("intrusion incidents need restricted zones, which scenarios do not carry yet")
-        return kind
+    zone: str | None = Field(None, title="intrusion: the restricted zone entered (default: the one holding lat/lon)")
+
+
+class RestrictedZone(_Section):
+    """A named no-entry area drawn on the map: (lat, lon) vertices, closed or not."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_. -]{1,64}$")
+    polygon: list[tuple[float, float]]
+
+    @model_validator(mode="after")
+    def _polygon(self) -> "RestrictedZone":
+        pts = list(self.polygon)
+        if len(pts) > 1 and pts[0] == pts[-1]:
+            pts = pts[:-1]  # closed ring given: drop the repeated first vertex
+        if len(set(pts)) < 3:
+            raise ValueError(f"restricted zone {self.name!r} needs at least 3 distinct vertices, has {len(set(pts))}")
+        for lat, lon in pts:
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                raise ValueError(f"restricted zone {self.name!r}: vertex ({lat}, {lon}) is not a (lat, lon) pair")
+        from shapely.geometry import Polygon
+
+        if not Polygon([(lon, lat) for lat, lon in pts]).is_valid:
+            raise ValueError(f"restricted zone {self.name!r} crosses itself")
+        object.__setattr__(self, "polygon", pts)
+        return self
+
+    def contains(self, lat: float, lon: float) -> bool:
+        from shapely.geometry import Point, Polygon
+
+        return Polygon([(lo, la) for la, lo in self.polygon]).contains(Point(lon, lat))
 
 
 class LinkCut(_Section):
@@ -76,7 +102,7 @@ class LinkCut(_Section):
 
 class BatteryFault(_Section):
     drone: int = Field(ge=1)
-    pct: float = Field(ge=0, le=100, title="battery drained to this")
+    pct: float = Field(ge=0, le=100, title="sets pack voltage (SIM_BATT_VOLTAGE) for that charge level")
 
 
 class FaultSpec(_Section):
@@ -141,6 +167,7 @@ class Scenario(_Section):
     fleet: FleetSection = FleetSection()
     riders: RidersSection = RidersSection()
     incidents: list[IncidentSpec] = Field(default_factory=list)
+    restricted_zones: list[RestrictedZone] = Field(default_factory=list, title="no-entry areas every drone's eyes watch")
     faults: list[FaultSpec] = Field(default_factory=list)
     pass_: PassCriteria = Field(PassCriteria(), alias="pass")
     camera: CameraSection = CameraSection()
@@ -154,10 +181,34 @@ class Scenario(_Section):
             for d in (f.link_cut, f.battery):
                 if d is not None and d.drone > self.fleet.drones:
                     raise ValueError(f"fault at {f.at_s} s names drone {d.drone}, the fleet has {self.fleet.drones}")
+        names = [z.name for z in self.restricted_zones]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"restricted zone names must be unique: {', '.join(dup)}")
         for i in self.incidents:
             if i.at_s > self.duration_s:
                 raise ValueError(f"incident {i.kind} at {i.at_s} s starts after the run ends ({self.duration_s} s)")
+            if i.kind == IncidentKind.INTRUSION:
+                self.zone_of(i)
+            elif i.zone is not None:
+                raise ValueError(f"incident {i.kind} at {i.at_s} s names zone {i.zone!r}; only intrusions enter zones")
         return self
+
+    def zone_of(self, spec: IncidentSpec) -> RestrictedZone:
+        """The restricted zone an intrusion enters (ValueError naming what is wrong)."""
+        where = f"intrusion at ({spec.lat}, {spec.lon})"
+        if spec.zone is not None:
+            zone = next((z for z in self.restricted_zones if z.name == spec.zone), None)
+            if zone is None:
+                raise ValueError(f"{where} names zone {spec.zone!r}; restricted_zones has "
+                                 f"{', '.join(z.name for z in self.restricted_zones) or 'none'}")
+            if not zone.contains(spec.lat, spec.lon):
+                raise ValueError(f"{where} is not inside restricted zone {zone.name!r}")
+            return zone
+        zone = next((z for z in self.restricted_zones if z.contains(spec.lat, spec.lon)), None)
+        if zone is None:
+            raise ValueError(f"{where} is inside no restricted zone (add one under restricted_zones:)")
+        return zone
 
     @field_validator("vision")
     @classmethod

@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 GROUND_MSL_M = 10.0
 HOVER_CURRENT_A = 29.0
 FINISH_GRACE_S = 5.0  # scenario seconds everything must stay done before the run ends early
+BATTERY_FAULT_TIMEOUT_S = 10.0
+# A battery fault "drained to pct" is the resting voltage of a LiPo pack at that charge, linear per
+# cell from 3.3 V (empty) to 4.2 V (full): 20 % of a 3S pack is 10.44 V, below ArduCopter's
+# default BATT_LOW_VOLT 10.5, so the vehicle's own low-battery failsafe acts.
+CELL_EMPTY_V = 3.3
+CELL_FULL_V = 4.2
 
 
 class PatrolRun:
@@ -34,6 +40,7 @@ class PatrolRun:
         self.sim = None
         self.embedded = None
         self.broker_restart = None
+        self.relays: dict = {}  # drone_id -> LinkRelay
 
     # ------------------------------------------------------------------ start-up stages
     def init_store(self) -> None:
@@ -139,7 +146,10 @@ class PatrolRun:
         # the ~29 A the simulated copter draws in the air).
         capacity_mah = HOVER_CURRENT_A * sc.fleet.endurance_min / 60.0 * 1000.0
         self.sim = SimulatedFleet(count=sc.fleet.drones, base_port=port, home=(self.dock.lat, self.dock.lon, GROUND_MSL_M),
-                                  speedup=sc.speedup, fast_start=True, seed=sc.seed, battery_mah=capacity_mah)
+                                  speedup=sc.speedup, fast_start=True, seed=sc.seed, battery_mah=capacity_mah,
+                                  # Dijkstra object avoidance already on, as on our field airframes:
+                                  # turning it on at the first fence upload would cost every drone a reboot.
+                                  params={"OA_TYPE": 2})
         await self.sim.start()
         self._undo.append(("vehicles", self.sim.stop))
         if sc.fleet.battery_pct < 100:
@@ -152,11 +162,26 @@ class PatrolRun:
         from flight import Fleet, FlightConfig
 
         ids = [d.drone_id for d in self.plan.drones]
-        self.fleet = Fleet.from_urls(self.urls[:len(ids)], config=FlightConfig.for_speedup(self.scenario.speedup),
-                                     drone_ids=ids)
+        urls = [await self._relay(drone_id, url) for drone_id, url in zip(ids, self.urls[:len(ids)], strict=True)]
+        self.fleet = Fleet.from_urls(urls, config=FlightConfig.for_speedup(self.scenario.speedup), drone_ids=ids)
         await self.fleet.connect()
         self._undo.append(("fleet", self.fleet.close))
         await asyncio.gather(*(v.wait_armable(timeout_s=60) for v in self.fleet))
+
+    async def _relay(self, drone_id: str, url: str) -> str:
+        """Every drone's link goes through a relay we can cut (one path for every vehicle kind);
+        a link that cannot be relayed (serial) is used directly and its link cuts are refused."""
+        from runloop.linkrelay import LinkRelay
+
+        try:
+            relay = LinkRelay(url, drone_id=drone_id, clock=self.clock)
+            relay_url = await relay.start()
+        except RunError as exc:
+            self.store.add(self.clock(), "note", "link_relay", drone=drone_id, detail=str(exc))
+            return url
+        self.relays[drone_id] = relay
+        self._undo.append((f"relay-{drone_id}", relay.stop))
+        return relay_url
 
     def init_world(self) -> None:
         from runloop.drones import DroneOps
@@ -249,26 +274,61 @@ class PatrolRun:
             await asyncio.sleep(self.clock.wall_s(0.5))
 
     async def script_faults(self, stop: asyncio.Event) -> None:
+        """Inject the scenario's faults over the wire, the same way for every vehicle kind: a link
+        cut silences the drone's relay, a battery fault sets SIM_BATT_VOLTAGE (as ArduPilot's
+        autotest does). A fault that cannot be injected is recorded as `fault_refused`."""
         for fault in sorted(self.scenario.faults, key=lambda f: f.at_s):
             if not await self.clock.sleep_until(fault.at_s, stop):
                 return
             t = self.clock()
-            if (fault.link_cut or fault.battery) and self.sim is None:
-                self.store.add(t, "stage_error", "faults", error=f"{fault.kind} at {fault.at_s} s needs the built-in "
-                                                                 "simulator; not injected")
-                continue
             if fault.link_cut:
-                self.sim[fault.link_cut.drone - 1].faults.cut_link(fault.link_cut.seconds)
-                self.store.add(t, "fault", "link_cut", drone=fault.link_cut.drone, seconds=fault.link_cut.seconds)
+                self._cut_link(t, fault.link_cut.drone, fault.link_cut.seconds)
             elif fault.battery:
-                self.sim[fault.battery.drone - 1].faults.drain_battery_to(fault.battery.pct)
-                self.store.add(t, "fault", "battery", drone=fault.battery.drone, pct=fault.battery.pct)
+                await self._battery_fault(t, fault.battery.drone, fault.battery.pct)
             elif fault.broker_restart:
                 self.store.add(t, "fault", "broker_restart", down_s=fault.broker_down_s)
                 if self.broker_restart is None:
                     self.store.add(t, "stage_error", "faults", error="broker_restart: this broker cannot be restarted")
                 else:
                     await self.broker_restart(fault.broker_down_s)
+
+    def _drone_id(self, number: int) -> str | None:
+        ids = [d.drone_id for d in self.plan.drones]
+        return ids[number - 1] if 1 <= number <= len(ids) else None
+
+    def _refuse(self, t: float, fault: str, drone: int, reason: str) -> None:
+        log.warning("fault %s on drone %d refused: %s", fault, drone, reason)
+        self.store.add(t, "fault_refused", fault, drone=drone, reason=reason)
+
+    def _cut_link(self, t: float, drone: int, seconds: float) -> None:
+        drone_id = self._drone_id(drone)
+        relay = self.relays.get(drone_id) if drone_id else None
+        if relay is None:
+            self._refuse(t, "link_cut", drone, f"drone {drone} has no link relay (not flying, or a serial link)")
+            return
+        relay.cut(seconds)
+        self.store.add(t, "fault", "link_cut", drone=drone, drone_id=drone_id, seconds=seconds)
+
+    async def _battery_fault(self, t: float, drone: int, pct: float) -> None:
+        from flight import FlightError
+
+        drone_id = self._drone_id(drone)
+        if drone_id is None:
+            self._refuse(t, "battery", drone, f"there is no drone {drone}")
+            return
+        vehicle = self.fleet[drone - 1]
+        try:
+            full_v = self.drones.battery_full_v.get(drone_id)
+            if full_v is None:
+                full_v = await asyncio.wait_for(vehicle.params.get("SIM_BATT_VOLTAGE"), BATTERY_FAULT_TIMEOUT_S)
+            volt = battery_voltage_for(pct, full_v)
+            await asyncio.wait_for(vehicle.params.set("SIM_BATT_VOLTAGE", volt), BATTERY_FAULT_TIMEOUT_S)
+        except (FlightError, TimeoutError) as exc:
+            self._refuse(t, "battery", drone, f"{drone_id} has no settable SIM_BATT_VOLTAGE (a real drone, or the "
+                                              f"link is down): {exc or 'timed out'}")
+            return
+        self.drones.battery_full_v[drone_id] = full_v
+        self.store.add(t, "fault", "battery", drone=drone, drone_id=drone_id, pct=pct, voltage_v=round(volt, 2))
 
     async def live(self, stop: asyncio.Event) -> None:
         from runloop.live import live_table
@@ -339,6 +399,16 @@ class PatrolRun:
         from runloop.report import write_report
 
         return write_report(self.out)
+
+
+def battery_voltage_for(pct: float, full_v: float) -> float:
+    """Pack voltage at `pct` % for a pack whose full voltage is `full_v` (cells = full_v / 4.2).
+
+    >>> round(battery_voltage_for(20, 12.6), 2)
+    10.44
+    """
+    cells = max(1, round(full_v / CELL_FULL_V))
+    return cells * (CELL_EMPTY_V + (CELL_FULL_V - CELL_EMPTY_V) * pct / 100.0)
 
 
 def _rings(geom) -> list[list[tuple[float, float]]]:

@@ -2,10 +2,13 @@
 
 Ground is textured (sim.camera.Scene) in a square of `camera.scene_size_m` around each incident;
 elsewhere the synthetic camera has nothing to show and the drone's eyes skip rendering (keeps
-3 drones' vision on 2 cores). A fire ignites at `at_s`. Crowds and stopped vehicles are found
-from objects seen moving (docs/vision.md), so their script starts at `at_s` or, when later, once
-a drone is within `trigger_m` of the place: the crowd gathers / the car brakes in front of the
-camera rather than before anyone could have seen it move.
+3 drones' vision on 2 cores). By default (`trigger: time`, or `auto`) every incident starts at
+its `at_s`: a fire ignites, a car comes to rest on its road, a crowd starts gathering, an
+intruder steps into a restricted zone - whether or not a drone is near. Vision finds a standing
+car by its appearance on the lanes (the eyes hand it the scenes' roads as road zones). A crowd is
+found while it gathers, so by default (`auto`) it starts at `at_s` or, when later, once a drone
+sweeping its cell approaches (`pass`); `time` makes it gather at at_s regardless, and `hover`
+once a drone holds position nearby, so the camera sees the crowd gather or the car brake.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ ROAD_SPACING_M = 100.0
 # How close a drone must be for a motion-found incident to begin: a crowd takes ~10 s to gather,
 # so it starts as a drone approaches; a car brakes and stands within one pass of the camera.
 TRIGGER_M = {IncidentKind.CROWD: 45.0, IncidentKind.STOPPED_VEHICLE: 45.0}
+RENDER_MARGIN_M = 20.0  # the eyes render a scene only this far inside its edge (scene_at)
 HOVER_TRIGGER_M = 60.0  # a hovering camera sees ~+-50 m across, +-29 m along at 60 m
 
 
@@ -42,12 +46,20 @@ class StagedIncident:
     def trigger(self) -> str:
         if self.spec.trigger != "auto":
             return self.spec.trigger
-        return "time" if self.spec.kind == IncidentKind.FIRE else "pass"
+        # Vision finds a crowd while it gathers (people seen walking in and stopping), not one
+        # already standing (docs/vision.md): by default it gathers as a drone approaches.
+        return "pass" if self.spec.kind == IncidentKind.CROWD else "time"
 
     @property
     def lat_lon(self) -> tuple[float, float]:
         """The true position (a stopped car snapped onto its road)."""
         return self.scene.latlon(*self.place_en) if self.place_en else (self.spec.lat, self.spec.lon)
+
+
+def _pt(en):
+    from shapely.geometry import Point
+
+    return Point(*en)
 
 
 @dataclass
@@ -70,9 +82,17 @@ class World:
             host = next((sc for sc in scenes if max(map(abs, sc.en(spec.lat, spec.lon))) <= size / 2 - 60.0), None)
             inc = StagedIncident(name, spec, host)
             if host is None:
-                # A stopped car's own scene puts a road crossing under it: it can come along either road.
-                shift = -road0 if spec.kind == IncidentKind.STOPPED_VEHICLE else 0.0
-                lat0, lon0 = offset(spec.lat, spec.lon, shift, shift)
+                shift_e = shift_n = 0.0
+                if spec.kind == IncidentKind.STOPPED_VEHICLE and inc.trigger == "time":
+                    # A car standing at its time: its own scene puts a north-south road under it,
+                    # away from the junctions.
+                    shift_e = -road0
+                    inc.place_en, inc.road_axis = (road0, 0.0), "ns"
+                elif spec.kind == IncidentKind.STOPPED_VEHICLE:
+                    # A car stopping in front of a drone: a crossing under it, so it can come
+                    # along the road nearest the drone's track.
+                    shift_e = shift_n = -road0
+                lat0, lon0 = offset(spec.lat, spec.lon, shift_n, shift_e)  # (north, east)
                 inc.scene = Scene(origin_lat=lat0, origin_lon=lon0, size_m=size, seed=scenario.seed * 31 + n,
                                   road_spacing_m=ROAD_SPACING_M)
                 scenes.append(inc.scene)
@@ -85,7 +105,21 @@ class World:
                 else:
                     inc.place_en, inc.road_axis = (e, road_n), "ew"
             world.incidents.append(inc)
+        zones = [tuple(tuple(v) for v in z.polygon) for z in scenario.restricted_zones]
+        for sc in scenes:
+            sc.restricted_zones.extend(zones)  # the camera's ground truth for intrusions
         return world
+
+    @property
+    def scenes(self) -> list:
+        out: list = []
+        for inc in self.incidents:
+            if all(inc.scene is not sc for sc in out):
+                out.append(inc.scene)
+        return out
+
+    def restricted_zones(self) -> list[list[tuple[float, float]]]:
+        return [list(z.polygon) for z in self.scenario.restricted_zones]
 
     # ----------------------------------------------------------------- scripting
     def set_cells(self, cell_of) -> None:
@@ -109,7 +143,8 @@ class World:
                 heading = self._triggered(inc, drones)
                 if heading is None:
                     continue
-            self._start(inc, t_s, heading)
+            # A timed incident happens at its at_s even when this step comes a little later.
+            self._start(inc, inc.spec.at_s if inc.trigger == "time" else t_s, heading)
             started.append(inc)
         return started
 
@@ -132,14 +167,15 @@ class World:
         return fired
 
     def _start(self, inc: StagedIncident, t_s: float, heading_deg: float = 0.0) -> None:
-        from sim.camera import CarActor, CrowdActor, FireActor, Mover
+        from sim.camera import CarActor, FireActor
 
         e0, n0 = inc.place_en or inc.scene.en(inc.spec.lat, inc.spec.lon)
         if inc.spec.kind == IncidentKind.FIRE:
             actor = FireActor((e0, n0), ignite_s=inc.spec.at_s, name=inc.name)
         elif inc.spec.kind == IncidentKind.CROWD:
-            actor = CrowdActor((e0, n0), n_people=7, start_s=t_s, arrive_every_s=1.0, name=inc.name,
-                               seed=self.scenario.seed)
+            actor = self._crowd(inc, (e0, n0), t_s)
+        elif inc.spec.kind == IncidentKind.INTRUSION:
+            actor = self._intruder(inc, (e0, n0), t_s)
         else:
             speed, run_in_m = 8.0, 25.0  # seen moving with traffic for a moment before it brakes
             # Along the road nearest the watching drone's track: the motion detector follows a car
@@ -153,12 +189,46 @@ class World:
             path = ((e0 - de * run_in_m, n0 - dn * run_in_m), (e0 + de * 80.0, n0 + dn * 80.0))
             decel = 3.0  # Mover's default braking: it halts speed^2/(2 decel) after stop_at
             stop_at = t_s + (run_in_m - speed ** 2 / (2 * decel)) / speed
+            if inc.trigger == "time":
+                # It drove in and came to rest exactly at at_s, watched or not.
+                stop_at = t_s - speed / decel
+            from sim.camera import Mover
+
+            start = stop_at - (run_in_m - speed ** 2 / (2 * decel)) / speed
             # Blue: an orange or yellow car is taken for flames by the fire detector's colour test.
-            actor = CarActor(Mover(path, speed, start_s=t_s, stop_at_s=stop_at), colour=(170, 80, 40), name=inc.name)
+            actor = CarActor(Mover(path, speed, start_s=start, stop_at_s=stop_at), colour=(170, 80, 40), name=inc.name)
         inc.scene.actors.append(actor)
         inc.actor = actor
         inc.started_s = t_s
         log.info("incident %s (%s) starts at %.0f s", inc.name, inc.spec.kind, t_s)
+
+    def _crowd(self, inc: StagedIncident, centre_en: tuple[float, float], t_s: float):
+        from sim.camera import CrowdActor
+
+        return CrowdActor(centre_en, n_people=7, start_s=t_s, arrive_every_s=1.0, name=inc.name, seed=self.scenario.seed)
+
+    def _intruder(self, inc: StagedIncident, spot_en: tuple[float, float], t_s: float):
+        """A person who crosses into the zone at at_s and then wanders about inside it."""
+        from shapely.geometry import Polygon
+
+        from sim.camera import Mover, PersonActor
+
+        zone = self.scenario.zone_of(inc.spec)
+        ring = Polygon([inc.scene.en(lat, lon) for lat, lon in zone.polygon])
+        # Walk in from the nearest boundary point, outwards-normal: start 10 m outside it.
+        edge = ring.exterior.interpolate(ring.exterior.project(_pt(spot_en)))
+        de, dn = spot_en[0] - edge.x, spot_en[1] - edge.y
+        d = math.hypot(de, dn) or 1.0
+        de, dn = de / d, dn / d
+        walk_m_s = 1.4
+        start_en = (edge.x - de * 10.0, edge.y - dn * 10.0)
+        # Then pace back and forth around the spot (+-4 m) for ~20 minutes: still moving when a
+        # patrol drone comes by minutes later.
+        side = (dn, -de)
+        loiter = [(spot_en[0] + side[0] * 4 * k, spot_en[1] + side[1] * 4 * k) for k in (1, -1) * 120]
+        path = (start_en, (edge.x, edge.y), spot_en, *loiter)
+        start_s = t_s - 10.0 / walk_m_s  # at the boundary at at_s
+        return PersonActor(Mover(path, walk_m_s, start_s=start_s), colour=(40, 40, 160), name=inc.name)
 
     def scene_at(self, lat: float, lon: float, margin_m: float = 0.0):
         """The textured scene under (lat, lon), or None (nothing to render there)."""

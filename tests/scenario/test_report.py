@@ -98,3 +98,119 @@ def test_report_of_a_dir_without_a_run_is_a_clear_error(tmp_path, capsys):
         write_report(tmp_path)
     assert patrol.main(["report", str(tmp_path)]) == 2
     assert "events.sqlite" in capsys.readouterr().err
+
+
+# Three incidents within ~15 m of each other (a car stopped next to a crowd next to a fire): the
+# case where names drawn at a fixed offset from their dots used to print over one another.
+CLUSTER = [{"kind": "fire", "lat": 32.00800, "lon": 119.59500, "at_s": 10.0},
+           {"kind": "crowd", "lat": 32.00805, "lon": 119.59505, "at_s": 20.0},
+           {"kind": "stopped_vehicle", "lat": 32.00798, "lon": 119.59510, "at_s": 30.0}]
+
+
+def get_clustered_run(run_dir):
+    """A run whose three incidents sit a few metres apart inside one cell."""
+    store = EventStore(run_dir)
+    store.set_meta("scenario", {"name": "cluster", "incidents": CLUSTER, "pass": {},
+                                "incident_names": ["fire-1", "crowd-2", "stopped_vehicle-3"]})
+    store.set_meta("cells_geo", {"C1": [[(32.006, 119.593), (32.010, 119.593), (32.010, 119.597), (32.006, 119.597),
+                                         (32.006, 119.593)]]})
+    store.set_meta("run", {"ended_s": 100.0})
+    for inc, name in zip(CLUSTER, ["fire-1", "crowd-2", "stopped_vehicle-3"]):
+        store.add(inc["at_s"], "incident_start", name, kind=inc["kind"], lat=inc["lat"], lon=inc["lon"])
+    for i in range(10):  # a unit that rode to the fire and stopped there
+        store.add_unit("M01", 40.0 + i, 32.0070 + i * 1e-4, 119.5950, "busy")
+    store.close()
+    return run_dir
+
+
+def get_svg_label_boxes(html: str) -> list[tuple[float, float, float, float]]:
+    """(x, y, w, h) of every incident and unit label on the HTML map, as drawn."""
+    svg = ET.fromstring("<svg" + html.split("<svg")[1].split("</svg>")[0] + "</svg>")
+    return [tuple(float(v) for v in t.get("data-box").split())
+            for t in svg.iter("{http://www.w3.org/2000/svg}text") if t.get("class") in ("incident-label", "unit-label")]
+
+
+def get_svg_markers(html: str) -> list[tuple[float, float, float]]:
+    """(cx, cy, r) of every incident dot on the HTML map."""
+    svg = ET.fromstring("<svg" + html.split("<svg")[1].split("</svg>")[0] + "</svg>")
+    return [(float(c.get("cx")), float(c.get("cy")), float(c.get("r")))
+            for c in svg.iter("{http://www.w3.org/2000/svg}circle")]
+
+
+def assert_boxes_apart(boxes) -> None:
+    """No two (x, y, w, h) boxes share any area."""
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            apart = a[0] + a[2] <= b[0] or b[0] + b[2] <= a[0] or a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1]
+            assert apart, f"labels overlap: {a} and {b}"
+
+
+def assert_box_clear_of(box, cx: float, cy: float, r: float) -> None:
+    """The box does not cover any part of the circle (cx, cy, r)."""
+    nx, ny = min(max(cx, box[0]), box[0] + box[2]), min(max(cy, box[1]), box[1] + box[3])
+    assert (nx - cx) ** 2 + (ny - cy) ** 2 >= r * r - 1e-6, f"label {box} covers the marker at {(cx, cy)}"
+
+
+def test_map_labels_of_close_incidents_do_not_overlap(tmp_path):
+    """HTML map: the three names of incidents a few metres apart, and the unit that stopped at the
+    fire, are each readable: no label box overlaps another or covers an incident dot, and the
+    moved labels keep a leader line."""
+    write_report(get_clustered_run(tmp_path))
+    html = (tmp_path / "report.html").read_text()
+    boxes = get_svg_label_boxes(html)
+    markers = get_svg_markers(html)
+    assert len(boxes) == 4 and len(markers) == 3
+    assert_boxes_apart(boxes)
+    for box in boxes:
+        for cx, cy, r in markers:
+            assert_box_clear_of(box, cx, cy, r)
+    assert "<line" in html.split("<svg")[1]  # at least one label was moved off its dot
+
+
+def test_png_labels_of_close_incidents_do_not_overlap(tmp_path):
+    """report.png: the names' rendered extents (measured by matplotlib) do not overlap each other
+    or cover the incident dots."""
+    from runloop.report import _png, build_report
+
+    run_dir = get_clustered_run(tmp_path)
+    report = build_report(run_dir)
+    labels = _png(run_dir, report, tmp_path / "report.png")
+    assert [label.text for label in labels] == ["fire-1", "crowd-2", "stopped_vehicle-3"]
+    boxes = [label.box for label in labels]
+    assert_boxes_apart(boxes)
+    for label in labels:
+        for box in boxes:
+            assert_box_clear_of(box, *label.point, 5.0)  # the dot: s=90 points^2 is ~7 px across at 110 dpi
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_report_of_a_damaged_run_record_names_the_file(tmp_path, capsys, damage):
+    """A truncated or overwritten events.sqlite: `patrol report` exits 2 naming the file, no traceback."""
+    get_recorded_run(tmp_path)
+    db = tmp_path / "events.sqlite"
+    data = db.read_bytes()
+    db.write_bytes(data[:len(data) // 3] if damage == "truncated" else b"not a database " * 200)
+    assert patrol.main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(db) in err and "Traceback" not in err
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_report_lists_failsafes_with_cause_and_outcome_and_fails_on_a_refused_fault(tmp_path):
+    """A link cut the vehicle answered with RTL (its STATUSTEXT lost with the link) is reported as
+    'GCS link lost' with where it ended; a battery fault the vehicle refused fails the run by name."""
+    get_recorded_run(tmp_path, criteria={})
+    store = EventStore(tmp_path)
+    store.add(120.0, "fault", "link_cut", drone=1, drone_id="drone01", seconds=30)
+    store.add(121.3, "vehicle_event", "drone01", event="link_lost", detail="no HEARTBEAT for 1.2 s")
+    store.add(126.0, "vehicle_event", "drone01", event="failsafe", detail="vehicle switched itself to RTL")
+    store.add(180.0, "vehicle_event", "drone01", event="landed", detail="")
+    store.add(181.0, "sortie_replanned", "drone01", sortie="sortie01", cells=["C1"], new_sorties=["sortie01-replan1"])
+    store.add(130.0, "fault_refused", "battery", drone=2, reason="drone02 has no settable SIM_BATT_VOLTAGE")
+    store.close()
+    report = build_report(tmp_path)
+    [row] = report["failsafe_summary"]
+    assert row["drone_id"] == "drone01" and row["cause"].startswith("GCS link lost (scripted link_cut")
+    assert row["outcome"] == "returned, landed at 180.0 s; cells re-planned: C1 -> sortie01-replan1"
+    assert not report["passed"]
+    assert any(f.startswith("fault not injected: battery on drone 2") for f in report["failures"])

@@ -82,3 +82,66 @@ def test_patrol_run_reports_cells_out_of_reach_with_exit_2(tmp_path, capsys):
     sc.write_text("name: far\ncells: [DY-C0266]\nfleet: {drones: 1, dock: DOCK-SW, endurance_min: 2}\n")
     assert patrol.main(["run", "--scenario", str(sc), "--out", str(tmp_path / "run"), "--no-live"]) == 2
     assert "cannot plan the patrol" in capsys.readouterr().err
+
+
+ZONE = [[32.0089, 119.5958], [32.0089, 119.5962], [32.0086, 119.5962], [32.0086, 119.5958]]
+
+
+def get_with_zone(polygon=ZONE, **incident) -> dict:
+    """A scenario with one restricted zone `yard` and one intrusion (inside it unless moved)."""
+    return get_minimal(restricted_zones=[{"name": "yard", "polygon": polygon}],
+                       incidents=[{"kind": "intrusion", "lat": 32.00875, "lon": 119.5960, "at_s": 20, **incident}])
+
+
+def test_restricted_zone_closed_or_open_is_one_polygon():
+    """A ring given closed (first vertex repeated) or open gives the same four vertices."""
+    open_ = parse_scenario(get_with_zone()).restricted_zones[0]
+    closed = parse_scenario(get_with_zone(ZONE + [ZONE[0]])).restricted_zones[0]
+    assert open_.polygon == closed.polygon and len(open_.polygon) == 4
+
+
+@pytest.mark.parametrize("polygon, problem", [
+    (ZONE[:2], "at least 3 distinct vertices"),
+    (ZONE[:2] + [ZONE[0]], "at least 3 distinct vertices"),
+    ([ZONE[0], ZONE[2], ZONE[1], ZONE[3]], "crosses itself"),
+])
+def test_bad_restricted_zone_is_refused_naming_it(polygon, problem):
+    """Too few vertices or a bow-tie: the error names the zone and what is wrong."""
+    with pytest.raises(RunError, match=f"restricted zone 'yard'.*{problem}"):
+        parse_scenario(get_with_zone(polygon))
+
+
+def test_intrusion_outside_every_zone_is_refused():
+    """An intrusion must happen inside a restricted zone; one outside names its position."""
+    with pytest.raises(RunError, match=r"intrusion at \(32.0, 119.58\) is inside no restricted zone"):
+        parse_scenario(get_with_zone(lat=32.0, lon=119.58))
+    with pytest.raises(RunError, match="names zone 'depot'; restricted_zones has yard"):
+        parse_scenario(get_with_zone(zone="depot"))
+
+
+def test_scripted_incidents_start_at_their_time_by_default():
+    """A stopped car stands on its road from at_s (not when a drone comes near) and an intruder
+    crosses into the zone at at_s; a crowd by default waits for a drone to watch it gather."""
+    from runloop.world import World
+
+    data = get_with_zone()
+    data["incidents"] += [{"kind": "stopped_vehicle", "lat": 32.0075, "lon": 119.5945, "at_s": 200},
+                          {"kind": "crowd", "lat": 32.0075, "lon": 119.5946, "at_s": 30}]
+    world = World.build(parse_scenario(data))
+    intrusion, car, crowd = world.incidents
+    assert [i.trigger for i in world.incidents] == ["time", "time", "pass"]
+    assert world.step(19.0, []) == []
+    assert world.step(25.0, []) == [intrusion]  # nothing near, the crowd keeps waiting
+    assert world.step(200.5, []) == [car]
+    assert (intrusion.started_s, car.started_s) == (20.0, 200.0)
+    assert car.actor.mover.halted_s() == pytest.approx(200.0)
+    assert car.actor.position_en(200.0) == pytest.approx(car.place_en or car.scene.en(32.0075, 119.5945), abs=0.05)
+    zone = [intrusion.scene.en(lat, lon) for lat, lon in ZONE]
+    from shapely.geometry import Point, Polygon
+
+    ring = Polygon(zone)
+    assert not ring.contains(Point(intrusion.actor.position_en(19.0)))
+    assert ring.contains(Point(intrusion.actor.position_en(21.0)))
+    assert crowd.started_s is None
+    assert world.restricted_zones() == [[tuple(v) for v in ZONE]]
+
