@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="run directory (default runs/<scenario>-<time>)")
     run.add_argument("--speedup", type=float, default=None, help="override the scenario's speedup")
     run.add_argument("--no-live", action="store_true", help="no live table")
+    run.add_argument("--video", metavar="DRONE=SOURCE", action="append", type=_video_source, default=[],
+                     help="a drone's real video instead of the synthetic camera: drone01=rtsp://HOST/cam, "
+                          "2=udp://@:5600, or a recorded file replayed from take-off (repeatable)")
     run.add_argument("--web", metavar="[HOST:]PORT", type=_web_address, default=None,
                      help="serve the live map and tables at http://HOST:PORT/ (default host 127.0.0.1)")
     run.set_defaults(func=cmd_run)
@@ -71,9 +74,19 @@ def _web_address(text: str) -> tuple[str, int]:
     return web_address_arg(text)
 
 
+def _video_source(text: str) -> tuple[str, str]:
+    from runloop.eyes import parse_video_arg
+
+    try:
+        return parse_video_arg(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """The bundled Danyang scenario: 3 drones, 4 riders, a fire, a crowd and a stopped vehicle."""
     args.scenario, args.sitl, args.connect_base, args.broker, args.speedup = "danyang-demo", False, None, None, None
+    args.video = []
     return cmd_run(args)
 
 
@@ -91,7 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         report = asyncio.run(run_patrol(scenario, out, broker_url=args.broker, live=not args.no_live,
-                                        sitl=args.sitl, connect_base=args.connect_base, web=args.web))
+                                        sitl=args.sitl, connect_base=args.connect_base, web=args.web,
+                                        video=dict(args.video)))
     except RunError as exc:
         print(f"patrol run: {exc}", file=sys.stderr)
         return 2
@@ -119,11 +133,13 @@ def print_verdict(report: dict, out: Path) -> int:
 
 async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live: bool = True,
                      broker_restart=None, protocol: str | None = None, sitl: bool = False,
-                     connect_base: str | None = None, web: tuple[str, int] | None = None) -> dict:
+                     connect_base: str | None = None, web: tuple[str, int] | None = None,
+                     video: dict[str, str] | None = None) -> dict:
     """One patrol run, as named stages sharing one stop event; shutdown undoes them in reverse.
 
     broker_restart: async fn(down_s) for a scenario's broker_restart fault on an outside broker
     (tests pass the Mosquitto fixture's); the embedded broker restarts itself.
+    video: drone (id or number) -> its real video source, watched instead of the synthetic camera.
     """
     from runloop import stages
 
@@ -134,6 +150,7 @@ async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live
     try:
         run.init_store()
         run.init_plan()
+        run.set_video(video)
         await run.start_broker(broker_url, broker_restart, protocol)
         await run.start_vehicles(sitl=sitl, connect_base=connect_base)
         await run.connect_fleet()

@@ -257,6 +257,8 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         overwatch = [{"t_s": round(e.t_s, 1), "drone_id": e.subject, "what": e.kind, **e.data}
                      for e in store.events("overwatch_start", "overwatch_end", "patrol_resumed", "overwatch_failed")]
         errors = [{"t_s": round(e.t_s, 1), "stage": e.subject, **e.data} for e in store.events("stage_error")]
+        video = [{"t_s": round(e.t_s, 1), "event": e.kind, "drone_id": e.subject.removeprefix("eyes-"), **e.data}
+                 for e in store.events("video_opened", "video_lost", "video_ended")]
         extra_detections = sorted({e.subject for e in store.events("detection")}
                                   - {o.incident_id for o in outcomes if o.incident_id}
                                   - {d for o in outcomes for d in o.duplicate_ids})
@@ -327,6 +329,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         "failsafe_summary": _failsafe_summary(vehicle_events, faults, sorties, replans),
         "overwatch": overwatch,
         "stage_errors": errors,
+        "video": video,  # real video sources (--video): opened, lost, ended
     }
 
 

@@ -41,6 +41,7 @@ class PatrolRun:
         self.embedded = None
         self.broker_restart = None
         self.relays: dict = {}  # drone_id -> LinkRelay
+        self.video: dict[str, str] = {}  # drone_id -> its real video source (--video)
 
     # ------------------------------------------------------------------ start-up stages
     def init_store(self) -> None:
@@ -239,16 +240,47 @@ class PatrolRun:
         self.riders = rider_fleet(self.scenario, self.broker, (self.dock.lat, self.dock.lon), state_dir)
         record_rider_receipts(self.riders, self.store, self.clock)
 
+    def set_video(self, video: dict[str, str] | None) -> None:
+        """`--video DRONE=SOURCE`: check each names a drone of the plan and, for a recording, a
+        file that opens - before anything flies. Streams may come up later (the eyes retry)."""
+        from vision import VisionError
+        from vision.sources import FileSource, is_stream, open_source
+
+        ids = [d.drone_id for d in self.plan.drones]
+        self.video = {}
+        for key, source in (video or {}).items():
+            drone_id = key if key in ids else (self._drone_id(int(key)) if key.isdigit() else None)
+            if drone_id is None:
+                raise RunError(f"--video {key}={source}: no such drone (this patrol flies {', '.join(ids)})")
+            if drone_id in self.video:
+                raise RunError(f"--video: two sources for {drone_id}")
+            if not is_stream(source):
+                try:
+                    opened = open_source(source)
+                except VisionError as exc:
+                    raise RunError(f"--video {key}={source}: {exc}") from exc
+                if isinstance(opened, FileSource):
+                    opened.close()
+            self.video[drone_id] = source
+        if self.video:
+            self.store.set_meta("video", self.video)
+
     def init_eyes(self) -> None:
-        from runloop.eyes import DroneEyes
+        from runloop.eyes import DroneEyes, VideoEyes
         from vision import IncidentRegistry, VisionConfig
 
         vcfg = VisionConfig.model_validate(self.scenario.vision)
         registry = IncidentRegistry(vcfg.incidents, id_prefix="inc")  # shared: two drones, one incident
-        self.eyes = [DroneEyes(rec.drone_id, rec.vehicle, self.world, self.clock, self.store, self.publisher,
-                               self.camera, self.scenario.camera.fps, vcfg, registry, cell_lookup=self._cell_of,
-                               seed=self.scenario.seed + i, sim_clock=self.sim.clock if self.sim else None)
-                     for i, rec in enumerate(self.drones.drones.values())]
+        self.eyes = []
+        for i, rec in enumerate(self.drones.drones.values()):
+            args = (self.world, self.clock, self.store, self.publisher, self.camera, self.scenario.camera.fps, vcfg,
+                    registry)
+            kwargs = {"cell_lookup": self._cell_of, "seed": self.scenario.seed + i}
+            if rec.drone_id in self.video:
+                self.eyes.append(VideoEyes(rec.drone_id, rec.vehicle, self.video[rec.drone_id], *args, **kwargs))
+            else:
+                self.eyes.append(DroneEyes(rec.drone_id, rec.vehicle, *args, **kwargs,
+                                           sim_clock=self.sim.clock if self.sim else None))
         self.store.set_meta("run", {"started_wall": self.started_wall, "speedup": self.scenario.speedup})
 
     def _cell_of(self, lat: float, lon: float) -> str | None:

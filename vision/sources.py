@@ -52,6 +52,9 @@ class FileSource:
         self.width_px = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height_px = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
 
+    def close(self) -> None:
+        self._cap.release()
+
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         try:
@@ -134,10 +137,15 @@ class SyntheticSource:
             yield Frame(index, t, self.camera.render(pose, t), pose)
 
 
+def is_stream(spec: str | Path) -> bool:
+    """A live stream URL (read as it comes, reopened when lost), not a file or folder."""
+    return str(spec).lower().startswith(_STREAM_SCHEMES)
+
+
 def open_source(spec: str | Path, fps: float = 10.0) -> FileSource | StreamSource | ImageFolderSource:
     """A source from a path or URL: streams by scheme, folders of images, else a video file."""
     text = str(spec)
-    if text.lower().startswith(_STREAM_SCHEMES):
+    if is_stream(text):
         return StreamSource(text)
     path = Path(text)
     if path.is_dir():
