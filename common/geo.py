@@ -92,3 +92,10 @@ def utm_epsg_for(lat: float, lon: float) -> int:
     """
     zone = int((lon + 180.0) // 6.0) % 60 + 1
     return (32600 if lat >= 0 else 32700) + zone
+
+
+def outer_rings_latlon(geom) -> list[list[tuple[float, float]]]:
+    """The outer rings of a shapely (Multi)Polygon in lon/lat, as [(lat, lon), ...] lists
+    rounded to 7 decimals (~1 cm): how cells are drawn and stored."""
+    polys = list(geom.geoms) if hasattr(geom, "geoms") else [geom]
+    return [[(round(y, 7), round(x, 7)) for x, y in p.exterior.coords] for p in polys]

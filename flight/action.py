@@ -26,6 +26,7 @@ class Action:
     def __init__(self, vehicle: "Vehicle") -> None:
         self._v = vehicle
         self._returning = False
+        self.rebooted_at = 0.0  # time.time() of the last reboot we commanded: texts before it are stale
 
     async def set_mode(self, mode: str, *, timeout_s: float = 5.0, attended: bool = False) -> None:
         """Switch flight mode by MAV_CMD_DO_SET_MODE, confirmed by the vehicle's HEARTBEAT.
@@ -150,7 +151,10 @@ class Action:
         try:
             for lat, lon in legs:
                 await self.goto(lat, lon, alt_m)
-                await v.wait_position(lat, lon, within_m=3.0, timeout_s=v.config.avoidance.leg_timeout_s)
+                # a pilot taking over or the vehicle's own failsafe (LAND, RTL) ends the routed
+                # return at once rather than after the leg timeout
+                await v.wait_position(lat, lon, within_m=3.0, timeout_s=v.config.avoidance.leg_timeout_s,
+                                      abort=_left_guided())
             await self.rtl()
         finally:
             self._returning = False
@@ -174,6 +178,7 @@ class Action:
             return st.link_ok and (boot_text or st.time_boot_s < booted_s - 1.0 or v.link_losses > losses)
         await v.wait_until(restarted, timeout_s, what="the vehicle to restart after the reboot command",
                            tolerate_link_loss=True)
+        self.rebooted_at = asked
         # ... and it has a home again; stream rates were reset by the reboot
         deadline = time.monotonic() + timeout_s
         while v.state.home is None:
@@ -218,3 +223,17 @@ class Action:
     async def set_speed(self, speed_m_s: float) -> None:
         """Ground speed for waypoint navigation (DO_CHANGE_SPEED)."""
         await self._v.command_long(mav.MAV_CMD_DO_CHANGE_SPEED, 1, speed_m_s, -1, what=f"speed {speed_m_s} m/s")
+
+
+def _left_guided():
+    """An abort for waits in GUIDED: once the vehicle has been seen in GUIDED, any other mode
+    (its heartbeat may still show the old mode just after the command) ends the wait."""
+    seen = False
+
+    def check(st) -> str | None:
+        nonlocal seen
+        if st.mode == "GUIDED":
+            seen = True
+            return None
+        return f"the vehicle left GUIDED for {st.mode}" if seen else None
+    return check

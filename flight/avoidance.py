@@ -126,6 +126,9 @@ async def enable_fence_avoidance(vehicle: "Vehicle", mission: Mission) -> FenceA
         if not v.config.safety.enable_fence:
             # Dijkstra's only plans round an enabled polygon fence
             raise FlightError("the fence is not enabled (safety.enable_fence is off)", drone_id=v.drone_id)
+        if not v.config.safety.fence_type & 4:
+            raise FlightError(f"the polygon fence is off (safety.fence_type {v.config.safety.fence_type} lacks 4)",
+                              drone_id=v.drone_id)
         detail = await _enable_onboard(v)
         onboard = True
     except FlightError as exc:
@@ -156,7 +159,8 @@ async def _enable_onboard(v: "Vehicle") -> str:
         await v.params.set("OA_MARGIN_MAX", cfg.margin_m)
     except ParamError as exc:
         raise FlightError("OA_MARGIN_MAX could not be set", drone_id=v.drone_id) from exc
-    if changed or any("OA requires reboot" in t.text for t in v.state.texts):
+    stale_after = v.action.rebooted_at  # a "requires reboot" from before our last reboot is answered
+    if changed or any("OA requires reboot" in t.text and t.time_s > stale_after for t in v.state.texts):
         if v.state.armed:
             raise FlightError("OA_TYPE takes effect after a reboot and the vehicle is armed", drone_id=v.drone_id)
         if not cfg.reboot_to_enable:

@@ -123,7 +123,7 @@ class EnergyWatch:
         assert pose is not None
         here = (pose.lat, pose.lon)
         fa = self._v.fence_avoidance
-        if fa is not None:
+        if fa is not None and fa.no_fly.crosses(here, dock):  # most checks: clear straight home, no routing
             try:
                 pts = (here, *fa.no_fly.route(here, dock))
                 return sum(distance_m(*a, *b) for a, b in zip(pts, pts[1:]))

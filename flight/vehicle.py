@@ -408,12 +408,12 @@ class Vehicle:
     async def wait_current_item(self, seq: int, timeout_s: float = 10.0) -> VehicleState:
         return await self.wait_until(lambda s: s.mission_seq == seq, timeout_s, what=f"current item {seq}")
 
-    async def wait_position(self, lat: float, lon: float, within_m: float = 5.0,
-                            timeout_s: float = 120.0) -> VehicleState:
+    async def wait_position(self, lat: float, lon: float, within_m: float = 5.0, timeout_s: float = 120.0,
+                            abort: Callable[[VehicleState], str | None] | None = None) -> VehicleState:
         from common.geo import distance_m
         return await self.wait_until(
             lambda s: s.pose is not None and distance_m(s.pose.lat, s.pose.lon, lat, lon) <= within_m,
-            timeout_s, what=f"arrival within {within_m:.0f} m of {lat:.6f},{lon:.6f}")
+            timeout_s, what=f"arrival within {within_m:.0f} m of {lat:.6f},{lon:.6f}", abort=abort)
 
     async def wait_disarmed(self, timeout_s: float = 300.0, *, tolerate_link_loss: bool = True) -> VehicleState:
         """Until the vehicle is disarmed (landed); link losses on the way are tolerated by default."""

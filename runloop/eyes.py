@@ -165,7 +165,6 @@ class VideoFeed:
         self.live = is_stream(spec)
         # VisionError names what is wrong with it
         self.source = StreamSource(spec, stall_timeout_s=stall_timeout_s) if self.live else open_source(spec)
-        self.size: tuple[int, int] | None = None
         self.error: str | None = None
         self.ended = False
         self._latest = None
@@ -184,7 +183,6 @@ class VideoFeed:
                 if not self.live:  # a recording: wait for its moment on the scenario clock
                     while not self._closed.is_set() and self.clock() < self._t0 + frame.t_s:
                         time.sleep(min(0.05, max(0.001, self.clock.wall_s(self._t0 + frame.t_s - self.clock()))))
-                self.size = (frame.image.shape[1], frame.image.shape[0])
                 with self._lock:
                     self._latest = frame
             self.ended = True

@@ -50,7 +50,6 @@ class LinkRelay:
         self.clock = clock
         self.url = ""
         self.dropped_bytes = 0
-        self.cuts = 0
         self._cut_until = float("-inf")
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -63,11 +62,7 @@ class LinkRelay:
         if seconds < 0:
             raise RunError(f"{self.drone_id}: a link cut must last >= 0 s, got {seconds}")
         self._cut_until = self.clock() + seconds
-        self.cuts += 1
         log.info("%s: link cut for %.1f s", self.drone_id, seconds)
-
-    def restore(self) -> None:
-        self._cut_until = float("-inf")
 
     @property
     def is_cut(self) -> bool:
@@ -108,11 +103,6 @@ class LinkRelay:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-
-    def _spawn(self, coro) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ TCP
     async def _on_tcp_client(self, gcs_r: asyncio.StreamReader, gcs_w: asyncio.StreamWriter) -> None:

@@ -644,9 +644,6 @@ class PngLabel:
     point: tuple[float, float]
 
 
-PNG_DPI = 110
-
-
 def _png_labels(fig, ax, incidents: list[dict]) -> list:
     """Incident names placed by `place_labels` in screen pixels (leader lines where moved off
     their point); returns the annotations so callers can measure what was drawn."""

@@ -10,6 +10,7 @@ import logging
 import time
 from pathlib import Path
 
+from common.geo import outer_rings_latlon
 from common.values import CameraModel
 from runloop.clock import ScenarioClock
 from runloop.coverage import CoverageLedger
@@ -90,7 +91,7 @@ class PatrolRun:
                                      "sorties": [[s.drone_id, s.sortie_id, list(s.grid_ids), s.start_s, s.duration_s]
                                                  for s in self.plan.sorties],
                                      "planning_s": round(time.perf_counter() - t0, 3)})
-        self.store.set_meta("cells_geo", {g: _rings(self.grids.cell(g).polygon_wgs84) for g in planned})
+        self.store.set_meta("cells_geo", {g: outer_rings_latlon(self.grids.cell(g).polygon_wgs84) for g in planned})
         self.store.set_meta("docks", [{"grid_id": d.grid_id, "lat": d.lat, "lon": d.lon} for d in self.grids.docks
                                       if d.grid_id == dock])
         print(f"planned {len(planned)} cells into {len(self.plan.sorties)} sorties for {sc.fleet.drones} drones "
@@ -441,11 +442,6 @@ def battery_voltage_for(pct: float, full_v: float) -> float:
     """
     cells = max(1, round(full_v / CELL_FULL_V))
     return cells * (CELL_EMPTY_V + (CELL_FULL_V - CELL_EMPTY_V) * pct / 100.0)
-
-
-def _rings(geom) -> list[list[tuple[float, float]]]:
-    polys = list(geom.geoms) if hasattr(geom, "geoms") else [geom]
-    return [[(round(y, 7), round(x, 7)) for x, y in p.exterior.coords] for p in polys]
 
 
 def _free_port_block(count: int, step: int = 10) -> int:

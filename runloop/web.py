@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 from urllib.parse import urlsplit
 
+from common.geo import outer_rings_latlon
 from runloop.errors import RunError
 from runloop.live import LiveState, live_state
 
@@ -71,7 +73,7 @@ class PlanLayer:
 def plan_layer(plan, grids, dock, drones) -> PlanLayer:
     """The plan layer of a PatrolRun: its planned cells, the sorties each drone will fly
     (runloop.drones.DroneOps records) as lat/lon polylines from the missions, and the dock."""
-    cells = {g: _rings(grids.cell(g).polygon_wgs84) for g in sorted(plan.cells)}
+    cells = {g: outer_rings_latlon(grids.cell(g).polygon_wgs84) for g in sorted(plan.cells)}
     routes = []
     for rec in drones.drones.values():
         for sortie in rec.sorties:
@@ -81,11 +83,6 @@ def plan_layer(plan, grids, dock, drones) -> PlanLayer:
             pts.append((dock.lat, dock.lon))
             routes.append(RouteLine(rec.drone_id, sortie.sortie_id, tuple((round(a, 7), round(b, 7)) for a, b in pts)))
     return PlanLayer(cells, tuple(routes), (Dock(dock.grid_id, dock.lat, dock.lon),))
-
-
-def _rings(geom) -> list[list[tuple[float, float]]]:
-    polys = list(geom.geoms) if hasattr(geom, "geoms") else [geom]
-    return [[(round(y, 7), round(x, 7)) for x, y in p.exterior.coords] for p in polys]
 
 
 def parse_web_address(text: str) -> tuple[str, int]:
@@ -130,7 +127,7 @@ class LiveWebView:
         self._server: asyncio.base_events.Server | None = None
         self._closing = asyncio.Event()
         self._writers: set[asyncio.StreamWriter] = set()
-        self._page = _PAGE.replace("__TITLE__", _html_escape(title)).encode()
+        self._page = _PAGE.replace("__TITLE__", html.escape(title)).encode()
         self._plan_json = json.dumps(self.plan.to_jsonable(), separators=(",", ":"))
 
     @property
@@ -282,10 +279,6 @@ async def start_web_view(run, host: str, port: int) -> LiveWebView:
     url = await view.start()
     print(f"live web view: {url}", flush=True)
     return view
-
-
-def _html_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 431:

@@ -110,14 +110,6 @@ class World:
             sc.restricted_zones.extend(zones)  # the camera's ground truth for intrusions
         return world
 
-    @property
-    def scenes(self) -> list:
-        out: list = []
-        for inc in self.incidents:
-            if all(inc.scene is not sc for sc in out):
-                out.append(inc.scene)
-        return out
-
     def restricted_zones(self) -> list[list[tuple[float, float]]]:
         return [list(z.polygon) for z in self.scenario.restricted_zones]
 

@@ -16,6 +16,10 @@ What the real thing does (libraries/AC_Avoidance/AP_OAPathPlanner.cpp, AP_OADijk
 Here the graph is built in the vehicle's local east/north metres from the fence list; the
 legs are checked against the zones grown by 0.9 x margin (so a leg never grazes a zone, as the
 real vehicle's nodes keep it a margin away) and must stay inside every inclusion polygon.
+It is the firmware's planner, not ours: the controller's own routing round no-fly zones is
+mission_planner.transit.TransitGraph (via flight.avoidance); the two are kept apart so the
+simulator copies what the vehicle does (octagons round circles, inclusion nodes) and a change
+to our planner cannot make the simulated vehicle agree with it by construction.
 """
 from __future__ import annotations
 
@@ -68,10 +72,6 @@ class DijkstraPlanner:
                     d = math.dist(self.nodes[i], self.nodes[j])
                     self._adj[i].append((j, d))
                     self._adj[j].append((i, d))
-
-    @property
-    def has_fences(self) -> bool:
-        return not self.zones.is_empty or bool(self.inclusion)
 
     def _inside(self, geom) -> bool:
         return all(p.covers(geom) for p in self.inclusion)

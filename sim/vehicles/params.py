@@ -146,10 +146,6 @@ class ParamStore:
         self._removed.add(name)
         self._relist()
 
-    def has(self, name: str) -> bool:
-        """Does this vehicle list `name` (a 4.7+ name) now?"""
-        return self.wire_name_of(name) in self._wire
-
     @property
     def count(self) -> int:
         return len(self._wire_names)

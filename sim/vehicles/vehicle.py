@@ -108,7 +108,7 @@ class _Nav:
     climb_first: bool = False  # leaving the ground: climb to the target altitude, then go
     path: list = field(default_factory=list)  # object avoidance: points to pass first, in order
     replan_at_s: float = 0.0
-    blocked_to: tuple | None = None  # object avoidance found no path to (e, n, u, speed): holding
+    blocked_to: tuple | None = None  # object avoidance found no path to (e, n, u, speed, climb_first): holding
 
 
 class SimulatedVehicle:
@@ -559,7 +559,8 @@ class SimulatedVehicle:
             if self.now - self._oa_error_at_s >= ERROR_REPORT_PERIOD_S:
                 self._oa_error_at_s = self.now
                 self.send_text(SEV_CRITICAL, "Dijkstra: could not find path")
-            return _Nav("hold", *here, self.kin.up_m, blocked_to=(e, n, u, speed_m_s), replan_at_s=self.now + 1.0)
+            return _Nav("hold", *here, self.kin.up_m, blocked_to=(e, n, u, speed_m_s, climb_first),
+                        replan_at_s=self.now + 1.0)
         nav.path = list(path[:-1])
         return nav
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 import pytest
 from shapely.geometry import Point, Polygon
 
-from common.geo import offset
+from common.geo import distance_m, offset
 from common.values import FenceZone, Mission
 from flight import fly_sortie
-from flight.errors import SortieAborted
+from flight.errors import FlightError, SortieAborted
 from flight.events import EventKind
-from tests.flight.procedures import assert_near, connect, get_sortie, wait_event
+from tests.flight.procedures import assert_near, connect, get_sortie, takeoff_and_start, wait_event
 
 SPEEDUP = 20.0
 ZONE_NE = [(40, -15), (65, -15), (65, 15), (40, 15)]  # (north, east) m from home: 25 x 30 m
@@ -171,3 +171,30 @@ async def test_without_avoidance_the_straight_return_breaches_the_zone(sim_fleet
     assert f.v.fence_avoidance is None
     assert_track_entered_zone(f.track)
     assert f.sv.fence_breach_count >= 1 and "Fence Breached" in f.texts
+
+
+async def test_routed_return_gives_way_at_once_when_the_vehicle_is_switched_to_land(sim_fleet):
+    """A vehicle without avoidance is being flown home round the zone in GUIDED when the pilot
+    (or its own failsafe) switches it to LAND: the controller stops steering it at once - no leg
+    timeout, no GUIDED or RTL sent after - and the drone lands where it was."""
+    fleet = await sim_fleet(count=1, speedup=SPEEDUP)
+    sv = fleet[0]
+    sv.params.remove("OA_TYPE")
+    home = (sv.truth.lat, sv.truth.lon)
+    v = await connect(sv.url, speedup=SPEEDUP, energy={"enabled": False}, avoidance={"margin_m": MARGIN_M})
+    try:
+        events = v.events()
+        await takeoff_and_start(v, get_no_fly_sortie(home))
+        await wait_event(events, EventKind.ITEM_REACHED, 60, lambda ev: ev.seq == 4)
+        assert not v.fence_avoidance.onboard
+        routed = asyncio.create_task(v.action.return_home())
+        await wait_event(events, EventKind.RETURN_ROUTED, 10)
+        await v.wait_until(lambda s: s.mode == "GUIDED", 10, what="GUIDED for the routed return")
+        await v.action.set_mode("LAND")
+        with pytest.raises(FlightError, match="left GUIDED for LAND"):
+            await asyncio.wait_for(routed, 10)  # the leg timeout is 300 s
+        await v.wait_disarmed(timeout_s=60)
+        assert v.state.mode == "LAND"
+        assert distance_m(sv.truth.lat, sv.truth.lon, *home) > 30.0, "it was pulled home after the pilot's LAND"
+    finally:
+        await v.close()
