@@ -97,14 +97,18 @@ def crowds(seed: int = 3, n: int = 4) -> Scenario:
     return Scenario("crowds", scene, HoverFlight((0.0, 0.0), alt_m=60.0), 30.0)
 
 
-def stopped_vehicles(seed: int = 4, stationary_s: float = 6.0) -> Scenario:
-    """Hovering over a crossroads; some cars stop in lane (accidents), others keep driving."""
+def _crossroads(seed: int) -> tuple[Scene, np.random.Generator, float, float]:
+    """A scene with traffic, its random stream, and the roads nearest the origin (east, north)."""
     scene = Scene(seed=seed)
     rng = np.random.default_rng(seed)
     roads_e, roads_n = scene.roads
-    re = min(roads_e, key=abs)
-    rn = min(roads_n, key=abs)
     _traffic(scene, rng, 6)
+    return scene, rng, min(roads_e, key=abs), min(roads_n, key=abs)
+
+
+def stopped_vehicles(seed: int = 4, stationary_s: float = 6.0) -> Scenario:
+    """Hovering over a crossroads; some cars stop in lane (accidents), others keep driving."""
+    scene, rng, re, rn = _crossroads(seed)
     stops = [((re + 1.8, -90.0), (re + 1.8, 200.0), 3.0), ((-150.0, rn - 1.8), (200.0, rn - 1.8), 8.0),
              ((re - 1.8, 80.0), (re - 1.8, -200.0), 11.0), ((100.0, rn + 1.8), (-200.0, rn + 1.8), 12.0)]
     for i, (a, b, stop) in enumerate(stops):
@@ -117,12 +121,7 @@ def stopped_vehicles(seed: int = 4, stationary_s: float = 6.0) -> Scenario:
 def standing_vehicles(seed: int = 6, n: int = 4) -> Scenario:
     """A patrol lane at 5 m/s over cars that stopped in lane before the drone came (never seen
     moving), with traffic driving past them and parked cars beside the roads."""
-    scene = Scene(seed=seed)
-    rng = np.random.default_rng(seed)
-    roads_e, roads_n = scene.roads
-    re = min(roads_e, key=abs)
-    rn = min(roads_n, key=abs)
-    _traffic(scene, rng, 6)
+    scene, rng, re, rn = _crossroads(seed)
     for i in range(n):
         # Alternately on the north-south road under the lane and across it on the east-west road.
         if i % 2 == 0:
