@@ -497,7 +497,9 @@ class Dispatcher:
         elif tried:
             reason = f"no assignable unit left ({len(tried)} tried)"
         else:
-            reason = "no assignable unit (all busy, off or silent)"
+            out = [f"{u.unit_id} {why}" for u in self.registry.all()
+                   if (why := self.registry.unavailable_reason(u, self.config.max_load, now))]
+            reason = "no assignable unit (" + "; ".join(out[:6]) + ("; ..." if len(out) > 6 else "") + ")"
         case.status, case.updated_at = "escalated", now
         case.escalations += 1
         case.next_escalation_at = now + self.config.escalation_retry_s

@@ -70,14 +70,23 @@ class UnitRegistry:
             if online:
                 unit.last_seen_s = self.clock()
 
-    def is_fresh(self, unit: RiderUnit, now_s: float | None = None) -> bool:
+    def unavailable_reason(self, unit: RiderUnit, max_load: int, now_s: float | None = None) -> str | None:
+        """Why this unit cannot take an alert now (None when it can), as a dispatcher would say it."""
         now_s = self.clock() if now_s is None else now_s
-        return unit.online and now_s - unit.last_seen_s <= self.silence_s
+        if not unit.online:
+            return "signed off"
+        silent_s = now_s - unit.last_seen_s
+        if silent_s > self.silence_s:
+            return f"silent {silent_s:.0f} s"
+        if unit.status != "available":
+            return unit.status
+        if unit.load >= max_load:
+            return f"at its limit of {max_load} incident{'s' if max_load != 1 else ''}"
+        return None
 
     def assignable(self, max_load: int, now_s: float | None = None) -> list[RiderUnit]:
         now_s = self.clock() if now_s is None else now_s
-        return [u for u in self._units.values()
-                if u.status == "available" and u.load < max_load and self.is_fresh(u, now_s)]
+        return [u for u in self._units.values() if self.unavailable_reason(u, max_load, now_s) is None]
 
     def assign(self, unit_id: str, incident_id: str) -> None:
         unit = self._units.get(unit_id)

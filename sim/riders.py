@@ -64,8 +64,10 @@ class SimulatedRider:
         self.config = config
         self.rng = rng
         self.stats = stats
-        self.status = "available"
+        self.status = "available"  # what the unit tells the controller: available | busy | off
+        self.on_scene = False  # busy and at the incident (no longer riding)
         self.job: AlertMessage | None = None
+        self._finishing: asyncio.Task | None = None
         self._inbox: asyncio.Queue[AlertMessage] = asyncio.Queue()
         self.store = RiderStore(Path(state_dir) / f"{unit_id}.sqlite")
         self.client = RiderClient(broker, unit_id, self.store, topic_prefix=config.topic_prefix,
@@ -80,7 +82,7 @@ class SimulatedRider:
             log.info("%s stood down from %s: %s", self.unit_id, cancel.alert_id, cancel.reason)
             self.stats.cancelled += 1
             self.job = None
-            self.status = "available"
+            self.status, self.on_scene = "available", False
 
     def _waypoint(self, lat: float, lon: float) -> tuple[float, float]:
         """Where to head next: the target, or on the street grid first the corner of an L."""
@@ -90,7 +92,7 @@ class SimulatedRider:
 
     def step(self, dt_s: float) -> None:
         """Move toward the job's incident for dt_s seconds."""
-        if self.job is None or self.status != "busy":
+        if self.job is None or self.status != "busy" or self.on_scene:
             return
         budget_m = self.config.speed_m_s * dt_s
         target = (self.job.incident.lat, self.job.incident.lon)
@@ -129,16 +131,17 @@ class SimulatedRider:
         dt_s = 1.0 / self.config.location_hz
         while True:
             self.step(dt_s)
-            speed = self.config.speed_m_s if self.status == "busy" else 0.0
+            riding = self.status == "busy" and not self.on_scene
+            speed = self.config.speed_m_s if riding else 0.0
             self.client.publish_location(self.lat, self.lon, status=self.status, speed_m_s=speed,
                                          heading_deg=self.heading_deg(), battery_pct=80)
             job = self.job
-            if job and self.status == "busy" and distance_m(self.lat, self.lon, job.incident.lat,
+            if job and riding and distance_m(self.lat, self.lon, job.incident.lat,
                                                             job.incident.lon) <= self.config.arrive_within_m:
                 await self.client.ack(job.alert_id, "arrived")
                 self.stats.arrived += 1
-                self.status = "on_scene"
-                asyncio.get_running_loop().create_task(self._finish(job))
+                self.on_scene = True  # still busy to the controller until resolved
+                self._finishing = asyncio.get_running_loop().create_task(self._finish(job))
             await asyncio.sleep(dt_s)
 
     async def _finish(self, job: AlertMessage) -> None:
@@ -148,19 +151,29 @@ class SimulatedRider:
         await self.client.ack(job.alert_id, "resolved")
         self.stats.resolved += 1
         self.stats.resolved_incidents.append(job.incident.id)
-        self.job, self.status = None, "available"
+        self.job, self.status, self.on_scene = None, "available", False
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Until stop is set. A unit whose loop fails raises here: a unit that silently stops
+        reporting would look to the controller like a rider who went quiet."""
         await self.client.start()
-        tasks = [asyncio.create_task(self._answer_loop()), asyncio.create_task(self._job_loop())]
+        tasks = [asyncio.create_task(self._answer_loop(), name=f"{self.unit_id}-answers"),
+                 asyncio.create_task(self._job_loop(), name=f"{self.unit_id}-job")]
+        stopper = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopper.cancel()
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            if self._finishing:
+                self._finishing.cancel()
             await self.client.stop()
             self.store.close()
+        for result in results:
+            if isinstance(result, Exception):
+                raise RuntimeError(f"simulated unit {self.unit_id} failed: {result!r}") from result
 
 
 class RiderFleet:

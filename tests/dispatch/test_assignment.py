@@ -78,6 +78,23 @@ async def test_no_unit_escalates_and_retries(rig):
     await wait_until(lambda: unit.shown, 4, "the new unit to get the escalated incident")
 
 
+async def test_escalation_says_why_each_unit_cannot_go(rig):
+    """Units exist but none can go: the escalation names each one and why (busy, gone silent)."""
+    await rig.start_dispatcher(escalation_retry_s=0.5, unit_silence_s=1.0)
+    probe = await rig.probe("patrol/escalations")
+    busy = await rig.add_unit("M01", 100, 0, send_location=False)
+    quiet = await rig.add_unit("M02", 200, 0)
+    busy.send_location(status="busy")
+    await rig.wait_units_known("M01", "M02")
+    await asyncio.sleep(1.2)  # M02 says nothing more: silent past unit_silence_s
+    busy.send_location(status="busy")
+    await rig.publish(make_incident("fire-3"))
+    await wait_until(lambda: probe.get_bodies("escalations"), 3, "an escalation")
+    reason = probe.get_bodies("escalations")[0]["reason"]
+    assert "M01 busy" in reason and "M02 silent" in reason, reason
+    assert busy.shown == [] and quiet.shown == []
+
+
 async def test_fire_gets_the_only_unit_before_a_stopped_car(rig):
     """Two incidents, one free unit: the fire (priority 1) is served first even though the car is closer."""
     await rig.start_dispatcher(ack_timeout_s=10)

@@ -52,3 +52,27 @@ async def test_declining_riders_push_the_incident_along(rig, tmp_path):
         await runner
     assert fleet.stats.declined == 3 and fleet.stats.accepted == 0
     assert sorted(rig.dispatcher.cases["crowd-sim"].declined_by) == ["M01", "M02", "M03"]
+
+
+async def test_a_simulated_unit_takes_the_next_incident_after_resolving_one(rig, tmp_path):
+    """One unit: fire, ride, on scene (still reporting its position, as busy), resolved; then it
+    is alerted to the next incident and handles that too."""
+    await rig.start_dispatcher(ack_timeout_s=5, unit_silence_s=1.5)
+    cfg = RiderSimConfig(speed_m_s=150, accept_delay_s=0.1, on_scene_s=2.0, location_hz=5)
+    fleet = RiderFleet(rig.broker_config, [("S1", *offset(*ORIGIN, 300, 0))], tmp_path / "fleet", cfg)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(fleet.run(stop))
+    try:
+        await rig.wait_units_known("S1")
+        await rig.publish(make_incident("fire-a"))
+        await wait_until(lambda: fleet.stats.arrived == 1, 10, "S1 on scene at fire-a")
+        await asyncio.sleep(1.0)
+        unit = rig.dispatcher.registry.get("S1")
+        assert unit.status == "busy" and rig.dispatcher.registry.unavailable_reason(unit, 1) == "busy"
+        await wait_until(lambda: fleet.stats.resolved == 1, 10, "fire-a resolved")
+        await rig.publish(make_incident("car-b", north_m=-400))
+        await wait_until(lambda: fleet.stats.resolved == 2, 15, "car-b resolved by the same unit")
+    finally:
+        stop.set()
+        await runner
+    assert fleet.stats.resolved_incidents == ["fire-a", "car-b"]
