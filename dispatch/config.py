@@ -77,6 +77,9 @@ class DispatchConfig(_Section):
     closed_retain_s: float = Field(3600.0, ge=0, title="keep a closed incident's retained state this long")
     status_interval_s: float = Field(5.0, gt=0, title="republish retained controller status with counters")
     min_confidence: float = Field(0.0, ge=0, le=1, title="detections below this are recorded, not dispatched")
+    duplicate_radius_m: dict[str, float] = Field(
+        default_factory=lambda: {"fire": 60.0, "crowd": 60.0, "stopped_vehicle": 15.0, "intrusion": 30.0},
+        title="a new report of the same kind this close to an open incident is the same incident (by kind)")
 
 
 def load_config(path: Path) -> tuple[BrokerConfig, DispatchConfig]:

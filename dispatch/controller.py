@@ -66,25 +66,32 @@ class Case:
     declined_by: set[str] = field(default_factory=set)
     timed_out: set[str] = field(default_factory=set)
     vision_state: IncidentState = IncidentState.NEW
+    linked: dict[str, IncidentState] = field(default_factory=dict)  # other reports of this incident
     closed: bool = False
 
     @property
     def located(self) -> bool:
         return self.incident.lat is not None and self.incident.lon is not None
 
+    @property
+    def seen_by_nobody(self) -> bool:
+        """Every report of it (its own and those linked to it) says it is gone."""
+        return self.vision_state == IncidentState.END and all(s == IncidentState.END for s in self.linked.values())
+
     def record(self) -> IncidentRecord:
         return IncidentRecord(incident=IncidentPayload.of(self.incident), status=self.status, priority=self.priority,
                               unit_id=self.unit_id, alert_id=self.alert_id, attempts=self.attempts,
                               escalations=self.escalations, declined_by=tuple(sorted(self.declined_by)),
                               timed_out=tuple(sorted(self.timed_out)), vision_state=self.vision_state,
-                              opened_at=self.opened_at, updated_at=self.updated_at, closed=self.closed)
+                              linked_reports=dict(self.linked), opened_at=self.opened_at, updated_at=self.updated_at, closed=self.closed)
 
     @classmethod
     def from_record(cls, rec: IncidentRecord, snapshot: bytes | None) -> "Case":
         return cls(incident=rec.incident.to_incident(), snapshot=snapshot, status=rec.status, priority=rec.priority,
                    opened_at=rec.opened_at, updated_at=rec.updated_at, unit_id=rec.unit_id, alert_id=rec.alert_id,
                    attempts=rec.attempts, escalations=rec.escalations, declined_by=set(rec.declined_by),
-                   timed_out=set(rec.timed_out), vision_state=rec.vision_state, closed=rec.closed)
+                   timed_out=set(rec.timed_out), vision_state=rec.vision_state, linked=dict(rec.linked_reports),
+                   closed=rec.closed)
 
 
 @dataclass
@@ -120,6 +127,7 @@ class Dispatcher:
         self.journal = Journal(config.journal_path)
         self.registry = UnitRegistry(config.unit_silence_s, clock)
         self.cases: dict[str, Case] = {}
+        self._linked_to: dict[str, str] = {}  # report id -> id of the open incident it was folded into
         self.stats = DispatcherStats()
         self._alerts: dict[str, _OpenAlert] = {}
         self._drone_states: dict[str, DroneStateMessage] = {}
@@ -183,6 +191,7 @@ class Dispatcher:
         for raw, snapshot in self.journal.open_incidents():
             case = Case.from_record(IncidentRecord.model_validate(raw), snapshot)
             self.cases[case.incident.id] = case
+            self._linked_to.update(dict.fromkeys(case.linked, case.incident.id))
         for row in self.journal.alerts(("issued", "accepted", "arrived")):
             self._alerts[row.alert_id] = _OpenAlert(row.incident_id, row.unit_id, row.status)
             case = self.cases.get(row.incident_id)
@@ -270,11 +279,18 @@ class Dispatcher:
         check_id(incident.id, "incident id")
         case = self.cases.get(incident.id)
         if case is None:
-            if self.journal.incident_exists(incident.id):
+            primary = self.cases.get(self._linked_to.get(incident.id, ""))
+            if primary is not None:
+                self._linked_report(primary, incident.id, event.state, now)
+                return
+            if self.journal.incident_exists(incident.id) or self.journal.linked_incident(incident.id):
                 log.debug("detection for closed incident %s ignored", incident.id)
                 return
             if event.state == IncidentState.END:
                 log.info("incident %s ended before we saw it open; recorded only", incident.id)
+            elif (primary := self._same_incident(incident)) is not None:
+                self._link(primary, incident, event.state, now)
+                return
             self._open(incident, event.state, now)
             return
         before = case.record()
@@ -297,7 +313,7 @@ class Dispatcher:
         if case.status == "unlocated" and case.located:
             case.status = "pending"
             changed = True
-        if event.state == IncidentState.END and case.status in ("unlocated", "pending", "escalated", "alerting"):
+        if case.seen_by_nobody and case.status in ("unlocated", "pending", "escalated", "alerting"):
             # Gone before anyone took it (a car drove off): stand the unit down, free the drone.
             self._close(case, "ended", now, before, reason="incident ended before a unit accepted")
             return
@@ -307,6 +323,52 @@ class Dispatcher:
                 self._record_change(case, before, IncidentState.UPDATE, snapshot=snapshot)
         if case.status in WAITING:
             self._try_assign(now)
+
+    def _same_incident(self, incident: Incident) -> Case | None:
+        """The open incident a new report is another sighting of: same kind, within the kind's
+        duplicate radius (two drones over one fire, or vision losing and re-finding it)."""
+        radius_m = self.config.duplicate_radius_m.get(str(incident.kind), 0.0)
+        if incident.lat is None or incident.lon is None or radius_m <= 0 or \
+                incident.confidence < self.config.min_confidence:
+            return None
+        best, best_m = None, radius_m
+        for case in self.cases.values():
+            if case.incident.kind != incident.kind or not case.located:
+                continue
+            d = distance_m(case.incident.lat, case.incident.lon, incident.lat, incident.lon)
+            if d <= best_m:
+                best, best_m = case, d
+        return best
+
+    def _link(self, case: Case, incident: Incident, vision_state: IncidentState, now: float) -> None:
+        """Fold a new report into an open incident: no second alert, no second drone overhead."""
+        before = case.record()
+        case.linked[incident.id] = vision_state
+        self._linked_to[incident.id] = case.incident.id
+        snapshot = None
+        if case.snapshot is None and incident.snapshot_jpeg:
+            snapshot = case.snapshot = fit_jpeg(incident.snapshot_jpeg, self.config.snapshot_max_bytes)
+        case.updated_at = now
+        with self.journal.transaction():
+            self.journal.link_report(incident.id, case.incident.id)
+            self._record_change(case, before, IncidentState.UPDATE, snapshot=snapshot)
+        log.info("report %s (%s from %s) is incident %s again, %.0f m away: linked, not dispatched twice",
+                 incident.id, incident.kind, incident.drone_id or "?", case.incident.id,
+                 distance_m(case.incident.lat, case.incident.lon, incident.lat, incident.lon))
+
+    def _linked_report(self, case: Case, report_id: str, vision_state: IncidentState, now: float) -> None:
+        """A later detection of a linked report: it only says whether that sighting still sees it."""
+        if case.linked.get(report_id) == vision_state or \
+                (vision_state != IncidentState.END and case.linked.get(report_id) != IncidentState.END):
+            return  # nothing changes (updates of a sighting already counted as live)
+        before = case.record()
+        case.linked[report_id] = vision_state
+        if case.seen_by_nobody and case.status in ("unlocated", "pending", "escalated", "alerting"):
+            self._close(case, "ended", now, before, reason="incident ended before a unit accepted")
+            return
+        case.updated_at = now
+        with self.journal.transaction():
+            self._record_change(case, before, IncidentState.UPDATE)
 
     def _open(self, incident: Incident, vision_state: IncidentState, now: float) -> None:
         snapshot = fit_jpeg(incident.snapshot_jpeg, self.config.snapshot_max_bytes)
@@ -419,6 +481,8 @@ class Dispatcher:
             case.status, case.closed, case.updated_at = status, True, now
             self._record_change(case, before, IncidentState.END)
         self.cases.pop(case.incident.id, None)
+        for report_id in case.linked:  # the journal keeps the links: late reports stay folded
+            self._linked_to.pop(report_id, None)
         log.info("incident %s closed: %s", case.incident.id, reason)
         if held_drone and status != "resolved":
             self._callback(self.on_release, case.incident, status)

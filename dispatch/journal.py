@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     retain INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS linked_reports (
+    report_id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS units (
     unit_id TEXT PRIMARY KEY,
     lat REAL NOT NULL,
@@ -145,6 +149,15 @@ class Journal:
 
     def incident_exists(self, incident_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM incidents WHERE id=?", (incident_id,)).fetchone() is not None
+
+    def link_report(self, report_id: str, incident_id: str) -> None:
+        """A vision report folded into an open incident (kept after it closes, so late reports stay folded)."""
+        self.db.execute("INSERT OR REPLACE INTO linked_reports (report_id, incident_id) VALUES (?, ?)",
+                        (report_id, incident_id))
+
+    def linked_incident(self, report_id: str) -> str | None:
+        row = self.db.execute("SELECT incident_id FROM linked_reports WHERE report_id=?", (report_id,)).fetchone()
+        return row[0] if row else None
 
     def get_incident(self, incident_id: str) -> dict | None:
         row = self.db.execute("SELECT record FROM incidents WHERE id=?", (incident_id,)).fetchone()

@@ -209,6 +209,9 @@ class IncidentRecord(Strict):
     declined_by: tuple[str, ...] = ()
     timed_out: tuple[str, ...] = ()
     vision_state: IncidentState = IncidentState.NEW
+    # Other vision reports of this same incident (another drone's, or a second track of the same
+    # fire) folded in rather than dispatched again: report id -> its latest vision state.
+    linked_reports: dict[str, IncidentState] = Field(default_factory=dict)
     opened_at: Finite
     updated_at: Finite
     closed: bool = False

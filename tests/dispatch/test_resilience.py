@@ -28,7 +28,9 @@ async def add_auto_units(rig, accept_delay_s: float = 0.0) -> None:
 def incident_near_unit(n: int):
     north, east = UNIT_POSITIONS[n % len(UNIT_POSITIONS)]
     kinds = list(IncidentKind)
-    return make_incident(f"inc-{n:03d}", kinds[n % len(kinds)], north + 30, east)
+    # Every 4th one has the same kind: 100 m apart, so that it is a new incident and not the
+    # same one reported again (that would be linked, not alerted).
+    return make_incident(f"inc-{n:03d}", kinds[n % len(kinds)], north + 30, east + 100 * (n // len(kinds)))
 
 
 async def keep_locations_flowing(rig, stop: asyncio.Event) -> None:

@@ -474,6 +474,10 @@ async def replay_session2(r: Replayer) -> None:
 
 
 # ---------------------------------------------------------------- comparison
+def _heartbeats_last(events: list[Event]) -> list[Event]:
+    return [e for e in events if e.key[0] != "HEARTBEAT"] + [e for e in events if e.key[0] == "HEARTBEAT"]
+
+
 def compare(recorded: list[Event], replayed: list[Event], rel_tol: float = 0.3, abs_tol_s: float = 2.0) -> list[str]:
     """Differences, per phase: content/order of key events, then timing of the matched ones."""
     problems: list[str] = []
@@ -488,8 +492,11 @@ def compare(recorded: list[Event], replayed: list[Event], rel_tol: float = 0.3, 
                 problems.append(f"[start-up] {w.key} at {g.t_abs_s:.1f} s; recorded {w.t_abs_s:.1f} s")
     phases = list(dict.fromkeys(e.phase for e in recorded))
     for phase in phases:
-        want = [e for e in recorded if e.phase == phase and not e.boot]
-        got = [e for e in replayed if e.phase == phase and not e.boot]
+        # Heartbeats are compared in their own order: where a 1 Hz heartbeat falls among a phase's
+        # acks is the phase of its clock against the GCS's (luck on the real vehicle too), and the
+        # replay at speedup squeezes the GCS's round trips; content and timing are still checked.
+        want = _heartbeats_last([e for e in recorded if e.phase == phase and not e.boot])
+        got = _heartbeats_last([e for e in replayed if e.phase == phase and not e.boot])
         if [e.key for e in want] != [e.key for e in got]:
             problems.append(f"[{phase}] events differ:\n  recorded: {[e.key for e in want]}\n"
                             f"  replayed: {[e.key for e in got]}")
