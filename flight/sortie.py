@@ -138,14 +138,25 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
                             takeover = asyncio.create_task(_routed_return(v), name=f"{v.drone_id}-routed-return")
                     elif ev.kind == EventKind.MODE_CHANGED and ev.time_s >= auto_at:
                         say(f"{v.drone_id}: mode {ev.detail}")
+                if takeover is None and last == MAV_CMD_NAV_RETURN_TO_LAUNCH and s.mode == "AUTO" \
+                        and s.mission_seq == n - 1 and _return_crosses_no_fly(v):
+                    # the mission's own RTL item flies the straight line home
+                    say(f"{v.drone_id}: the mission's return would cross a no-fly zone; flying it round")
+                    takeover = asyncio.create_task(_routed_return(v), name=f"{v.drone_id}-routed-return")
                 if not ends_home and not rtl_sent and (s.last_reached_seq >= n - 1):
                     say(f"{v.drone_id}: last item reached; returning to launch")
                     rtl_sent = True
-                    await v.action.rtl()
+                    if _return_crosses_no_fly(v):
+                        takeover = takeover or asyncio.create_task(_routed_return(v), name=f"{v.drone_id}-routed-return")
+                    else:
+                        await v.action.rtl()
                 if s.link_ok and not s.armed:
                     break
                 if time.monotonic() - started > timeout_s:
-                    await v.action.rtl()
+                    if takeover is None and _return_crosses_no_fly(v):
+                        await _routed_return(v)  # flown before we give up on the sortie
+                    elif takeover is None:
+                        await v.action.rtl()
                     raise SortieAborted(f"sortie took longer than {timeout_s:.0f} s; RTL commanded",
                                         drone_id=v.drone_id, reasons=s.reasons(limit=3))
         report.duration_s = time.monotonic() - started
@@ -184,9 +195,14 @@ async def _wait_climb_or_retask(v: "Vehicle", alt_m: float, timeout_s: float = 6
 def _needs_routed_return(v: "Vehicle") -> bool:
     """Is the vehicle returning by itself (failsafe RTL) on a straight line through a no-fly zone
     that it cannot plan round, while we can still command it?"""
+    return v.state.mode in ("RTL", "SMART_RTL") and _return_crosses_no_fly(v)
+
+
+def _return_crosses_no_fly(v: "Vehicle") -> bool:
+    """Would the straight line home from here cross a no-fly zone the vehicle cannot plan round
+    (and can we still command it)?"""
     fa, s = v.fence_avoidance, v.state
-    if fa is None or fa.onboard or not s.link_ok or s.mode not in ("RTL", "SMART_RTL") or s.pose is None \
-            or s.home is None:
+    if fa is None or fa.onboard or not s.link_ok or s.pose is None or s.home is None:
         return False
     return fa.no_fly.crosses((s.pose.lat, s.pose.lon), s.home[:2])
 

@@ -198,3 +198,43 @@ async def test_routed_return_gives_way_at_once_when_the_vehicle_is_switched_to_l
         assert distance_m(sv.truth.lat, sv.truth.lon, *home) > 30.0, "it was pulled home after the pilot's LAND"
     finally:
         await v.close()
+
+
+async def fly_to_the_far_side_and_return(sim_fleet, **sections) -> ReturnFlight:
+    """A sortie whose last waypoint lies beyond the zone and whose last item is RTL: the straight
+    line home from there crosses the zone. Flown to the end (landed at home)."""
+    fleet = await sim_fleet(count=1, speedup=SPEEDUP, params={"RTL_LOIT_TIME": 0})
+    sv = fleet[0]
+    sv.params.remove("OA_TYPE")  # a build without object avoidance
+    home = (sv.truth.lat, sv.truth.lon)
+    v = await connect(sv.url, speedup=SPEEDUP, energy={"enabled": False}, **sections)
+    log = v.events()
+    m = get_sortie(home, [(20, 40), (85, 40), (100, 0)], alt_m=15.0, name="far side")
+    mission = replace(m, fence=(*m.fence, FenceZone(False, tuple(offset(*home, n, e) for n, e in ZONE_NE))))
+    async with watch_track(sv) as track:
+        report = await asyncio.wait_for(fly_sortie(v, mission), 120)
+    assert report.flown, report
+    assert not sv.truth.armed and sv.truth.landed
+    assert_near(sv.truth.lat, sv.truth.lon, home, 5.0, "landing point vs home")
+    texts = [t.text for t in v.state.texts]
+    said = [ev.kind for ev in iter(log.get_nowait, None)]
+    await v.close()
+    return ReturnFlight(sv, v, track, texts, said)
+
+
+async def test_mission_rtl_item_is_flown_round_the_zone_when_the_vehicle_has_no_avoidance(sim_fleet):
+    """The mission ends with RTL beyond the zone on a vehicle without avoidance: when the vehicle
+    starts that RTL item the controller flies the return round the zone instead; the sortie counts
+    as flown and the drone lands at home."""
+    f = await fly_to_the_far_side_and_return(sim_fleet, avoidance={"margin_m": MARGIN_M})
+    assert EventKind.RETURN_ROUTED in f.said
+    assert_track_clear_of_zone(f.track, 0.4 * MARGIN_M)
+    assert f.sv.fence_breach_count == 0 and "Fence Breached" not in f.texts
+
+
+async def test_without_avoidance_the_mission_rtl_item_breaches_the_zone(sim_fleet):
+    """Control: the controller not watching no-fly zones, the same mission's RTL item flies straight
+    through the zone (what the test above guards against)."""
+    f = await fly_to_the_far_side_and_return(sim_fleet, avoidance={"enabled": False})
+    assert EventKind.RETURN_ROUTED not in f.said
+    assert_track_entered_zone(f.track)
