@@ -83,7 +83,8 @@ class Case:
                               unit_id=self.unit_id, alert_id=self.alert_id, attempts=self.attempts,
                               escalations=self.escalations, declined_by=tuple(sorted(self.declined_by)),
                               timed_out=tuple(sorted(self.timed_out)), vision_state=self.vision_state,
-                              linked_reports=dict(self.linked), opened_at=self.opened_at, updated_at=self.updated_at, closed=self.closed)
+                              linked_reports=dict(self.linked), opened_at=self.opened_at,
+                              updated_at=self.updated_at, closed=self.closed)
 
     @classmethod
     def from_record(cls, rec: IncidentRecord, snapshot: bytes | None) -> "Case":

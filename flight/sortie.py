@@ -153,9 +153,13 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
                 if s.link_ok and not s.armed:
                     break
                 if time.monotonic() - started > timeout_s:
-                    if takeover is None and _return_crosses_no_fly(v):
-                        await _routed_return(v)  # flown before we give up on the sortie
-                    elif takeover is None:
+                    # a return round the zones is flown to its RTL before we give up on the sortie
+                    # (cancelled half-way it would leave the drone hovering in GUIDED)
+                    if takeover is not None:
+                        await takeover
+                    elif _return_crosses_no_fly(v):
+                        await _routed_return(v)
+                    else:
                         await v.action.rtl()
                     raise SortieAborted(f"sortie took longer than {timeout_s:.0f} s; RTL commanded",
                                         drone_id=v.drone_id, reasons=s.reasons(limit=3))

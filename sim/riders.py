@@ -137,7 +137,7 @@ class SimulatedRider:
                                          heading_deg=self.heading_deg(), battery_pct=80)
             job = self.job
             if job and riding and distance_m(self.lat, self.lon, job.incident.lat,
-                                                            job.incident.lon) <= self.config.arrive_within_m:
+                                             job.incident.lon) <= self.config.arrive_within_m:
                 await self.client.ack(job.alert_id, "arrived")
                 self.stats.arrived += 1
                 self.on_scene = True  # still busy to the controller until resolved

@@ -32,8 +32,12 @@ MARGIN_M = 10.0
 def get_no_fly_sortie(home: tuple[float, float]) -> Mission:
     """The sortie with the no-fly zone as an exclusion polygon of its fence (as sortie_fence makes it)."""
     m = get_sortie(home, LEGS, alt_m=15.0, name="north loop")
-    zone = FenceZone(False, tuple(offset(*home, n, e) for n, e in ZONE_NE))
-    return replace(m, fence=(*m.fence, zone))
+    return replace(m, fence=(*m.fence, no_fly_zone(home)))
+
+
+def no_fly_zone(home: tuple[float, float]) -> FenceZone:
+    """The zone as an exclusion polygon of a fence."""
+    return FenceZone(False, tuple(offset(*home, n, e) for n, e in ZONE_NE))
 
 
 def sag_battery(sv) -> None:
@@ -86,6 +90,16 @@ def assert_track_entered_zone(track) -> None:
     assert any(zone.contains(Point(p)) for p in track), "the straight return never entered the zone"
 
 
+async def landed_home(sv, v, home: tuple[float, float], track, log) -> ReturnFlight:
+    """The drone is down and disarmed at home; what the flight showed, the link closed."""
+    assert not sv.truth.armed and sv.truth.landed
+    assert_near(sv.truth.lat, sv.truth.lon, home, 5.0, "landing point vs home")
+    texts = [t.text for t in v.state.texts]
+    said = [ev.kind for ev in iter(log.get_nowait, None)]
+    await v.close()
+    return ReturnFlight(sv, v, track, texts, said)
+
+
 async def fly_and_send_home(sim_fleet, send_home, *, at_item: int = 4, remove_params=(), **sections):
     """Fly the sortie; when item `at_item` is reached call send_home(sim vehicle); wait until the
     sortie ends (aborted) and the drone is disarmed at home."""
@@ -113,12 +127,7 @@ async def fly_and_send_home(sim_fleet, send_home, *, at_item: int = 4, remove_pa
         finally:
             if not sortie.done():
                 sortie.cancel()
-    assert not sv.truth.armed and sv.truth.landed
-    assert_near(sv.truth.lat, sv.truth.lon, home, 5.0, "landing point vs home")
-    texts = [t.text for t in v.state.texts]
-    said = [ev.kind for ev in iter(log.get_nowait, None)]
-    await v.close()
-    return ReturnFlight(sv, v, track, texts, said)
+    return await landed_home(sv, v, home, track, log)
 
 
 async def test_battery_failsafe_rtl_goes_round_the_no_fly_zone(sim_fleet):
@@ -210,16 +219,11 @@ async def fly_to_the_far_side_and_return(sim_fleet, **sections) -> ReturnFlight:
     v = await connect(sv.url, speedup=SPEEDUP, energy={"enabled": False}, **sections)
     log = v.events()
     m = get_sortie(home, [(20, 40), (85, 40), (100, 0)], alt_m=15.0, name="far side")
-    mission = replace(m, fence=(*m.fence, FenceZone(False, tuple(offset(*home, n, e) for n, e in ZONE_NE))))
+    mission = replace(m, fence=(*m.fence, no_fly_zone(home)))
     async with watch_track(sv) as track:
         report = await asyncio.wait_for(fly_sortie(v, mission), 120)
     assert report.flown, report
-    assert not sv.truth.armed and sv.truth.landed
-    assert_near(sv.truth.lat, sv.truth.lon, home, 5.0, "landing point vs home")
-    texts = [t.text for t in v.state.texts]
-    said = [ev.kind for ev in iter(log.get_nowait, None)]
-    await v.close()
-    return ReturnFlight(sv, v, track, texts, said)
+    return await landed_home(sv, v, home, track, log)
 
 
 async def test_mission_rtl_item_is_flown_round_the_zone_when_the_vehicle_has_no_avoidance(sim_fleet):
