@@ -120,10 +120,12 @@ class Action:
     async def return_home(self) -> tuple[tuple[float, float], ...]:
         """RTL that never crosses the sortie fence's no-fly zones.
 
-        When the vehicle plans round them itself (or there are none, or the line home is clear)
-        this is plain RTL. Otherwise the controller flies GUIDED through the points of a path
-        round them, at the current altitude, then RTL from the last one. Returns the points
-        flown under controller guidance (empty for plain RTL).
+        When the vehicle plans round them itself (or there are none, or the line to where RTL
+        goes - home or the nearest rally point - is clear) this is plain RTL. Otherwise the
+        controller flies GUIDED through the points of a path round them to that destination, at
+        the current altitude, then RTL from the last one (`FenceAvoidance.return_legs`: over the
+        destination itself if RTL from the last turn would head for another rally point).
+        Returns the points flown under controller guidance (empty for plain RTL).
         """
         v = self._v
         fa = v.fence_avoidance
@@ -135,13 +137,12 @@ class Action:
             return ()  # one routed return at a time (energy watch and a failsafe may both ask)
         here, home = (s.pose.lat, s.pose.lon), s.home[:2]
         try:
-            route = fa.no_fly.route(here, home)
+            legs = fa.return_legs(here, home)
         except FlightError as exc:
             # a battery that will not wait: home straight is better than not at all; say so
             v.emit(EventKind.VEHICLE_TEXT, f"no way home round the no-fly zones ({exc.detail}); plain RTL")
             await self.rtl()
             return ()
-        legs = route[:-1]
         if not legs:
             await self.rtl()
             return ()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from shapely.geometry import LineString, Point, Polygon, box
 
-from common.geo import LocalFrame
+from common.geo import LocalFrame, distance_m
 from common.values import FenceZone, Mission
 from flight.errors import FlightError, ParamError
 
@@ -110,6 +110,28 @@ class FenceAvoidance:
     no_fly: NoFlyZones
     onboard: bool  # the vehicle plans round them itself (OA_TYPE 2 loaded)
     detail: str    # why, in words for the operator
+    rally: tuple[tuple[float, float], ...] = ()  # the sortie's rally points (lat, lon)
+
+    def rtl_destination(self, here: tuple[float, float], home: tuple[float, float]) -> tuple[float, float]:
+        """Where RTL started at `here` flies: the nearest of home and the rally points, as
+        ArduCopter chooses with rally points loaded (RALLY_INCL_HOME=1, its default)."""
+        return min((home, *self.rally), key=lambda p: distance_m(*here, *p))
+
+    def return_crosses(self, here: tuple[float, float], home: tuple[float, float]) -> bool:
+        """Would RTL from here fly straight through a no-fly zone?"""
+        return self.no_fly.crosses(here, self.rtl_destination(here, home))
+
+    def return_legs(self, here: tuple[float, float], home: tuple[float, float]) -> tuple[tuple[float, float], ...]:
+        """Points to fly in GUIDED before RTL so that no leg crosses a zone: round the zones
+        towards where RTL from here would go. When RTL from the last of them would turn for
+        another rally point instead, the destination itself is the last point (RTL over it lands
+        there). Empty: RTL from here is clear. FlightError when walled off."""
+        goal = self.rtl_destination(here, home)
+        pts = self.no_fly.route(here, goal)
+        legs = pts[:-1]
+        if legs and self.rtl_destination(legs[-1], home) != goal:
+            return pts
+        return legs
 
 
 async def enable_fence_avoidance(vehicle: "Vehicle", mission: Mission) -> FenceAvoidance | None:
@@ -136,7 +158,7 @@ async def enable_fence_avoidance(vehicle: "Vehicle", mission: Mission) -> FenceA
         detail = (f"vehicle avoidance unavailable ({exc.detail}); the controller flies returns round the "
                   f"{len(no_fly.exclusions)} no-fly zone(s) in GUIDED")
         log.warning("%s: %s", v.drone_id, detail)
-    v.fence_avoidance = FenceAvoidance(no_fly, onboard, detail)
+    v.fence_avoidance = FenceAvoidance(no_fly, onboard, detail, tuple((r.lat, r.lon) for r in mission.rally))
     log.info("%s: %s", v.drone_id, detail)
     return v.fence_avoidance
 

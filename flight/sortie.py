@@ -80,6 +80,7 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
     started = time.monotonic()
     battery0: float | None = None
     takeover: asyncio.Task | None = None  # our routed return replacing a vehicle failsafe RTL
+    failsafe_rtl = False  # a failsafe was reported: is its RTL to be routed?
     try:
         alt = takeoff_alt_m(mission, v.config.takeoff_alt_m)
         say(f"{v.drone_id}: arming (waiting for pre-arm checks)")
@@ -132,12 +133,18 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
                         if ev.kind in (EventKind.FAILSAFE, EventKind.LOW_BATTERY) and aborted is None \
                                 and max_seq < n - 1:
                             aborted = ev.detail
-                        if ev.kind == EventKind.FAILSAFE and takeover is None and _needs_routed_return(v):
-                            # the vehicle's own RTL would fly straight through a no-fly zone
-                            say(f"{v.drone_id}: taking over the failsafe return to route it round the no-fly zones")
-                            takeover = asyncio.create_task(_routed_return(v), name=f"{v.drone_id}-routed-return")
+                        if ev.kind == EventKind.FAILSAFE:
+                            failsafe_rtl = True  # looked at below, once any routed return of ours gave way
                     elif ev.kind == EventKind.MODE_CHANGED and ev.time_s >= auto_at:
                         say(f"{v.drone_id}: mode {ev.detail}")
+                if failsafe_rtl and (takeover is None or takeover.done()) and s.mode not in ("AUTO", "GUIDED"):
+                    failsafe_rtl = False  # decided once the failsafe's own mode shows
+                    # A routed return of ours that gave way to this failsafe returned None; one that
+                    # found no way round returned () and its plain RTL stands.
+                    if (takeover is None or takeover.result() is None) and _needs_routed_return(v):
+                        # the vehicle's own RTL would fly straight through a no-fly zone
+                        say(f"{v.drone_id}: taking over the failsafe return to route it round the no-fly zones")
+                        takeover = asyncio.create_task(_routed_return(v), name=f"{v.drone_id}-routed-return")
                 if takeover is None and last == MAV_CMD_NAV_RETURN_TO_LAUNCH and s.mode == "AUTO" \
                         and s.mission_seq == n - 1 and _return_crosses_no_fly(v):
                     # the mission's own RTL item flies the straight line home
@@ -208,11 +215,13 @@ def _return_crosses_no_fly(v: "Vehicle") -> bool:
     fa, s = v.fence_avoidance, v.state
     if fa is None or fa.onboard or not s.link_ok or s.pose is None or s.home is None:
         return False
-    return fa.no_fly.crosses((s.pose.lat, s.pose.lon), s.home[:2])
+    return fa.return_crosses((s.pose.lat, s.pose.lon), s.home[:2])
 
 
-async def _routed_return(v: "Vehicle") -> None:
+async def _routed_return(v: "Vehicle") -> tuple[tuple[float, float], ...] | None:
+    """The points flown round the zones (() for a plain RTL: no way round), None if it gave way."""
     try:
-        await v.action.return_home()
+        return await v.action.return_home()
     except FlightError as exc:
-        log.error("%s: could not route the failsafe return round the no-fly zones: %s", v.drone_id, exc)
+        log.error("%s: could not route the return round the no-fly zones: %s", v.drone_id, exc)
+        return None

@@ -16,7 +16,7 @@ import pytest
 from shapely.geometry import Point, Polygon
 
 from common.geo import distance_m, offset
-from common.values import FenceZone, Mission
+from common.values import FenceZone, Mission, RallyPoint
 from flight import fly_sortie
 from flight.errors import FlightError, SortieAborted
 from flight.events import EventKind
@@ -242,3 +242,55 @@ async def test_without_avoidance_the_mission_rtl_item_breaches_the_zone(sim_flee
     f = await fly_to_the_far_side_and_return(sim_fleet, avoidance={"enabled": False})
     assert EventKind.RETURN_ROUTED not in f.said
     assert_track_entered_zone(f.track)
+
+
+STRIP_NE = [(-50, 20), (150, 20), (150, 35), (-50, 35)]  # a long zone east of home (a rail yard, say)
+RALLY_NE = (100, 60)  # a rally point beyond it
+
+
+async def fail_battery_west_of_the_strip(sim_fleet, **sections) -> tuple[ReturnFlight, tuple[float, float]]:
+    """Fly north along the west side of the strip; at the far end the battery fails. The nearest
+    of home and the rally points is the rally point across the strip: RTL heads there."""
+    fleet = await sim_fleet(count=1, speedup=SPEEDUP, params={"RTL_LOIT_TIME": 0})
+    sv = fleet[0]
+    sv.params.remove("OA_TYPE")  # a build without object avoidance
+    home = (sv.truth.lat, sv.truth.lon)
+    rally = offset(*home, *RALLY_NE)
+    v = await connect(sv.url, speedup=SPEEDUP, energy={"enabled": False}, **sections)
+    log = v.events()
+    events = v.events()
+    m = get_sortie(home, [(50, 0), (100, 5)], alt_m=15.0, name="strip")
+    strip = FenceZone(False, tuple(offset(*home, n, e) for n, e in STRIP_NE))
+    mission = replace(m, fence=(*m.fence, strip), rally=(*m.rally, RallyPoint(*rally, 20.0)))
+    async with watch_track(sv) as track:
+        sortie = asyncio.create_task(fly_sortie(v, mission))
+        try:
+            await wait_event(events, EventKind.ITEM_REACHED, 60, lambda ev: ev.seq == 3)
+            sag_battery(sv)
+            with contextlib.suppress(SortieAborted):  # at the last item: flown or aborted, both fine here
+                await asyncio.wait_for(sortie, 120)
+        finally:
+            if not sortie.done():
+                sortie.cancel()
+    return await landed_home(sv, v, rally, track, log), home
+
+
+def strip_polygon() -> Polygon:
+    return Polygon([(e, n) for n, e in STRIP_NE])
+
+
+async def test_failsafe_rtl_to_a_rally_point_across_a_zone_is_routed_round_it(sim_fleet):
+    """The line home is clear, but the vehicle's battery-failsafe RTL heads for the nearer rally
+    point across the strip: the controller takes the return over, round the strip's end, and the
+    drone lands at the rally point without touching the strip."""
+    f, _ = await fail_battery_west_of_the_strip(sim_fleet, avoidance={"margin_m": MARGIN_M})
+    assert "Battery Failsafe" in f.texts and EventKind.RETURN_ROUTED in f.said
+    closest = min(strip_polygon().distance(Point(p)) for p in f.track)
+    assert closest >= 0.4 * MARGIN_M, f"the track came {closest:.1f} m from the strip"
+    assert f.sv.fence_breach_count == 0 and "Fence Breached" not in f.texts
+
+
+async def test_without_avoidance_the_failsafe_rtl_crosses_to_the_rally_point(sim_fleet):
+    """Control: not watching the zones, the same failsafe RTL flies straight across the strip."""
+    f, _ = await fail_battery_west_of_the_strip(sim_fleet, avoidance={"enabled": False})
+    assert any(strip_polygon().contains(Point(p)) for p in f.track), "the straight RTL never entered the strip"

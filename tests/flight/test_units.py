@@ -215,3 +215,42 @@ def test_no_fly_route_from_inside_a_margin_steps_out_first():
     line = LineString([f.to_en(*p) for p in (start, *route)])
     assert route[-1] == home and len(route) >= 3
     assert not line.intersects(Polygon([f.to_en(*p) for p in zone.vertices]))
+
+
+def test_return_legs_head_where_rtl_goes_and_never_let_rtl_turn_across_a_zone():
+    """With rally points RTL flies to the nearest of home and them. A rally point across a long
+    zone from the drone (nearer than home) is where RTL goes: the return is routed round the zone
+    to it, though the line home is clear. A return whose last turn leaves a rally point across
+    the zone nearer than its destination is flown to the destination itself."""
+    from shapely.geometry import LineString, Polygon
+
+    from common.geo import LocalFrame, offset
+    from common.values import FenceZone
+    from flight.avoidance import FenceAvoidance, NoFlyZones
+
+    home = (32.0, 119.58)
+    f = LocalFrame(*home)
+    strip = FenceZone(False, tuple(offset(*home, n, e) for n, e in [(-50, 20), (150, 20), (150, 35), (-50, 35)]))
+    nf = NoFlyZones.from_fence((FenceZone(True, _square(home, 400)), strip), margin_m=10)
+    rally = offset(*home, 100, 60)
+    fa = FenceAvoidance(nf, False, "", (rally,))
+    here = offset(*home, 100, 5)
+    assert not nf.crosses(here, home) and fa.rtl_destination(here, home) == rally
+    assert fa.return_crosses(here, home)
+    legs = fa.return_legs(here, home)
+    line = LineString([f.to_en(*p) for p in (here, *legs, rally)])
+    assert line.distance(Polygon([f.to_en(*p) for p in strip.vertices])) >= 5.0 - 1e-6
+    assert fa.rtl_destination(legs[-1], home) == rally
+
+    # East of the strip home is nearest, but RTL from the turn round the strip's south end would
+    # head for a rally point east of the strip, back past its corner: fly to home itself first.
+    east_rally = offset(*home, -40, 60)
+    fa = FenceAvoidance(nf, False, "", (east_rally,))
+    start = offset(*home, 20, 45)
+    assert fa.rtl_destination(start, home) == home
+    turn = nf.route(start, home)[-2]
+    assert fa.rtl_destination(turn, home) == east_rally and nf.crosses(turn, east_rally)
+    legs = fa.return_legs(start, home)
+    assert legs[-1] == home
+    path = LineString([f.to_en(*p) for p in (start, *legs)])
+    assert path.distance(Polygon([f.to_en(*p) for p in strip.vertices])) >= 5.0 - 1e-6
