@@ -30,6 +30,7 @@ class DroneRecord:
     vehicle: object
     dock_id: str
     sorties: list = field(default_factory=list)  # mission_planner Sortie, in flying order
+    replanned: list = field(default_factory=list)  # sorties planned again during the run, as flown
     current: str = ""
     cells: tuple[str, ...] = ()
     done: int = 0
@@ -106,6 +107,7 @@ class DroneOps:
                 elif not stop.is_set():
                     replanned = await self._replan(rec, sortie, remaining)
                     queue[:0] = replanned
+                    rec.replanned += replanned
         rec.current, rec.cells = "", ()
         rec.finished = True
 

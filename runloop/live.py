@@ -8,6 +8,24 @@ import asyncio
 import sys
 from dataclasses import asdict, dataclass
 
+from common.values import MAV_CMD_NAV_WAYPOINT
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLine:
+    drone_id: str
+    sortie_id: str
+    points: tuple[tuple[float, float], ...]  # (lat, lon), dock to dock
+
+
+def sortie_route(drone_id: str, sortie, dock: tuple[float, float]) -> RouteLine:
+    """A sortie's line on the map: dock, its waypoints (mission_planner Sortie), dock."""
+    pts = [dock]
+    pts += [(it.lat, it.lon) for it in sortie.mission.items[1:]
+            if it.command == MAV_CMD_NAV_WAYPOINT and (it.lat, it.lon) != (0.0, 0.0)]
+    pts.append(dock)
+    return RouteLine(drone_id, sortie.sortie_id, tuple((round(a, 7), round(b, 7)) for a, b in pts))
+
 
 @dataclass(frozen=True, slots=True)
 class DroneLive:
@@ -62,6 +80,7 @@ class LiveState:
     incidents: tuple[IncidentLive, ...]
     units: tuple[UnitLive, ...]
     scripted: tuple[ScriptedLive, ...] = ()
+    replans: tuple[RouteLine, ...] = ()  # sorties re-planned during the run (the plan layer has the rest)
 
     @property
     def waiting(self) -> list[str]:
@@ -106,7 +125,9 @@ def live_state(t_s: float, drones, recorder, world) -> LiveState:
         spec = getattr(inc, "spec", None)
         scripted.append(ScriptedLive(inc.name, str(getattr(spec, "kind", "")) if spec else "",
                                      lat_lon[0] if lat_lon else None, lat_lon[1] if lat_lon else None, inc.started_s))
-    return LiveState(float(t_s), tuple(drone_rows), tuple(incident_rows), unit_rows, tuple(scripted))
+    replans = tuple(sortie_route(rec.drone_id, s, (s.mission.items[0].lat, s.mission.items[0].lon))
+                    for rec in drones.drones.values() for s in getattr(rec, "replanned", ()))
+    return LiveState(float(t_s), tuple(drone_rows), tuple(incident_rows), unit_rows, tuple(scripted), replans)
 
 
 def format_table(state: LiveState) -> str:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from common.geo import outer_rings_latlon
 from runloop.errors import RunError
-from runloop.live import LiveState, live_state
+from runloop.live import LiveState, RouteLine, live_state, sortie_route
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,6 @@ MAX_LINE_BYTES = 8192
 # An unchanged state is sent again this often: it keeps proxies from timing the stream out and
 # tells the page the run is still there (it calls a silence of 3x this "no update").
 RESEND_S = 5.0
-MAV_CMD_NAV_WAYPOINT = 16
-
-
-@dataclass(frozen=True, slots=True)
-class RouteLine:
-    drone_id: str
-    sortie_id: str
-    points: tuple[tuple[float, float], ...]  # (lat, lon), dock to dock
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +66,9 @@ def plan_layer(plan, grids, dock, drones) -> PlanLayer:
     """The plan layer of a PatrolRun: its planned cells, the sorties each drone will fly
     (runloop.drones.DroneOps records) as lat/lon polylines from the missions, and the dock."""
     cells = {g: outer_rings_latlon(grids.cell(g).polygon_wgs84) for g in sorted(plan.cells)}
-    routes = []
-    for rec in drones.drones.values():
-        for sortie in rec.sorties:
-            pts = [(dock.lat, dock.lon)]
-            pts += [(it.lat, it.lon) for it in sortie.mission.items[1:]
-                    if it.command == MAV_CMD_NAV_WAYPOINT and (it.lat, it.lon) != (0.0, 0.0)]
-            pts.append((dock.lat, dock.lon))
-            routes.append(RouteLine(rec.drone_id, sortie.sortie_id, tuple((round(a, 7), round(b, 7)) for a, b in pts)))
-    return PlanLayer(cells, tuple(routes), (Dock(dock.grid_id, dock.lat, dock.lon),))
+    routes = tuple(sortie_route(rec.drone_id, sortie, (dock.lat, dock.lon))
+                   for rec in drones.drones.values() for sortie in rec.sorties)
+    return PlanLayer(cells, routes, (Dock(dock.grid_id, dock.lat, dock.lon),))
 
 
 def parse_web_address(text: str) -> tuple[str, int]:
@@ -309,7 +295,7 @@ svg text{font-size:11px;paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-l
 </style></head><body>
 <header><h1>__TITLE__</h1><span>t = <b id="t">-</b> s</span><span id="summary"></span><span id="conn" class="down">connecting</span></header>
 <main><div id="mapbox"><svg id="map" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 800 560">
-<g id="cells"></g><g id="routes"></g><g id="docks"></g><g id="trails"></g><g id="links"></g><g id="scripted"></g>
+<g id="cells"></g><g id="routes"></g><g id="replans"></g><g id="docks"></g><g id="trails"></g><g id="links"></g><g id="scripted"></g>
 <g id="units"></g><g id="incidents"></g><g id="drones"></g></svg>
 <div class="legend"><span>&#9679; drone (line: heading)</span><span>&#9670; incident (colour: kind)</span>
 <span>&#9632; unit</span><span>&#9675; scripted incident (true place)</span><span>&#9650; dock</span>
@@ -384,6 +370,17 @@ function fit(points) {
   bounds = {e0, e1, n0, n1, scale, cx: (e0 + e1) / 2, cy: (n0 + n1) / 2};
   return true;
 }
+// Sorties planned again during the run (a drone's unseen cells after a battery swap) come with the
+// live state: the plan layer only knows the sorties planned before take-off.
+function drawReplans(live) {
+  const g = document.getElementById("replans"); g.replaceChildren();
+  for (const r of live.replans || []) {
+    const l = el("polyline", {points: pointsAttr(r.points), fill: "none", stroke: colourOf(r.drone_id), "stroke-width": 1,
+                              "stroke-opacity": 0.45, class: "route replan", id: "route-" + r.drone_id + "-" + r.sortie_id,
+                              "data-drone": r.drone_id, "data-sortie": r.sortie_id});
+    l.appendChild(el("title", {}, `${r.drone_id} ${r.sortie_id} (re-planned)`)); g.appendChild(l);
+  }
+}
 function pointsAttr(pts) { return pts.map(([a, b]) => xy(a, b).map(v => v.toFixed(1)).join(",")).join(" "); }
 function drawPlan() {
   const cells = document.getElementById("cells"), routes = document.getElementById("routes"), docks = document.getElementById("docks");
@@ -438,6 +435,7 @@ function drawTrails(live) {
 }
 function drawLive(live) {
   drawTrails(live);
+  drawReplans(live);
   const layers = {};
   for (const n of ["links", "scripted", "units", "incidents", "drones"]) {
     layers[n] = document.getElementById(n); layers[n].replaceChildren();
@@ -548,7 +546,7 @@ function update(live) {
 // The sortie a drone is flying now is drawn dashed and strong; the rest of the plan stays faint.
 function emphasiseRoutes(live) {
   const now = new Set(live.drones.filter(d => d.sortie).map(d => d.drone_id + "/" + d.sortie));
-  for (const l of document.querySelectorAll("#routes polyline")) {
+  for (const l of document.querySelectorAll("#routes polyline, #replans polyline")) {
     const on = now.has(l.dataset.drone + "/" + l.dataset.sortie);
     l.setAttribute("stroke-width", on ? 1.5 : 1); l.setAttribute("stroke-opacity", on ? 0.9 : 0.35);
     l.setAttribute("stroke-dasharray", on ? "6 4" : "");

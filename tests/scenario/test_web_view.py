@@ -370,6 +370,27 @@ def test_page_follows_the_run_as_it_changes(browser, tmp_path):
         assert_no_script_errors(browser)
 
 
+def test_a_sortie_planned_again_mid_run_is_drawn_and_shown_as_the_one_being_flown(browser):
+    """drone01's sortie was aborted and its unseen cell planned again: the re-planned sortie, not in
+    the plan layer, appears on the map once the run has it, drawn as the sortie being flown."""
+    run = ScriptedRun(get_state(10.0))
+    with serve_in_thread(run, get_plan()) as url:
+        browser.get(url)
+        wait_page(browser, lambda d: d.find_element("id", "conn").text == "live", "the live stream connected")
+        assert not browser.find_elements("css selector", "#replans polyline")
+        replan = RouteLine("drone01", "sortie01-replan1", (DOCK, at(250, 450), at(250, 750), DOCK))
+        s = run.state
+        run.state = replace(s, t_s=50.0, drones=(replace(s.drones[0], sortie="sortie01-replan1"), s.drones[1]),
+                            replans=(replan,))
+        wait_page(browser, lambda d: d.find_elements("id", "route-drone01-sortie01-replan1"), "the re-planned route")
+        line = browser.find_element("id", "route-drone01-sortie01-replan1")
+        assert len(line.get_attribute("points").split()) == 4
+        assert line.get_attribute("stroke-dasharray") == "6 4", "drawn as the sortie being flown"
+        planned = browser.find_element("css selector", '#routes polyline[data-sortie="sortie01"]')
+        assert planned.get_attribute("stroke-dasharray") in ("", None), "the planned sortie is no longer the current one"
+        assert_no_script_errors(browser)
+
+
 def test_page_polls_when_server_sent_events_are_unavailable(browser):
     """A browser without EventSource still follows the run by polling /state.json."""
     run = ScriptedRun(get_state(10.0))
@@ -468,9 +489,14 @@ def test_live_state_is_what_the_table_reads_with_positions():
 
     vehicle = SimpleNamespace(state=SimpleNamespace(pose=Pose(0, 32.001, 119.581, 55.0, 65.0, heading_deg=270.0),
                                                     battery_remaining_pct=48.0, mode="GUIDED", link_ok=True, armed=True))
+    from common.values import Mission, MissionItem
+    dock = (32.0, 119.58)
+    again = SimpleNamespace(sortie_id="sortie01-replan1", mission=Mission((
+        MissionItem(16, *dock, 0.0), MissionItem(22, alt_m=60.0), MissionItem(16, 32.004, 119.585, 60.0),
+        MissionItem(16, 32.004, 119.59, 60.0), MissionItem(20))))
     drones = SimpleNamespace(drones={"drone01": SimpleNamespace(
         drone_id="drone01", vehicle=vehicle, current="sortie02", done=1, total=3, overwatch_incident="inc-a",
-        watching={"inc-a": (32.0, 119.5), "inc-b": (32.0, 119.5)})})
+        watching={"inc-a": (32.0, 119.5), "inc-b": (32.0, 119.5)}, replanned=[again])})
     recorder = SimpleNamespace(
         incidents={"inc-a": {"incident": {"kind": "crowd", "lat": 32.002, "lon": 119.583}, "status": "en_route",
                              "unit_id": "M01"}},
@@ -485,6 +511,8 @@ def test_live_state_is_what_the_table_reads_with_positions():
     assert [u.unit_id for u in state.units] == ["M01"]
     assert state.scripted == (ScriptedLive("crowd-1", "crowd", 32.002, 119.583, 40.0),) and state.waiting == []
     assert "inc-a, inc-b" in format_table(state) and json.dumps(state.to_jsonable())
+    assert [(r.sortie_id, r.points) for r in state.replans] == [
+        ("sortie01-replan1", (dock, (32.004, 119.585), (32.004, 119.59), dock))], "dock, its waypoints, dock"
 
 
 async def test_the_web_stage_serves_a_patrol_runs_own_objects(real_plan, capsys):
