@@ -26,8 +26,8 @@ from common.values import Alert, Incident, IncidentEvent, IncidentState, Pose
 from dispatch.assign import Candidate, EtaModel, StraightLineEta, priority_of, rank_units
 from dispatch.config import BrokerConfig, DispatchConfig
 from dispatch.errors import DispatchError, JournalError, PayloadError
-from dispatch.journal import AlertRow, Journal
-from dispatch.mqtt import LastWill, MqttSession
+from dispatch.journal import AlertRow, Journal, OutboxRow
+from dispatch.mqtt import Backoff, LastWill, MqttSession
 from dispatch.registry import RiderUnit, UnitRegistry
 from dispatch.schemas import (AckMessage, AlertCancelMessage, AlertMessage, ControllerStatusMessage,
                               DetectionMessage, DroneStateMessage, EscalationMessage, EventMessage,
@@ -44,6 +44,7 @@ WAITING = ("pending", "escalated")
 # After (re)connecting, answers queued for us by the broker arrive first; give them this long before
 # an alert may time out, so a controller or broker outage never counts against a unit.
 EXPIRY_GRACE_S = 1.0
+OUTBOX_BATCH = 500  # rows per pass; a pass ends when every topic in it is delivered or stopped
 HOLDING = ("unlocated", "pending", "escalated", "alerting", "accepted")  # a drone should stay overhead
 
 
@@ -622,8 +623,16 @@ class Dispatcher:
             self._wake.set()
 
     async def _publisher(self, stop: asyncio.Event) -> None:
-        """Drain the outbox in order; rows leave the journal only once the broker PUBACKed them."""
+        """Drain the outbox in order per topic; rows leave the journal only once the broker PUBACKed them.
+
+        Within one topic a message is sent only after the one before it was acknowledged, and a
+        failure stops that topic there: the failed row and everything after it are retried, in
+        order, after a back-off. Otherwise a retried row would overtake its successors (a stale
+        retained incident state; an alert reaching a rider after its cancel, which the rider has
+        already ignored). Topics are independent, so one slow unit never holds up another.
+        """
         assert self._wake is not None
+        backoff = Backoff(self.broker.reconnect_min_s, self.broker.reconnect_max_s)
         while not stop.is_set():
             try:
                 await asyncio.wait_for(self._wake.wait(), 0.5)
@@ -633,22 +642,40 @@ class Dispatcher:
             if not self.session.connected.is_set() or not self.journal.outbox_dirty:
                 continue
             self.journal.outbox_dirty = False
-            rows = self.journal.pending(200)
+            rows = self.journal.pending(OUTBOX_BATCH)
             if not rows:
                 continue
-            results = await asyncio.gather(*(self.session.publish(r.topic, r.payload, r.qos, r.retain) for r in rows),
-                                           return_exceptions=True)
-            done = [r.seq for r, res in zip(rows, results) if res is None]
+            by_topic: dict[str, list[OutboxRow]] = {}
+            for row in rows:
+                by_topic.setdefault(row.topic, []).append(row)
+            delivered: list[int] = []
+            failures = [f for f in await asyncio.gather(*(self._publish_in_order(rs, delivered)
+                                                          for rs in by_topic.values())) if f is not None]
             with self.journal.transaction():
-                self.journal.mark_published(done)
-            failed = [res for res in results if res is not None]
-            if failed or len(rows) == 200:
+                self.journal.mark_published(delivered)
+            if failures or len(rows) == OUTBOX_BATCH:
                 self.journal.outbox_dirty = True
-            if failed:
-                log.warning("outbox: %d of %d publishes failed (%s); will retry", len(failed), len(rows), failed[0])
-                await asyncio.sleep(0.2)
-            if len(rows) == 200 or failed:
                 self._wake.set()
+            if failures:
+                delay_s = backoff.next()
+                log.warning("outbox: %d topic(s) stopped at a failed publish (%s); retrying in order in %.1f s",
+                            len(failures), failures[0], delay_s)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay_s)
+                except TimeoutError:
+                    pass
+            else:
+                backoff.reset()
+
+    async def _publish_in_order(self, rows: list[OutboxRow], delivered: list[int]) -> DispatchError | None:
+        """Publish one topic's rows one after another; stop at the first failure and return it."""
+        for row in rows:
+            try:
+                await self.session.publish(row.topic, row.payload, row.qos, row.retain)
+            except DispatchError as exc:
+                return exc
+            delivered.append(row.seq)
+        return None
 
     async def _ticker(self, stop: asyncio.Event) -> None:
         last_units_save = last_status = last_clear = self.clock()

@@ -34,6 +34,21 @@ class LastWill:
     retain: bool = True
 
 
+class Backoff:
+    """Exponential back-off between retries: min_s, doubling up to max_s; reset() after a success."""
+
+    def __init__(self, min_s: float, max_s: float):
+        self.min_s, self.max_s = min_s, max(min_s, max_s)
+        self._next_s = min_s
+
+    def next(self) -> float:
+        delay_s, self._next_s = self._next_s, min(self._next_s * 2, self.max_s)
+        return delay_s
+
+    def reset(self) -> None:
+        self._next_s = self.min_s
+
+
 class MqttSession:
     """One long-lived client identity; `run()` keeps it connected until `stop` is set."""
 
@@ -87,7 +102,7 @@ class MqttSession:
 
     async def run(self, handler: Handler | None, stop: asyncio.Event) -> None:
         """Connect, subscribe, feed messages to handler; reconnect with back-off until stop."""
-        delay_s = self.broker.reconnect_min_s
+        backoff = Backoff(self.broker.reconnect_min_s, self.broker.reconnect_max_s)
         while not stop.is_set():
             client = self._make_client()
             try:
@@ -101,7 +116,7 @@ class MqttSession:
                         await self._subscribe(client, consumer)
                         self.connections += 1
                         self.connected.set()
-                        delay_s = self.broker.reconnect_min_s
+                        backoff.reset()
                         log.info("%s connected to %s (connection %d)", self.name, self.broker.url, self.connections)
                         if self.on_connect:
                             await self.on_connect()
@@ -112,7 +127,10 @@ class MqttSession:
             except aiomqtt.MqttError as exc:
                 if stop.is_set():
                     break
+                delay_s = backoff.next()
                 log.warning("%s: broker %s: %s; retrying in %.1f s", self.name, self.broker.url, exc, delay_s)
+            else:
+                delay_s = backoff.next()  # a clean end of the connection: still do not spin
             finally:
                 self.connected.clear()
                 self._client = None
@@ -122,7 +140,6 @@ class MqttSession:
                 await asyncio.wait_for(stop.wait(), delay_s)
             except TimeoutError:
                 pass
-            delay_s = min(delay_s * 2, self.broker.reconnect_max_s)
 
     async def _subscribe(self, client: aiomqtt.Client, consumer: asyncio.Task) -> None:
         """One SUBSCRIBE for all topics, while the consumer keeps reading (and acknowledging)."""
