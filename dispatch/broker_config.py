@@ -1,26 +1,38 @@
 """`patrol broker-config`: a Mosquitto setup with per-unit users, ACLs and a TLS listener.
 
 Writes into one directory:
-    mosquitto.conf      listeners (plain and/or TLS), no anonymous access, persistence on
+    mosquitto.conf      a TLS listener (--bind, default all interfaces) and a plaintext one on
+                        loopback only (on another address only with --insecure-plain-on-network);
+                        no anonymous access; one login per client (`use_username_as_clientid`:
+                        a client's id is its user name, so nobody can take over or resume another
+                        client's session); persistence on
     passwd              one user per unit, per drone (vision worker), the controller, an operator
     acl                 a unit publishes only its own location/status/acks and reads only its own
                         alerts plus public state; a drone publishes only its own detections
-    credentials.yaml    the generated passwords (mode 0600) to hand out; kept on re-runs
-    certs/              ca.crt, server.crt, server.key when not given (openssl CLI)
+    credentials.yaml    the generated passwords to hand out; kept on re-runs
+    certs/              ca.crt, ca.key, server.crt, server.key when not given (openssl CLI); kept on
+                        re-runs so the riders' --ca-file keeps working; `--rotate server` issues a
+                        new server certificate from the same CA, `--rotate ca` a new CA (every
+                        client then needs the new ca.crt)
 
-Password hashes come from `mosquitto_passwd -b` when installed, else are made here in mosquitto's
-own `$7$` format (PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt), which mosquitto 2 reads.
+Every secret (credentials.yaml, passwd, the keys) is created with mode 0600 (never chmod-ed after
+it was written). Password hashes are made here in mosquitto's own `$7$` format (PBKDF2-HMAC-SHA512,
+101 iterations, 12-byte salt), which mosquitto 2 reads; `mosquitto_passwd -b` is not used because
+it takes the password on its command line, visible in the process list.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -29,7 +41,9 @@ from dispatch.topics import Topics, check_id
 
 CONTROLLER_USER = "patrol-controller"
 OPERATOR_USER = "patrol-operator"
+DRONE_USER_PREFIX = "drone-"
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$
+CERT_FILES = ("ca.crt", "ca.key", "server.crt", "server.key")
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
@@ -39,21 +53,47 @@ def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = P
     return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
+def is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret: created 0600 (a temp file in the same directory, then renamed over path),
+    so it is never readable by others, not even between the write and a chmod."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @dataclass
 class BrokerLayout:
     units: list[str]
     drones: list[str] = field(default_factory=list)
     port: int = 1883
     tls_port: int = 8883
-    bind: str = "0.0.0.0"
+    bind: str = "0.0.0.0"  # the TLS listener: what units reach over the network
+    plain_bind: str = "127.0.0.1"  # the plaintext listener: local clients (controller, vision on this host)
+    plain_on_network: bool = False  # allow plain_bind off loopback: passwords then cross the network in clear
     topic_prefix: str = "patrol"
     cert_file: Path | None = None
     key_file: Path | None = None
     ca_file: Path | None = None
     hostname: str = "localhost"
     persistence_dir: Path | None = None
+    rotate: Literal["server", "ca"] | None = None  # generated certificates: issue new ones
     run_as_root: bool = False  # add `user root` (tests run mosquitto as root in private temp dirs)
-    use_mosquitto_passwd: bool | None = None  # None: when installed
 
     def __post_init__(self) -> None:
         if not self.units:
@@ -65,13 +105,22 @@ class BrokerLayout:
         clash = {CONTROLLER_USER, OPERATOR_USER} & set(self.units)
         if clash:
             raise DispatchError(f"unit id(s) {sorted(clash)} clash with reserved user names")
+        drone_like = sorted(u for u in self.units if u.startswith(DRONE_USER_PREFIX))
+        if drone_like:  # the login drone-D1 belongs to drone D1's vision worker
+            raise DispatchError(f"unit id(s) {drone_like} start with {DRONE_USER_PREFIX!r}, the prefix of drone "
+                                "logins; a unit must not share a login with a drone")
         dup = {u for u in self.units if self.units.count(u) > 1}
         if dup:
             raise DispatchError(f"duplicate unit id(s): {sorted(dup)}")
         if not self.port and not self.tls_port:
             raise DispatchError("both listeners disabled (--port 0 --tls-port 0)")
+        if self.port and not self.plain_on_network and not is_loopback(self.plain_bind):
+            raise DispatchError(f"a plaintext listener on {self.plain_bind} would carry unit passwords in clear; "
+                                "keep it on loopback, turn it off (--port 0) or pass --insecure-plain-on-network")
         if bool(self.cert_file) != bool(self.key_file):
             raise DispatchError("give both --cert and --key, or neither to generate them")
+        if self.rotate and self.cert_file:
+            raise DispatchError("--rotate renews generated certificates; with --cert/--key replace the files instead")
 
 
 @dataclass(frozen=True)
@@ -85,7 +134,7 @@ class BrokerFiles:
 
 
 def drone_user(drone_id: str) -> str:
-    return f"drone-{drone_id}"
+    return f"{DRONE_USER_PREFIX}{drone_id}"
 
 
 def acl_text(layout: BrokerLayout) -> str:
@@ -114,40 +163,38 @@ def _openssl(*args: str, cwd: Path) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
         raise DispatchError("no openssl on PATH to generate TLS certificates; pass --cert/--key/--ca")
-    proc = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True)
+    # umask 077: the keys openssl writes are private from the moment they exist
+    proc = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True, umask=0o077)
     if proc.returncode != 0:
         raise DispatchError(f"openssl {args[0]} failed: {proc.stderr.strip()[-400:]}")
 
 
-def generate_certs(directory: Path, hostname: str) -> tuple[Path, Path, Path]:
-    """A private CA and a server certificate for hostname (+ 127.0.0.1): (ca.crt, server.crt, server.key)."""
+def generate_certs(directory: Path, hostname: str, rotate: Literal["server", "ca"] | None = None
+                   ) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for hostname (+ 127.0.0.1): (ca.crt, server.crt, server.key).
+
+    Existing files are reused, so clients holding ca.crt keep working across re-runs; rotate="server"
+    issues a new server certificate from the same CA, rotate="ca" starts over with a new CA.
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    ca, server = directory / "ca.crt", directory / "server.crt"
+    have = [(directory / name).exists() for name in CERT_FILES]
+    if all(have) and rotate is None:
+        return ca, server, directory / "server.key"
+    if any(have) and not all(have) and rotate is None:
+        missing = [n for n, h in zip(CERT_FILES, have) if not h]
+        raise DispatchError(f"{directory} has some certificate files but not {missing}; restore them or "
+                            "pass --rotate ca to start over with a new CA")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
-             "-subj", "/CN=Dan Leopard Patrol broker CA", cwd=directory)
+    if rotate == "ca" or not (directory / "ca.key").exists():
+        _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
+                 "-subj", "/CN=Dan Leopard Patrol broker CA", cwd=directory)
     _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={hostname}", cwd=directory)
     san = directory / "san.ext"
     san.write_text(f"subjectAltName=DNS:{hostname},DNS:localhost,IP:127.0.0.1\n")
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", "server.crt", "-days", "825", "-extfile", "san.ext", cwd=directory)
-    for name in ("ca.key", "server.key"):
-        os.chmod(directory / name, 0o600)
-    return directory / "ca.crt", directory / "server.crt", directory / "server.key"
-
-
-def _write_passwords(path: Path, credentials: dict[str, str], use_tool: bool | None) -> None:
-    tool = shutil.which("mosquitto_passwd") if use_tool in (None, True) else None
-    if use_tool and tool is None:
-        raise DispatchError("mosquitto_passwd requested but not installed")
-    if tool:
-        path.write_text("")
-        for user, password in credentials.items():
-            proc = subprocess.run([tool, "-b", str(path), user, password], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise DispatchError(f"mosquitto_passwd failed for {user}: {proc.stderr.strip()}")
-    else:
-        path.write_text("".join(f"{user}:{mosquitto_hash(pw)}\n" for user, pw in credentials.items()))
-    os.chmod(path, 0o600)
+    return ca, server, directory / "server.key"
 
 
 def write_broker_config(layout: BrokerLayout, out_dir: Path) -> BrokerFiles:
@@ -160,13 +207,14 @@ def write_broker_config(layout: BrokerLayout, out_dir: Path) -> BrokerFiles:
             old = yaml.safe_load(cred_path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise DispatchError(f"{cred_path} is not valid YAML: {exc}") from exc
+        if not isinstance(old, dict):
+            raise DispatchError(f"{cred_path} must map user names to passwords")
     users = [CONTROLLER_USER, OPERATOR_USER, *layout.units, *(drone_user(d) for d in layout.drones)]
     credentials = {u: str(old.get(u) or secrets.token_urlsafe(18)) for u in users}
-    cred_path.write_text(yaml.safe_dump(credentials, sort_keys=False))
-    os.chmod(cred_path, 0o600)
+    write_private(cred_path, yaml.safe_dump(credentials, sort_keys=False))
 
     passwd = out_dir / "passwd"
-    _write_passwords(passwd, credentials, layout.use_mosquitto_passwd)
+    write_private(passwd, "".join(f"{user}:{mosquitto_hash(pw)}\n" for user, pw in credentials.items()))
     acl = out_dir / "acl"
     acl.write_text(acl_text(layout))
 
@@ -179,18 +227,23 @@ def write_broker_config(layout: BrokerLayout, out_dir: Path) -> BrokerFiles:
              "max_queued_messages 10000", "set_tcp_nodelay true"]
     if layout.run_as_root:
         lines.append("user root")
+    # One login per client: the client id is the user name, so a unit cannot connect as
+    # `patrol-controller` (knocking it off) nor resume another unit's queued session. A listener
+    # setting: written before any `listener` line, mosquitto would open a default listener on
+    # 0.0.0.0:1883 for it.
+    one_login = "use_username_as_clientid true"
     if layout.port:
-        lines += ["", f"listener {layout.port} {layout.bind}"]
+        lines += ["", f"listener {layout.port} {layout.plain_bind}", one_login]
     ca_file = None
     if layout.tls_port:
         if layout.cert_file:
             ca_file, cert, key = layout.ca_file, Path(layout.cert_file).resolve(), Path(layout.key_file).resolve()
-            for f in (cert, key, *( [ca_file] if ca_file else [])):
+            for f in (cert, key, *([ca_file] if ca_file else [])):
                 if not Path(f).exists():
                     raise DispatchError(f"TLS file {f} does not exist")
         else:
-            ca_file, cert, key = generate_certs(out_dir / "certs", layout.hostname)
-        lines += ["", f"listener {layout.tls_port} {layout.bind}", f"certfile {cert}", f"keyfile {key}",
+            ca_file, cert, key = generate_certs(out_dir / "certs", layout.hostname, layout.rotate)
+        lines += ["", f"listener {layout.tls_port} {layout.bind}", one_login, f"certfile {cert}", f"keyfile {key}",
                   "tls_version tlsv1.2"]
         if ca_file:
             lines.append(f"cafile {Path(ca_file).resolve()}")

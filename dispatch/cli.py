@@ -15,22 +15,42 @@ log = logging.getLogger(__name__)
 
 def _add_broker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=None, help="broker URL mqtt://host[:port] or mqtts://host[:port]")
-    p.add_argument("--username", default=None)
-    p.add_argument("--password", default=None, help="or env PATROL_MQTT_PASSWORD")
+    p.add_argument("--username", default=None, help="login (also the MQTT client id on a broker-config broker)")
+    p.add_argument("--password-file", type=Path, default=None,
+                   help="file holding the password (or env PATROL_MQTT_PASSWORD)")
+    p.add_argument("--password", default=None, help=argparse.SUPPRESS)  # deprecated: visible in the process list
     p.add_argument("--ca-file", type=Path, default=None, help="CA certificate for mqtts://")
     p.add_argument("--tls-insecure", action="store_true", help="do not check the broker's hostname")
     p.add_argument("--topic-prefix", default=None, help="topic prefix (default patrol)")
 
 
-def _broker_from_args(args: argparse.Namespace, base: BrokerConfig | None = None) -> BrokerConfig:
+def read_password(args: argparse.Namespace) -> str | None:
+    """The broker password from --password-file or PATROL_MQTT_PASSWORD (never needed on the
+    command line, where every user of the machine can read it in the process list)."""
     import os
 
+    if args.password_file:
+        try:
+            password = Path(args.password_file).read_text().strip()
+        except OSError as exc:
+            raise DispatchError(f"cannot read --password-file {args.password_file}: {exc}") from exc
+        if not password:
+            raise DispatchError(f"--password-file {args.password_file} is empty")
+        return password
+    if args.password:
+        log.warning("--password is deprecated: it shows in the process list; use --password-file or "
+                    "PATROL_MQTT_PASSWORD")
+        return args.password
+    return os.environ.get("PATROL_MQTT_PASSWORD") or None
+
+
+def _broker_from_args(args: argparse.Namespace, base: BrokerConfig | None = None) -> BrokerConfig:
     data = base.model_dump() if base else {}
     if args.broker:
         data["url"] = args.broker
     if args.username:
         data["username"] = args.username
-    password = args.password or os.environ.get("PATROL_MQTT_PASSWORD")
+    password = read_password(args)
     if password:
         data["password"] = password
     if args.ca_file:
@@ -73,7 +93,14 @@ def register(subparsers) -> None:
     b.add_argument("--drones", default="", help="comma separated drone ids allowed to publish detections")
     b.add_argument("--port", type=int, default=1883, help="plain listener port (0 = none)")
     b.add_argument("--tls-port", type=int, default=8883, help="TLS listener port (0 = none)")
-    b.add_argument("--bind", default="0.0.0.0", help="listener address")
+    b.add_argument("--bind", default="0.0.0.0", help="TLS listener address (default all interfaces)")
+    b.add_argument("--plain-bind", default="127.0.0.1",
+                   help="plaintext listener address (default 127.0.0.1; elsewhere needs --insecure-plain-on-network)")
+    b.add_argument("--insecure-plain-on-network", action="store_true",
+                   help="allow the plaintext listener off loopback (passwords cross the network in clear)")
+    b.add_argument("--rotate", choices=("server", "ca"), default=None,
+                   help="issue a new server certificate (server) or a new CA and server certificate (ca); "
+                        "without it the existing ones are kept")
     b.add_argument("--cert", type=Path, default=None, help="server certificate (PEM); generated if omitted")
     b.add_argument("--key", type=Path, default=None, help="server key (PEM)")
     b.add_argument("--ca", type=Path, default=None, help="CA certificate (PEM)")
@@ -169,7 +196,8 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
         layout = BrokerLayout(
             units=[u.strip() for u in units.split(",") if u.strip()],
             drones=[d.strip() for d in args.drones.split(",") if d.strip()],
-            port=args.port, tls_port=args.tls_port, bind=args.bind, topic_prefix=args.topic_prefix,
+            port=args.port, tls_port=args.tls_port, bind=args.bind, plain_bind=args.plain_bind,
+            plain_on_network=args.insecure_plain_on_network, rotate=args.rotate, topic_prefix=args.topic_prefix,
             cert_file=args.cert, key_file=args.key, ca_file=args.ca, hostname=args.hostname,
             persistence_dir=args.persistence_dir)
         result = write_broker_config(layout, args.out)
@@ -177,7 +205,9 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
         print(f"patrol broker-config: {exc}")
         return 2
     print(f"wrote {result.config_path}, {result.password_path}, {result.acl_path}")
-    print(f"credentials (keep secret): {result.credentials_path}")
+    print(f"credentials (keep secret, mode 0600): {result.credentials_path}")
+    if result.ca_file:
+        print(f"CA certificate for the units' --ca-file: {result.ca_file}")
     print(f"run: mosquitto -c {result.config_path}")
     return 0
 

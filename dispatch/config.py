@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from dispatch.errors import DispatchError
 
@@ -15,11 +15,17 @@ class _Section(BaseModel):
 
 
 class BrokerConfig(_Section):
-    """Where the broker is and how to log in. mqtts:// turns TLS on."""
+    """Where the broker is and how to log in. mqtts:// turns TLS on.
+
+    The password is a SecretStr (shown as `**********` in logs, reprs and dumps); a password
+    written into the URL (mqtt://user:pw@host) is moved out of it, so `url` is always safe to print.
+    With a user name, the MQTT client id is that user name: `patrol broker-config` brokers tie
+    the two together (`use_username_as_clientid`), one login per client.
+    """
 
     url: str = Field("mqtt://127.0.0.1:1883", title="broker URL, mqtt://host[:port] or mqtts://host[:port]")
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     ca_file: Path | None = Field(None, title="CA certificate to verify the broker (mqtts)")
     cert_file: Path | None = Field(None, title="client certificate (mqtts, optional)")
     key_file: Path | None = None
@@ -31,6 +37,20 @@ class BrokerConfig(_Section):
     reconnect_max_s: float = Field(5.0, gt=0, le=300)
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0, title="how long the broker keeps a persistent session")
     protocol: Literal["5", "3.1.1"] = Field("5", title="MQTT version; 3.1.1 for the embedded amqtt demo broker")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_url(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("url"), str):
+            parts = urlsplit(data["url"])
+            if parts.username is not None or parts.password is not None:
+                data = dict(data)
+                if data.get("username") is None:
+                    data["username"] = unquote(parts.username or "") or None
+                if parts.password is not None and data.get("password") is None:
+                    data["password"] = unquote(parts.password)
+                data["url"] = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        return data
 
     @field_validator("url")
     @classmethod

@@ -44,6 +44,7 @@ WAITING = ("pending", "escalated")
 # After (re)connecting, answers queued for us by the broker arrive first; give them this long before
 # an alert may time out, so a controller or broker outage never counts against a unit.
 EXPIRY_GRACE_S = 1.0
+OFF_LOOP_BYTES = 64_000  # detections larger than this (a snapshot) are decoded in a thread
 OUTBOX_BATCH = 500  # rows per pass; a pass ends when every topic in it is delivered or stopped
 HOLDING = ("unlocated", "pending", "escalated", "alerting", "accepted")  # a drone should stay overhead
 
@@ -232,7 +233,13 @@ class Dispatcher:
                         self._on_presence(check_id(unit_id, "unit id"), parse(PresenceMessage, payload, topic))
             elif levels[:1] == ("detections",) and len(levels) == 2:
                 drone_id = check_id(levels[1], "drone id")
-                self._on_detection(drone_id, parse(DetectionMessage, payload, topic))
+                if len(payload) > OFF_LOOP_BYTES:
+                    # Up to 4 MB of JSON, base64 and JPEG re-encoding: done in a thread, so locations,
+                    # acks and the outbox keep flowing meanwhile (messages are still handled in order).
+                    incident = await asyncio.to_thread(self._detection_incident, drone_id, payload, topic)
+                else:
+                    incident = self._detection_incident(drone_id, payload, topic)
+                self.submit(IncidentEvent(incident[0], incident[1]))
             else:
                 log.debug("ignoring message on %s", topic)
         except JournalError:
@@ -265,14 +272,14 @@ class Dispatcher:
                     log.info("unit %s is within %.0f m of %s: arrived", unit_id, self.config.arrive_radius_m, incident_id)
                     self._arrive(case, now, "unit within arrive radius")
 
-    def _on_detection(self, drone_id: str, msg: DetectionMessage) -> None:
-        payload = msg.incident
-        if payload.drone_id and payload.drone_id != drone_id:
-            raise PayloadError(f"detection on drone {drone_id}'s topic names drone {payload.drone_id!r}")
-        incident = payload.to_incident(msg.snapshot_bytes())
-        if not incident.drone_id:
-            incident = _replace(incident, drone_id=drone_id)
-        self.submit(IncidentEvent(msg.state, incident))
+    def _detection_incident(self, drone_id: str, payload: bytes, topic: str) -> tuple[IncidentState, Incident]:
+        """A detection message as (state, incident), its snapshot already fitted to the alert cap."""
+        msg = parse(DetectionMessage, payload, topic)
+        incident = msg.incident
+        if incident.drone_id and incident.drone_id != drone_id:
+            raise PayloadError(f"detection on drone {drone_id}'s topic names drone {incident.drone_id!r}")
+        snapshot = fit_jpeg(msg.snapshot_bytes(), self.config.snapshot_max_bytes)
+        return msg.state, _replace(incident.to_incident(snapshot), drone_id=incident.drone_id or drone_id)
 
     def submit(self, event: IncidentEvent) -> None:
         """Take one vision event (from MQTT or straight from an in-process vision pipeline)."""
@@ -446,10 +453,15 @@ class Dispatcher:
                     self._record_change(case, before, IncidentState.UPDATE)
                 log.info("unit %s declined %s%s", unit_id, case.incident.id, f" ({ack.reason})" if ack.reason else "")
                 self._try_assign(now)
-            else:
+            elif unit_id not in case.declined_by:
+                # A decline of an older alert (timed out, the incident moved on): the unit still
+                # must not be asked again, also after a restart, so the record is journaled too.
                 case.declined_by.add(unit_id)
+                case.updated_at = now
                 with self.journal.transaction():
                     self.journal.set_alert_status(ack.alert_id, "declined")
+                    self._record_change(case, before, IncidentState.UPDATE)
+                log.info("unit %s declined its earlier alert for %s", unit_id, case.incident.id)
         elif ack.action == "arrived":
             if current and case.status in ("alerting", "accepted"):
                 self._arrive(case, now, "unit reported arrived")
@@ -726,8 +738,8 @@ class Dispatcher:
         self._units_dirty.clear()
         try:
             self.journal.save_units(rows)
-        except Exception as exc:  # journal closed during shutdown
-            log.debug("unit save skipped: %s", exc)
+        except Exception as exc:  # positions are lost on a restart: say so loudly
+            log.error("could not save %d unit position(s) to the journal: %s", len(rows), exc)
 
     def _callback(self, fn, *args) -> None:
         if fn is None:

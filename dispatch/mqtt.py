@@ -59,7 +59,9 @@ class MqttSession:
         if persistent and not client_id:
             raise DispatchError(f"{name}: a persistent session needs a fixed client id")
         self.broker = broker
-        self.client_id = client_id
+        # One login per client: a broker from `patrol broker-config` replaces the client id by the
+        # user name anyway (use_username_as_clientid); using it here keeps logs and sessions honest.
+        self.client_id = broker.username or client_id
         self.persistent = persistent
         self.will = will
         self.subscriptions = list(subscriptions)
@@ -88,7 +90,8 @@ class MqttSession:
         if self.will:
             will = aiomqtt.Will(self.will.topic, self.will.payload, self.will.qos, self.will.retain)
         client = aiomqtt.Client(
-            b.host, b.port, username=b.username, password=b.password, identifier=self.client_id,
+            b.host, b.port, username=b.username,
+            password=b.password.get_secret_value() if b.password else None, identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311, will=will,
             keepalive=b.keepalive_s, timeout=b.connect_timeout_s,
             clean_session=None if v5 else not self.persistent, properties=props,
@@ -97,7 +100,7 @@ class MqttSession:
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             **({"clean_start": not self.persistent} if v5 else {}))
         if self.manual_ack:
-            client._client.manual_ack_set(True)  # noqa: SLF001 — aiomqtt does not expose it
+            client._client.manual_ack_set(True)  # noqa: SLF001 — aiomqtt does not expose it; setup.cfg pins aiomqtt<3 for these privates
         return client
 
     async def run(self, handler: Handler | None, stop: asyncio.Event) -> None:

@@ -14,7 +14,7 @@ import base64
 from common.values import IncidentEvent
 from dispatch.config import BrokerConfig
 from dispatch.errors import DispatchError
-from dispatch.mqtt import MqttSession
+from dispatch.mqtt import Backoff, MqttSession
 from dispatch.schemas import DetectionMessage, IncidentPayload, dump
 from dispatch.topics import Topics, check_id
 
@@ -50,6 +50,7 @@ class DetectionPublisher:
         payload = detection_payload(event)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        backoff = Backoff(self.session.broker.reconnect_min_s, self.session.broker.reconnect_max_s)
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -62,4 +63,4 @@ class DetectionPublisher:
             except DispatchError:
                 if loop.time() >= deadline:
                     raise
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(min(backoff.next(), max(0.0, deadline - loop.time())))

@@ -110,6 +110,7 @@ class RiderClient:
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._flush_lock = asyncio.Lock()
+        self._flushes: set[asyncio.Task] = set()
 
     async def start(self, wait_s: float | None = None) -> None:
         """Connect (and keep reconnecting) in the background; optionally wait for the first connection."""
@@ -133,11 +134,17 @@ class RiderClient:
         if self._task:
             await self._task
             self._task = None
+        for task in list(self._flushes):  # acks not sent stay in the store for the next start
+            task.cancel()
+        await asyncio.gather(*self._flushes, return_exceptions=True)
 
     async def _on_connect(self) -> None:
         await self.session.publish(self.topics.unit_status(self.unit_id),
                                    dump(PresenceMessage(state="online", ts=time.time())), qos=1, retain=True)
-        asyncio.get_running_loop().create_task(self.flush_acks())
+        # Kept, so the task is not garbage-collected mid-flight and stop() can wait for it.
+        task = asyncio.get_running_loop().create_task(self.flush_acks(), name=f"rider-{self.unit_id}-flush")
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     async def _handle(self, message: aiomqtt.Message) -> None:
         payload = bytes(message.payload) if isinstance(message.payload, (bytes, bytearray)) else b""

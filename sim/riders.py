@@ -7,18 +7,22 @@ reports `arrived`, stays `on_scene_s`, reports `resolved` and becomes available 
 
     fleet = RiderFleet.around(broker, (32.0, 119.58), count=8, radius_m=2000, state_dir=tmp)
     await fleet.run(stop)            # until stop is set; fleet.stats counts what happened
+
+Against a `patrol broker-config` broker every unit logs in as itself (one login per client): pass
+`credentials` (unit id -> password, e.g. the broker's credentials.yaml) and each unit's BrokerConfig
+gets its own user name and password.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from common.geo import bearing_deg, destination, distance_m
 from dispatch.config import BrokerConfig
@@ -176,27 +180,37 @@ class SimulatedRider:
                 raise RuntimeError(f"simulated unit {self.unit_id} failed: {result!r}") from result
 
 
+def unit_login(broker: BrokerConfig, unit_id: str, credentials: Mapping[str, str] | None) -> BrokerConfig:
+    """The unit's own login (user name = unit id) when credentials are given, else broker as is."""
+    if credentials is None:
+        return broker
+    if unit_id not in credentials:
+        raise ValueError(f"no password for unit {unit_id} in the credentials")
+    return broker.model_copy(update={"username": unit_id, "password": SecretStr(str(credentials[unit_id]))})
+
+
 class RiderFleet:
     """M simulated units sharing one stats record."""
 
     def __init__(self, broker: BrokerConfig, units: Sequence[tuple[str, float, float]], state_dir: Path,
-                 config: RiderSimConfig | None = None, seed: int = 0):
+                 config: RiderSimConfig | None = None, seed: int = 0, credentials: Mapping[str, str] | None = None):
         self.config = config or RiderSimConfig()
         self.stats = RiderStats()
         rng = random.Random(seed)
-        self.riders = [SimulatedRider(broker, uid, (lat, lon), self.config, state_dir,
+        self.riders = [SimulatedRider(unit_login(broker, uid, credentials), uid, (lat, lon), self.config, state_dir,
                                       random.Random(rng.random()), self.stats) for uid, lat, lon in units]
 
     @classmethod
     def around(cls, broker: BrokerConfig, center: tuple[float, float], count: int, radius_m: float, state_dir: Path,
-               config: RiderSimConfig | None = None, seed: int = 0, prefix: str = "M") -> "RiderFleet":
+               config: RiderSimConfig | None = None, seed: int = 0, prefix: str = "M",
+               credentials: Mapping[str, str] | None = None) -> "RiderFleet":
         """`count` units spread evenly on a ring of radius_m around center (deterministic)."""
         units = []
         for i in range(count):
             lat, lon = destination(center[0], center[1], 360.0 * i / max(count, 1),
                                    radius_m * (0.5 + 0.5 * ((i * 7) % 5) / 4))
             units.append((f"{prefix}{i + 1:02d}", lat, lon))
-        return cls(broker, units, state_dir, config, seed)
+        return cls(broker, units, state_dir, config, seed, credentials)
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(*(r.run(stop) for r in self.riders))
@@ -217,6 +231,9 @@ def register_sim(subparsers) -> None:
     p.add_argument("--route", choices=("straight", "grid"), default="straight")
     p.add_argument("--state-dir", default=None, help="where the units keep their stores (default: temp dir)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--credentials", default=None, metavar="FILE",
+                   help="credentials.yaml from `patrol broker-config`: each unit logs in as itself")
+    p.add_argument("--ca-file", default=None, help="CA certificate for an mqtts:// broker")
     p.set_defaults(func=run_riders_cli)
 
 
@@ -232,9 +249,19 @@ def run_riders_cli(args) -> int:
         lat, lon = (float(v) for v in args.center.split(","))
         config = RiderSimConfig(speed_m_s=args.speed, accept_delay_s=args.accept_delay,
                                 decline_rate=args.decline_rate, on_scene_s=args.on_scene, route=args.route)
-        broker = BrokerConfig(url=args.broker)
+        broker = BrokerConfig(url=args.broker, ca_file=args.ca_file)
         if args.count < 1:
             raise ValueError("--count must be at least 1")
+        credentials = None
+        if args.credentials:
+            import yaml
+
+            try:
+                credentials = yaml.safe_load(Path(args.credentials).read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise ValueError(f"cannot read --credentials {args.credentials}: {exc}") from exc
+            if not isinstance(credentials, dict):
+                raise ValueError(f"--credentials {args.credentials}: expected user: password lines")
     except (ValueError, ValidationError) as exc:
         print(f"patrol sim riders: {SimError(str(exc))}")
         return 2
@@ -244,7 +271,8 @@ def run_riders_cli(args) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        fleet = RiderFleet.around(broker, (lat, lon), args.count, args.radius_m, state_dir, config, seed=args.seed)
+        fleet = RiderFleet.around(broker, (lat, lon), args.count, args.radius_m, state_dir, config, seed=args.seed,
+                                  credentials=credentials)
         for r in fleet.riders:
             print(f"unit {r.unit_id} at {r.lat:.5f},{r.lon:.5f}", flush=True)
         runner = asyncio.create_task(fleet.run(stop))

@@ -22,7 +22,7 @@ def secured_broker(mosquitto_factory):
 
     def config(port, workdir):
         layout = BrokerLayout(units=["M01", "M02"], drones=["D1"], port=port, tls_port=free_port(), bind="127.0.0.1",
-                              run_as_root=bool(root_user_lines()), use_mosquitto_passwd=False)
+                              run_as_root=bool(root_user_lines()))
         files = write_broker_config(layout, workdir / "broker")
         made.update(layout=layout, files=files)
         return files.config_path.read_text()

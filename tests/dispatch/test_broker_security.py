@@ -1,0 +1,266 @@
+"""What a `patrol broker-config` broker lets each login do, checked against a real mosquitto running
+the generated files: the whole ACL matrix, one login per client id, TLS, loopback plaintext,
+certificates kept across re-runs, secrets created 0600. One broker serves the whole module.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import ssl
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from dispatch.broker_config import (CONTROLLER_USER, OPERATOR_USER, BrokerLayout, generate_certs,
+                                    write_broker_config)
+from dispatch.config import BrokerConfig
+from dispatch.errors import DispatchError
+from dispatch.rider import RiderClient, RiderStore
+from tests.dispatch.conftest import wait_until
+from tests.fixtures.broker import mosquitto_running, root_user_lines
+from tests.fixtures.ports import free_port
+
+pytestmark = pytest.mark.mosquitto
+
+P = "patrol"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    """(broker, layout, files): mosquitto on exactly what broker-config wrote (plain on loopback + TLS)."""
+    made = {}
+
+    def config(port, workdir):
+        layout = BrokerLayout(units=["M01", "M02"], drones=["D1"], port=port, tls_port=free_port(),
+                              bind="127.0.0.1", run_as_root=bool(root_user_lines()))
+        made.update(layout=layout, files=write_broker_config(layout, workdir / "broker"))
+        return made["files"].config_path.read_text()
+
+    with mosquitto_running(config) as broker:
+        yield broker, made["layout"], made["files"]
+
+
+def login(secured, user: str | None, client_id: str | None = None, **kw) -> aiomqtt.Client:
+    broker, _, files = secured
+    return aiomqtt.Client(broker.host, broker.port, username=user,
+                          password=files.credentials[user] if user else None, identifier=client_id,
+                          protocol=aiomqtt.ProtocolVersion.V5, timeout=3, **kw)
+
+
+async def collect(c: aiomqtt.Client, into: list, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            async for m in c.messages:
+                into.append((m.topic.value, bytes(m.payload)))
+    except TimeoutError:
+        pass
+
+
+# Who may publish where: (login, topic, allowed). The controller, subscribed to everything, is the witness.
+PUBLISH = [
+    ("M01", f"{P}/units/M01/location", True),
+    ("M01", f"{P}/units/M01/acks", True),
+    ("M01", f"{P}/units/M01/status", True),
+    ("M01", f"{P}/units/M02/location", False),
+    ("M01", f"{P}/units/M02/acks", False),
+    ("M01", f"{P}/units/M02/status", False),
+    ("M01", f"{P}/units/M01/alerts", False),
+    ("M01", f"{P}/units/M02/alerts", False),
+    ("M01", f"{P}/detections/D1", False),
+    ("M01", f"{P}/incidents/fire-9", False),
+    ("M01", f"{P}/events", False),
+    ("M01", f"{P}/escalations", False),
+    ("M01", f"{P}/controller/status", False),
+    ("M01", f"{P}/drones/D1/state", False),
+    ("drone-D1", f"{P}/detections/D1", True),
+    ("drone-D1", f"{P}/detections/D2", False),
+    ("drone-D1", f"{P}/units/M01/alerts", False),
+    ("drone-D1", f"{P}/units/M01/location", False),
+    ("drone-D1", f"{P}/units/M01/acks", False),
+    ("drone-D1", f"{P}/incidents/fire-9", False),
+    (OPERATOR_USER, f"{P}/units/M01/alerts", False),
+    (OPERATOR_USER, f"{P}/incidents/fire-9", False),
+]
+
+# Who may read what the controller (or a unit) publishes: topic -> the logins that must receive it.
+READ = {
+    f"{P}/units/M01/alerts": {"M01", OPERATOR_USER},
+    f"{P}/units/M02/alerts": {"M02", OPERATOR_USER},
+    f"{P}/units/M02/acks": {OPERATOR_USER},
+    f"{P}/units/M02/location": {OPERATOR_USER},
+    f"{P}/units/M02/status": {"M02", OPERATOR_USER},
+    f"{P}/detections/D1": {OPERATOR_USER},
+    f"{P}/events": {OPERATOR_USER},
+    f"{P}/escalations": {OPERATOR_USER},
+    f"{P}/incidents/fire-9": {"M01", "M02", OPERATOR_USER},
+    f"{P}/controller/status": {"M01", "M02", "drone-D1", OPERATOR_USER},
+    f"{P}/drones/D1/state": {"M01", "M02", OPERATOR_USER},
+}
+READERS = ["M01", "M02", "drone-D1", OPERATOR_USER]
+
+
+async def test_acl_matrix(secured):
+    """Every login publishes and reads exactly what docs/mqtt-api.md's ACL table says, nothing more."""
+    problems = []
+    async with login(secured, CONTROLLER_USER) as ctl:
+        await ctl.subscribe(f"{P}/#", 1)
+        for user in {u for u, _, _ in PUBLISH}:
+            async with login(secured, user) as c:
+                for who, topic, _ in PUBLISH:
+                    if who == user:
+                        await c.publish(topic, f"from {user}".encode(), qos=1)
+        seen: list = []
+        await collect(ctl, seen, 0.5)
+        for user, topic, allowed in PUBLISH:
+            arrived = (topic, f"from {user}".encode()) in seen
+            if arrived != allowed:
+                problems.append(f"{user} publish {topic}: {'arrived' if arrived else 'refused'}")
+
+        readers = {user: login(secured, user) for user in READERS}
+        got: dict[str, list] = {user: [] for user in READERS}
+        for user, c in readers.items():
+            await c.__aenter__()
+            await c.subscribe(f"{P}/#", 1)
+        try:
+            for topic in READ:
+                await ctl.publish(topic, b"for readers", qos=1)  # not retained: the module shares a broker
+            await asyncio.gather(*(collect(c, got[u], 0.5) for u, c in readers.items()))
+        finally:
+            for c in readers.values():
+                await c.__aexit__(None, None, None)
+    for topic, allowed in READ.items():
+        for user in READERS:
+            received = (topic, b"for readers") in got[user]
+            if received != (user in allowed):
+                problems.append(f"{user} read {topic}: {'received' if received else 'not received'}")
+    assert problems == []
+
+
+async def test_anonymous_and_wrong_password_are_refused(secured):
+    broker, _, _ = secured
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(broker.host, broker.port, timeout=3):
+            pass
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(broker.host, broker.port, username="M01", password="guess", timeout=3):
+            pass
+
+
+async def test_a_unit_cannot_knock_the_controller_off_with_its_client_id(secured):
+    """M01 logging in with client id `patrol-controller` gets its own id; the controller stays connected."""
+    seen: list = []
+    async with login(secured, CONTROLLER_USER, client_id="patrol-controller") as ctl:
+        await ctl.subscribe(f"{P}/units/+/location", 1)
+        async with login(secured, "M01", client_id="patrol-controller") as intruder:
+            await intruder.publish(f"{P}/units/M01/location", b"takeover?", qos=1)
+            await collect(ctl, seen, 0.4)
+        await ctl.publish(f"{P}/controller/status", b"still here", qos=1)  # raises if knocked off
+    assert seen == [(f"{P}/units/M01/location", b"takeover?")]
+
+
+async def test_a_unit_cannot_resume_another_units_session(secured, tmp_path):
+    """M01 resuming `rider-M02`'s (and `M02`'s) persistent session gets nothing; M02's queued alert waits for M02."""
+    broker, _, files = secured
+    url = f"mqtt://{broker.host}:{broker.port}"
+    m02 = RiderClient(BrokerConfig(url=url, username="M02", password=files.credentials["M02"]), "M02",
+                      RiderStore(tmp_path / "m02.sqlite"))
+    shown = []
+
+    async def on_alert(alert):
+        shown.append(alert)
+
+    m02.on_alert = on_alert
+    await m02.start(wait_s=5)
+    await m02.stop(sign_off=False)  # out of coverage: the broker queues M02's alerts
+    alert = (Path(__file__).parents[2] / "docs" / "mqtt-api.md").read_text()
+    body = re.search(r'```json\n(\{"schema": "patrol.alert/1".*?)```', alert, re.S).group(1)
+    body = body.replace('"unit_id": "M07"', '"unit_id": "M02"').encode()
+    async with login(secured, CONTROLLER_USER) as ctl:
+        await ctl.publish(f"{P}/units/M02/alerts", body, qos=1)
+    stolen: list = []
+    for client_id in ("rider-M02", "M02"):
+        async with login(secured, "M01", client_id=client_id, clean_start=False) as thief:
+            await collect(thief, stolen, 0.3)
+    assert stolen == []
+    await m02.start(wait_s=5)
+    try:
+        await wait_until(lambda: shown, 5, "M02's queued alert")
+    finally:
+        await m02.stop()
+        m02.store.close()
+    assert [a.unit_id for a in shown] == ["M02"]
+
+
+async def test_tls_with_the_generated_ca_and_refused_with_another(secured, tmp_path):
+    """The TLS listener serves the generated certificate: trusted with ca.crt, refused with a stranger's CA."""
+    broker, layout, files = secured
+
+    async def connect(cafile: Path) -> None:
+        ctx = ssl.create_default_context(cafile=str(cafile))
+        async with aiomqtt.Client("127.0.0.1", layout.tls_port, username="M01", password=files.credentials["M01"],
+                                  tls_context=ctx, timeout=3) as c:
+            await c.publish(f"{P}/units/M01/location", b"over tls", qos=1)
+
+    await connect(files.ca_file)
+    other_ca, _, _ = generate_certs(tmp_path / "other", "localhost")
+    with pytest.raises(aiomqtt.MqttError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        await connect(other_ca)
+
+
+def test_only_the_asked_listeners_are_opened(secured):
+    """Mosquitto opens the loopback plaintext port and the TLS port, nothing else (no default 1883)."""
+    broker, layout, _ = secured
+    opened = {int(p) for p in re.findall(r"Opening ipv[46] listen socket on port (\d+)", broker.log_text())}
+    assert opened == {layout.port, layout.tls_port}
+
+
+def test_plaintext_stays_on_loopback_unless_asked(tmp_path):
+    config = write_broker_config(BrokerLayout(units=["M01"], tls_port=0), tmp_path / "a").config_path.read_text()
+    assert re.findall(r"^listener (\d+) (\S+)", config, re.M) == [("1883", "127.0.0.1")]
+    with pytest.raises(DispatchError, match="in clear.*--insecure-plain-on-network"):
+        BrokerLayout(units=["M01"], plain_bind="0.0.0.0")
+    opened = BrokerLayout(units=["M01"], plain_bind="0.0.0.0", plain_on_network=True, tls_port=0)
+    config = write_broker_config(opened, tmp_path / "b").config_path.read_text()
+    assert re.findall(r"^listener (\d+) (\S+)", config, re.M) == [("1883", "0.0.0.0")]
+
+
+def test_certificates_are_kept_on_rerun_and_rotated_only_when_asked(tmp_path):
+    layout = BrokerLayout(units=["M01"])
+    certs = tmp_path / "certs"
+
+    def read() -> tuple[bytes, bytes]:
+        return (certs / "ca.crt").read_bytes(), (certs / "server.crt").read_bytes()
+
+    first = write_broker_config(layout, tmp_path)
+    ca, server = read()
+    again = write_broker_config(BrokerLayout(units=["M01", "M02"]), tmp_path)
+    assert read() == (ca, server)  # the riders' --ca-file keeps working
+    assert again.credentials["M01"] == first.credentials["M01"]
+    write_broker_config(BrokerLayout(units=["M01"], rotate="server"), tmp_path)
+    assert read()[0] == ca and read()[1] != server
+    write_broker_config(BrokerLayout(units=["M01"], rotate="ca"), tmp_path)
+    assert read()[0] != ca
+
+
+def test_secrets_are_created_private_without_chmod(tmp_path, monkeypatch):
+    """credentials.yaml, passwd and the keys are 0600 from creation (even with umask 000): no window
+    in which another user could read them before a chmod."""
+    def no_chmod(*args, **kwargs):
+        raise AssertionError("secret chmod-ed after it was written")
+
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    old = os.umask(0)
+    try:
+        files = write_broker_config(BrokerLayout(units=["M01"]), tmp_path)
+    finally:
+        os.umask(old)
+    for path in (files.credentials_path, files.password_path, tmp_path / "certs" / "ca.key",
+                 tmp_path / "certs" / "server.key"):
+        assert oct(path.stat().st_mode & 0o777) == oct(0o600), path.name
+
+
+def test_a_unit_named_like_a_drone_login_is_refused():
+    with pytest.raises(DispatchError, match="drone-D1.*share a login with a drone"):
+        BrokerLayout(units=["drone-D1"], drones=["D1"])
