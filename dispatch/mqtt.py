@@ -99,6 +99,9 @@ class MqttSession:
             # Alerts are small packets that must leave now: Nagle + delayed ACK cost ~40 ms each.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             **({"clean_start": not self.persistent} if v5 else {}))
+        # The outbox publishes to many topics at once (one in-order stream per topic); that is by
+        # design, not the runaway aiomqtt warns about above 10 pending calls.
+        client.pending_calls_threshold = 1000
         if self.manual_ack:
             client._client.manual_ack_set(True)  # noqa: SLF001 — aiomqtt does not expose it; setup.cfg pins aiomqtt<3 for these privates
         return client
