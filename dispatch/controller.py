@@ -142,7 +142,7 @@ class Dispatcher:
         self._connected_at = 0.0
         self.ready = asyncio.Event()
         t = self.topics
-        offline = dump(ControllerStatusMessage(state="offline", client_id=config.client_id))
+        offline = dump(ControllerStatusMessage(state="offline", client_id=broker.username or config.client_id))
         self.session = MqttSession(
             broker, client_id=config.client_id, persistent=True,
             will=LastWill(t.controller_status, offline, qos=1, retain=True),
@@ -175,13 +175,13 @@ class Dispatcher:
     def status_message(self) -> ControllerStatusMessage:
         s = self.stats
         return ControllerStatusMessage(
-            state="online", client_id=self.config.client_id, ts=self.clock(), open_incidents=len(self.cases),
+            state="online", client_id=self.session.client_id, ts=self.clock(), open_incidents=len(self.cases),
             units_known=len(self.registry), messages_received=s.received, locations_ingested=s.locations,
             payloads_rejected=s.invalid, alerts_issued=s.alerts_issued)
 
     async def publish_offline(self) -> None:
         """Clean shutdown: say so (the Last Will covers the unclean one)."""
-        status = ControllerStatusMessage(state="offline", client_id=self.config.client_id, ts=self.clock())
+        status = ControllerStatusMessage(state="offline", client_id=self.session.client_id, ts=self.clock())
         try:
             await self.session.publish(self.topics.controller_status, dump(status), qos=1, retain=True)
         except DispatchError as exc:

@@ -9,7 +9,8 @@ Checked, and printed as figures:
   per unit, no cancel arrives before its alert;
 - every incident resolved.
 
-The default run has a short version (~10 s); `-m soak` runs 1,000 alerts to 50 riders.
+The default run has a short version (~10 s); `-m soak` runs 1,000 incidents (1,000+ alerts, some
+timed out and cancelled) to 50 riders.
 """
 from __future__ import annotations
 
@@ -101,10 +102,13 @@ class DeliveryWitness:
         return bad
 
 
+ACK_TIMEOUT_S = 2.0  # short, so the silent riders' alerts time out and are cancelled within the run
+
+
 def start_controller(url: str, journal: Path, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "ab")
     cmd = [sys.executable, "-m", "dispatch", "dispatch", "--broker", url, "--journal", str(journal),
-           "--ack-timeout", "10", "--unit-silence", "120", "--escalation-retry", "1"]
+           "--ack-timeout", str(ACK_TIMEOUT_S), "--unit-silence", "120", "--escalation-retry", "1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     log.close()
     return proc
@@ -124,7 +128,8 @@ async def keep_locations_flowing(rig, stop: asyncio.Event) -> None:
 
 
 async def run_delivery_soak(rig, tmp_path: Path, incidents: int, riders: int, broker_restarts: int,
-                            controller_kills: int, rate_hz: float) -> dict:
+                            controller_kills: int, rate_hz: float, silent_riders: int) -> dict:
+    """silent_riders never answer: their alerts time out, are cancelled and go to another unit."""
     started = time.monotonic()
     journal, log_path = tmp_path / "controller.sqlite", tmp_path / "controller.log"
     witness = DeliveryWitness(rig.mosquitto.url)
@@ -137,7 +142,8 @@ async def run_delivery_soak(rig, tmp_path: Path, incidents: int, riders: int, br
         # Its first connection creates the controller's session: detections before it reach nobody.
         await wait_until(lambda: "online" in witness.controller_states, 15, "the controller online")
         for i in range(riders):
-            unit = await rig.add_unit(f"S{i:02d}", (i % 10) * 800.0, (i // 10) * 800.0, auto_answer=True)
+            unit = await rig.add_unit(f"S{i:02d}", (i % 10) * 800.0, (i // 10) * 800.0,
+                                      auto_answer=i >= silent_riders)
             unit.accept_delay_s, unit.on_scene_s = 0.05, 0.1
             count_shown = unit.client.on_alert
 
@@ -184,12 +190,14 @@ async def run_delivery_soak(rig, tmp_path: Path, incidents: int, riders: int, br
 
     db = sqlite3.connect(journal)
     issued = dict(db.execute("SELECT alert_id, unit_id FROM alerts").fetchall())
+    timed_out = db.execute("SELECT COUNT(*) FROM alerts WHERE status='timed_out'").fetchone()[0]
     db.close()
     lost = sorted(a for a, unit_id in issued.items()
                   if rig.units[unit_id].client.store.state(a) is None)
     figures = {
         "incidents": incidents, "riders": riders, "broker_restarts": broker_restarts,
-        "controller_kills": controller_kills, "alerts_issued": len(issued), "alerts_lost": len(lost),
+        "controller_kills": controller_kills, "silent_riders": silent_riders, "alerts_issued": len(issued),
+        "alerts_timed_out_and_cancelled": timed_out, "alerts_lost": len(lost),
         "alerts_shown_twice": sum(1 for c in shown.values() if c > 1),
         "replays_suppressed_by_riders": sum(u.client.duplicates for u in rig.units.values()),
         "stale_incident_states": len(witness.get_stale_states()),
@@ -206,15 +214,17 @@ async def run_delivery_soak(rig, tmp_path: Path, incidents: int, riders: int, br
 
 
 async def test_delivery_through_broker_restart_and_controller_kill(rig, tmp_path):
-    """Short version: 40 alerts to 8 riders, the broker restarted once, the controller killed once."""
+    """Short version: 40 incidents to 8 riders (one silent), the broker restarted once, the controller killed once."""
     figures = await run_delivery_soak(rig, tmp_path, incidents=40, riders=8, broker_restarts=1,
-                                      controller_kills=1, rate_hz=12)
-    assert figures["incidents_resolved"] == 40
+                                      controller_kills=1, rate_hz=12, silent_riders=1)
+    assert figures["alerts_timed_out_and_cancelled"] >= 1
+    assert figures["incidents_resolved"] == 40 and figures["alerts_issued"] > 40
 
 
 @pytest.mark.soak
 async def test_delivery_soak_1000_alerts_50_riders(rig, tmp_path):
-    """1,000 alerts to 50 riders, the broker restarted 3 times and the controller killed 3 times."""
+    """1,000 incidents to 50 riders (5 silent), the broker restarted 3 times and the controller killed 3 times."""
     figures = await run_delivery_soak(rig, tmp_path, incidents=1000, riders=50, broker_restarts=3,
-                                      controller_kills=3, rate_hz=25)
+                                      controller_kills=3, rate_hz=25, silent_riders=5)
+    assert figures["alerts_issued"] >= 1000
     assert figures["incidents_resolved"] == 1000

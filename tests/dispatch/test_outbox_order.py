@@ -87,3 +87,26 @@ async def test_an_alert_never_reaches_a_rider_after_its_cancel(rig):
     await asyncio.sleep(0.3)
     assert [c.alert_id for c in unit.cancelled] == [second.alert_id]  # it stood down
     assert unit.client.store.state(second.alert_id) == "cancelled"
+
+
+async def test_a_topic_that_keeps_failing_is_retried_with_growing_back_off(rig):
+    """A publish that fails again and again is retried with growing pauses, not in a tight loop."""
+    dispatcher = await rig.start_dispatcher()  # rig: back-off from 0.1 s doubling up to 0.5 s
+    topic = "patrol/incidents/fire-3"
+    link = FlakyLink(dispatcher.session, {topic: {1, 2, 3, 4}})
+    tried_at: list[float] = []
+    publish = link.publish
+
+    async def timed(topic_, *args, **kw):
+        if topic_ == topic:
+            tried_at.append(asyncio.get_running_loop().time())
+        await publish(topic_, *args, **kw)
+
+    dispatcher.session.publish = timed
+    with dispatcher.journal.transaction():
+        dispatcher.journal.enqueue(topic, incident_version(1), qos=1, retain=True)
+    dispatcher._wake_publisher()
+    await wait_until(lambda: dispatcher.journal.outbox_size() == 0, 5, "the outbox to drain")
+    gaps = [b - a for a, b in zip(tried_at, tried_at[1:])]
+    assert len(gaps) == 4
+    assert gaps[2] > 1.6 * gaps[0] and gaps[3] >= gaps[2] * 0.9, gaps
