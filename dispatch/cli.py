@@ -133,6 +133,9 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     except DispatchError as exc:
         print(f"patrol dispatch: {exc}")
         return 2
+    if broker.username and args.client_id and args.client_id != broker.username:
+        log.warning("--client-id %s ignored: logged in as %s, which is also the client id (one login per client)",
+                    args.client_id, broker.username)
 
     async def main() -> None:
         asked_to_stop, stop = asyncio.Event(), asyncio.Event()
@@ -167,6 +170,11 @@ def cmd_rider(args: argparse.Namespace) -> int:
     try:
         check_id(args.unit, "unit id")
         broker = _broker_from_args(args)
+        if broker.password is not None and broker.username is None:
+            broker = broker.model_copy(update={"username": args.unit})  # a unit logs in as itself
+        if broker.username is not None and broker.username != args.unit:
+            raise DispatchError(f"--username {broker.username} is not unit {args.unit}: a unit logs in as itself "
+                                "(the broker lets each login use only its own unit's topics)")
         gps = GpsTrack.load(args.gps) if args.gps else None
     except DispatchError as exc:
         print(f"patrol rider: {exc}")

@@ -185,7 +185,9 @@ def unit_login(broker: BrokerConfig, unit_id: str, credentials: Mapping[str, str
     if credentials is None:
         return broker
     if unit_id not in credentials:
-        raise ValueError(f"no password for unit {unit_id} in the credentials")
+        from sim import SimError
+
+        raise SimError(f"no password for unit {unit_id} in the credentials (units log in as themselves)")
     return broker.model_copy(update={"username": unit_id, "password": SecretStr(str(credentials[unit_id]))})
 
 
@@ -285,9 +287,13 @@ def run_riders_cli(args) -> int:
                       f"resolved {s.resolved}", flush=True)
         await runner
 
-    if args.state_dir:
-        asyncio.run(main(Path(args.state_dir)))
-    else:
-        with tempfile.TemporaryDirectory(prefix="sim-riders-") as tmp:
-            asyncio.run(main(Path(tmp)))
+    try:
+        if args.state_dir:
+            asyncio.run(main(Path(args.state_dir)))
+        else:
+            with tempfile.TemporaryDirectory(prefix="sim-riders-") as tmp:
+                asyncio.run(main(Path(tmp)))
+    except SimError as exc:
+        print(f"patrol sim riders: {exc}")
+        return 2
     return 0

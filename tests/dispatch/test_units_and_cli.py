@@ -105,6 +105,24 @@ def test_cli_broker_config_writes_files(tmp_path, capsys):
     assert "not a valid id" in capsys.readouterr().out
 
 
+def test_cli_broker_config_keeps_plaintext_on_loopback(tmp_path, capsys):
+    """`--plain-bind 0.0.0.0` is refused unless `--insecure-plain-on-network`; `--rotate` renews certificates."""
+    argv = ["broker-config", "--out", str(tmp_path / "b"), "--units", "M01", "--tls-port", "0", "--plain-bind", "0.0.0.0"]
+    assert cli.cmd_broker_config(build(argv)) == 2
+    assert "--insecure-plain-on-network" in capsys.readouterr().out
+    assert cli.cmd_broker_config(build([*argv, "--insecure-plain-on-network"])) == 0
+    assert "listener 1883 0.0.0.0" in (tmp_path / "b" / "mosquitto.conf").read_text()
+
+
+def test_cli_rider_logs_in_as_its_unit(tmp_path, capsys):
+    """`patrol rider` with a password logs in as its unit; another unit's user name is refused."""
+    pw = tmp_path / "pw"
+    pw.write_text("secret")
+    argv = ["rider", "--unit", "M07", "--password-file", str(pw), "--username", "M08"]
+    assert cli.cmd_rider(build(argv)) == 2
+    assert "a unit logs in as itself" in capsys.readouterr().out
+
+
 def test_gps_file_errors_name_the_line(tmp_path):
     """A GPS replay file with a bad line is refused naming file and line; good lines load."""
     good = tmp_path / "good.csv"
