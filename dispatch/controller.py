@@ -236,10 +236,10 @@ class Dispatcher:
                 if len(payload) > OFF_LOOP_BYTES:
                     # Up to 4 MB of JSON, base64 and JPEG re-encoding: done in a thread, so locations,
                     # acks and the outbox keep flowing meanwhile (messages are still handled in order).
-                    incident = await asyncio.to_thread(self._detection_incident, drone_id, payload, topic)
+                    event = await asyncio.to_thread(self._detection_event, drone_id, payload, topic)
                 else:
-                    incident = self._detection_incident(drone_id, payload, topic)
-                self.submit(IncidentEvent(incident[0], incident[1]))
+                    event = self._detection_event(drone_id, payload, topic)
+                self.submit(event)
             else:
                 log.debug("ignoring message on %s", topic)
         except JournalError:
@@ -272,14 +272,14 @@ class Dispatcher:
                     log.info("unit %s is within %.0f m of %s: arrived", unit_id, self.config.arrive_radius_m, incident_id)
                     self._arrive(case, now, "unit within arrive radius")
 
-    def _detection_incident(self, drone_id: str, payload: bytes, topic: str) -> tuple[IncidentState, Incident]:
-        """A detection message as (state, incident), its snapshot already fitted to the alert cap."""
+    def _detection_event(self, drone_id: str, payload: bytes, topic: str) -> IncidentEvent:
+        """A detection message as an IncidentEvent, its snapshot already fitted to the alert cap."""
         msg = parse(DetectionMessage, payload, topic)
         incident = msg.incident
         if incident.drone_id and incident.drone_id != drone_id:
             raise PayloadError(f"detection on drone {drone_id}'s topic names drone {incident.drone_id!r}")
         snapshot = fit_jpeg(msg.snapshot_bytes(), self.config.snapshot_max_bytes)
-        return msg.state, _replace(incident.to_incident(snapshot), drone_id=incident.drone_id or drone_id)
+        return IncidentEvent(msg.state, _replace(incident.to_incident(snapshot), drone_id=incident.drone_id or drone_id))
 
     def submit(self, event: IncidentEvent) -> None:
         """Take one vision event (from MQTT or straight from an in-process vision pipeline)."""

@@ -190,14 +190,14 @@ async def run_delivery_soak(rig, tmp_path: Path, incidents: int, riders: int, br
 
     db = sqlite3.connect(journal)
     issued = dict(db.execute("SELECT alert_id, unit_id FROM alerts").fetchall())
-    timed_out = db.execute("SELECT COUNT(*) FROM alerts WHERE status='timed_out'").fetchone()[0]
+    by_status = dict(db.execute("SELECT status, COUNT(*) FROM alerts GROUP BY status").fetchall())
     db.close()
     lost = sorted(a for a, unit_id in issued.items()
                   if rig.units[unit_id].client.store.state(a) is None)
     figures = {
         "incidents": incidents, "riders": riders, "broker_restarts": broker_restarts,
         "controller_kills": controller_kills, "silent_riders": silent_riders, "alerts_issued": len(issued),
-        "alerts_timed_out_and_cancelled": timed_out, "alerts_lost": len(lost),
+        "alerts_timed_out_and_cancelled": by_status.get("timed_out", 0), "alerts_by_status": by_status, "alerts_lost": len(lost),
         "alerts_shown_twice": sum(1 for c in shown.values() if c > 1),
         "replays_suppressed_by_riders": sum(u.client.duplicates for u in rig.units.values()),
         "stale_incident_states": len(witness.get_stale_states()),
