@@ -104,7 +104,7 @@ def register(subparsers) -> None:
     b.add_argument("--cert", type=Path, default=None, help="server certificate (PEM); generated if omitted")
     b.add_argument("--key", type=Path, default=None, help="server key (PEM)")
     b.add_argument("--ca", type=Path, default=None, help="CA certificate (PEM)")
-    b.add_argument("--hostname", default="localhost", help="name in a generated server certificate")
+    b.add_argument("--hostname", default="localhost", help="name in a generated server certificate (changing it later needs --rotate server)")
     b.add_argument("--topic-prefix", default="patrol")
     b.add_argument("--persistence-dir", type=Path, default=None)
     b.set_defaults(func=cmd_broker_config)
