@@ -154,6 +154,8 @@ class MavlinkLink:
         self.bytes_in = 0
         self.bytes_out = 0
         self.reopen_count = 0
+        self.bad_frames = 0  # undecodable input dropped (garbage, cut frames, bad CRC, bad signature)
+        self.last_bad_reason = ""
         self.frames_dropped = 0  # frames not sent because the TCP backlog was full
         self._backlog = bytearray()  # TCP bytes accepted by write() but not yet taken by the kernel
 
@@ -207,16 +209,27 @@ class MavlinkLink:
             return
         if isinstance(data, str):
             data = data.encode("latin-1")
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Decode what arrived and hand each good message to `on_message`; garbage, cut frames and
+        bad CRCs are counted (`bad_frames`, `last_bad_reason`) and dropped, never raised."""
         self.bytes_in += len(data)
         try:
             msgs = self.mav.parse_buffer(data)
         except Exception as exc:  # a corrupt frame must not kill the link; pymavlink raises bare MAVError
-            log.debug("%s: undecodable bytes: %s", self.address, exc)
+            self._bad_frame(str(exc))
             return
         for msg in msgs or ():
             if msg.get_type() == "BAD_DATA":
+                self._bad_frame(getattr(msg, "reason", "") or "undecodable bytes")
                 continue
             self._on_message(msg)
+
+    def _bad_frame(self, reason: str) -> None:
+        self.bad_frames += 1
+        self.last_bad_reason = reason
+        log.debug("%s: dropped bad MAVLink data: %s", self.address, reason)
 
     def _broken(self, why: str) -> None:
         log.warning("%s: link broken: %s", self.address, why)
