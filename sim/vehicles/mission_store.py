@@ -8,8 +8,6 @@ Download: MISSION_REQUEST_LIST -> MISSION_COUNT -> MISSION_REQUEST(_INT) n -> MI
 """
 from __future__ import annotations
 
-import math
-
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
@@ -137,13 +135,29 @@ class MissionStore:
         self._on_changed(mission_type)
 
     # ---- protocol
+    PROTOCOL_MESSAGES = frozenset({"MISSION_COUNT", "MISSION_ITEM_INT", "MISSION_ITEM", "MISSION_REQUEST_LIST",
+                                   "MISSION_REQUEST_INT", "MISSION_REQUEST", "MISSION_CLEAR_ALL", "MISSION_ACK"})
+
+    @staticmethod
+    def _fits_degE7(deg: float) -> bool:
+        return abs(deg) <= 214.7483647  # False for NaN and infinity too
+
     def handle(self, conn: GcsConnection, msg, now: float) -> bool:
         t = msg.get_type()
         mtype = getattr(msg, "mission_type", 0)
         if mtype not in self.lists and not (t == "MISSION_CLEAR_ALL" and mtype == MAV_MISSION_TYPE_ALL) \
-                and t in _PROTOCOL_MESSAGES and t != "MISSION_ACK":
+                and t in self.PROTOCOL_MESSAGES and t != "MISSION_ACK":
             # A list this vehicle does not keep: refused as ArduPilot does, whatever the message.
             self._ack(conn, msg.get_srcSystem(), msg.get_srcComponent(), ACK_UNSUPPORTED, mtype)
+            return True
+        if t == "MISSION_ITEM" and self.upload is not None and self.upload.conn is conn \
+                and not (self._fits_degE7(msg.x) and self._fits_degE7(msg.y)):
+            # A float item whose place cannot be stored as int32 degE7 (NaN, infinite, huge):
+            # the upload ends with the error, as ArduPilot's conversion to MISSION_ITEM_INT does.
+            self.upload = None
+            self._ack(conn, msg.get_srcSystem(), msg.get_srcComponent(),
+                      mavlink.MAV_MISSION_INVALID_PARAM5_X if not self._fits_degE7(msg.x)
+                      else mavlink.MAV_MISSION_INVALID_PARAM6_Y, mtype)
             return True
         if t == "MISSION_COUNT":
             self._start_upload(conn, msg, mtype, now)
@@ -216,12 +230,7 @@ class MissionStore:
         if is_int:
             x, y = msg.x, msg.y
         else:
-            x, y = _degE7(msg.x), _degE7(msg.y)
-            if x is None or y is None:  # NaN, infinite or beyond what the int item can carry
-                self.upload = None
-                self._ack(conn, sysid, compid, mavlink.MAV_MISSION_INVALID_PARAM5_X if x is None
-                          else mavlink.MAV_MISSION_INVALID_PARAM6_Y, mtype)
-                return
+            x, y = int(round(msg.x * 1e7)), int(round(msg.y * 1e7))
         up.items.append(_normalise(WireItem(msg.command, msg.frame, msg.param1, msg.param2, msg.param3,
                                             msg.param4, x, y, float(msg.z), msg.autocontinue), mtype))
         up.next_seq += 1
@@ -282,14 +291,3 @@ class MissionStore:
             up.last_request_s += UPLOAD_RETRY_S
             self._request(up)
             up.conn.flush()
-
-
-_PROTOCOL_MESSAGES = frozenset({"MISSION_COUNT", "MISSION_ITEM_INT", "MISSION_ITEM", "MISSION_REQUEST_LIST",
-                                "MISSION_REQUEST_INT", "MISSION_REQUEST", "MISSION_CLEAR_ALL", "MISSION_ACK"})
-
-
-def _degE7(deg: float) -> int | None:
-    """A float coordinate as the int32 degE7 ArduPilot stores; None if it cannot be one."""
-    if not math.isfinite(deg) or abs(deg) > 214.7483647:
-        return None
-    return int(round(deg * 1e7))
