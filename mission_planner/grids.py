@@ -219,6 +219,15 @@ def load_grids(source: str | Path | dict[str, Any], *, skip_invalid: bool = Fals
     projector = Projector(utm_epsg_for(float(lat0), float(lon0)))
     if parsed:
         geoms_m = projector.geoms_to_m(np.array([p["geom"] for p in parsed], dtype=object))
+        # A vertex far outside the area's UTM zone (e.g. a stray [0, 0]) projects to infinity.
+        unprojectable = [i for i, g in enumerate(geoms_m) if not np.isfinite(shapely.get_coordinates(g)).all()]
+        for i in unprojectable:
+            problems.append(GridProblem(f"lies partly too far from the other features to map (EPSG:{projector.epsg}): "
+                                        "a stray vertex, such as [0, 0]?", parsed[i]["index"], parsed[i]["grid_id"]))
+            bad_indices.add(parsed[i]["index"])
+        keep = [i for i in range(len(parsed)) if i not in set(unprojectable)]
+        parsed, geoms_m = [parsed[i] for i in keep], geoms_m[keep]
+    if parsed:
         polygonal = np.array([p["kind"] != "dock" for p in parsed])
         geoms_m[polygonal] = make_polygonal_valid(geoms_m[polygonal])
         for p, gm in zip(parsed, geoms_m):

@@ -334,7 +334,7 @@ def mavlink_frames(rng: random.Random, likely: list) -> bytes:
         if roll < 0.12:
             frame = frame[:-2] + bytes([frame[-2] ^ 0xFF, frame[-1]])  # bad CRC
         elif roll < 0.22:
-            frame = frame[:rng.randrange(len(frame))]  # cut short
+            frame = frame[:rng.randrange(max(len(frame), 1))]  # cut short
         elif roll < 0.30:
             frame = mutate_bytes(frame, rng)
         elif roll < 0.36:

@@ -112,19 +112,18 @@ def test_a_mission_list_of_an_unknown_type_is_refused_as_ardupilot_does(sim_link
 
 
 def test_a_float_mission_item_off_the_earth_ends_the_upload_with_an_error(sim_link):
-    """A MISSION_ITEM whose x cannot be an int32 degE7 (1e30, NaN): INVALID_PARAM5_X, nothing stored,
-    and downloading the mission afterwards works."""
-    sim_link.send(mavlink2.MAVLink_mission_count_message(1, 1, 2, 0))
-    ack = sim_link.get_answer(mavlink2.MAVLink_mission_item_message(1, 1, 0, 0, 16, 0, 1, 0, 0, 0, 0, 1e30, 119.0, 10, 0),
-                              "MISSION_ACK")
-    assert ack.type == mavlink2.MAV_MISSION_INVALID_PARAM5_X
-    sim_link.send(mavlink2.MAVLink_mission_count_message(1, 1, 2, 0))
-    ack = sim_link.get_answer(mavlink2.MAVLink_mission_item_message(1, 1, 0, 0, 16, 0, 1, 0, 0, 0, 0, 32.0,
-                                                                    float("nan"), 10, 0), "MISSION_ACK")
-    assert ack.type == mavlink2.MAV_MISSION_INVALID_PARAM6_Y
-    count = sim_link.get_answer(mavlink2.MAVLink_mission_request_list_message(1, 1, 0), "MISSION_COUNT")
-    assert count.count == 1  # home only
-    sim_link.get_answer(mavlink2.MAVLink_mission_request_int_message(1, 1, 0, 0), "MISSION_ITEM_INT")
+    """A MISSION_ITEM (float) whose x or y cannot be an int32 degE7 (1e30, NaN): INVALID_PARAM5_X /
+    PARAM6_Y, nothing stored, and reading the list back afterwards works. (Rally points: a list the
+    simulator takes before it has a position.)"""
+    rally = 2
+    for x, y, error in [(1e30, 119.0, mavlink2.MAV_MISSION_INVALID_PARAM5_X),
+                        (32.0, float("nan"), mavlink2.MAV_MISSION_INVALID_PARAM6_Y)]:
+        sim_link.send(mavlink2.MAVLink_mission_count_message(1, 1, 1, rally))
+        item = mavlink2.MAVLink_mission_item_message(1, 1, 0, 3, 5100, 0, 0, 0, 0, 0, 0, x, y, 10, rally)
+        ack = sim_link.get_answer(item, "MISSION_ACK")
+        assert ack.type == error and ack.mission_type == rally
+    count = sim_link.get_answer(mavlink2.MAVLink_mission_request_list_message(1, 1, rally), "MISSION_COUNT")
+    assert count.count == 0
 
 
 @pytest.mark.parametrize("command, params", [
@@ -140,3 +139,20 @@ def test_commands_with_values_that_cannot_be_are_denied(sim_link, command, param
     ack = sim_link.get_answer(mavlink2.MAVLink_command_long_message(1, 1, command, 0, *params), "COMMAND_ACK")
     assert ack.command == command and ack.result == mavlink2.MAV_RESULT_DENIED
     assert (sim_link.vehicle.home_lat, sim_link.vehicle.home_lon) == home
+
+
+def test_a_cell_with_a_stray_vertex_far_away_is_a_problem_not_a_geometry_crash(tmp_path):
+    """A vertex at [0, 0] in a Danyang cell projects to infinity in the area's UTM zone: a named
+    problem of that cell (PlanningError), not a GEOSException from make_valid. (With only a dock
+    and that cell there are too few features for the far-from-the-rest check to see it first.)"""
+    from mission_planner import PlanningError
+
+    data = grid_seeds()[0]
+    dock = next(f for f in data["features"] if f["properties"]["kind"] == "dock")
+    cell = next(f for f in data["features"] if f["properties"]["grid_id"] == "DY-S001")
+    cell["geometry"]["coordinates"][0][1] = [0, 0]  # as the fuzzer found it (seed 2026, input 7440)
+    data["features"] = [dock, cell]
+    with pytest.raises(PlanningError) as caught:
+        load_grid_text(tmp_path, json.dumps(data).encode())
+    problems = [str(p) for p in caught.value.problems if p.grid_id == cell["properties"]["grid_id"]]
+    assert problems and "too far from the other features to map" in problems[0], caught.value.problems
