@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,14 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--video", metavar="DRONE=SOURCE", action="append", type=_video_source, default=[],
                      help="a drone's real video instead of the synthetic camera: drone01=rtsp://HOST/cam, "
                           "2=udp://@:5600, or a recorded file replayed from take-off (repeatable)")
-    run.add_argument("--web", metavar="[HOST:]PORT", type=_web_address, default=None,
-                     help="serve the live map and tables at http://HOST:PORT/ (default host 127.0.0.1)")
+    add_web_arguments(run)
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="the bundled Danyang scenario on the embedded broker and built-in simulator")
     demo.add_argument("--out", default="demo-out", help="run directory (default demo-out)")
     demo.add_argument("--no-live", action="store_true", help="no live table")
-    demo.add_argument("--web", metavar="[HOST:]PORT", type=_web_address, default=None,
-                      help="serve the live map and tables at http://HOST:PORT/ (default host 127.0.0.1)")
+    add_web_arguments(demo)
     demo.set_defaults(func=run_demo)
     rep = sub.add_parser("report", help="rebuild report.json / report.html / report.png of a finished run")
     rep.add_argument("run_dir", help="the run directory (holds events.sqlite)")
@@ -66,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     return parser
+
+
+def add_web_arguments(parser: argparse.ArgumentParser) -> None:
+    """--web and what guards it (docs/run.md, "Live web view")."""
+    parser.add_argument("--web", metavar="[HOST:]PORT", type=_web_address, default=None,
+                        help="serve the live map and tables at http://HOST:PORT/ (default host 127.0.0.1, this "
+                             "machine only; any other host gets a token, generated and printed if not given)")
+    parser.add_argument("--web-token", metavar="TOKEN", default=os.environ.get("PATROL_WEB_TOKEN"),
+                        help="the token the web view asks for (default: env PATROL_WEB_TOKEN, which keeps it out "
+                             "of the process list; none on loopback, generated beyond it)")
+    parser.add_argument("--web-allow-host", metavar="NAME", action="append", default=[],
+                        help="one more name the web view answers to in the Host header, e.g. the name this "
+                             "machine has on the LAN (repeatable)")
 
 
 def _web_address(text: str) -> tuple[str, int]:
@@ -104,12 +116,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         report = asyncio.run(run_patrol(scenario, out, broker_url=args.broker, live=not args.no_live,
-                                        sitl=args.sitl, connect_base=args.connect_base, web=args.web,
+                                        sitl=args.sitl, connect_base=args.connect_base,
+                                        web=web_options(args),
                                         video=dict(args.video)))
     except RunError as exc:
         print(f"patrol run: {exc}", file=sys.stderr)
         return 2
     return print_verdict(report, out)
+
+
+def web_options(args: argparse.Namespace) -> "WebOptions | None":
+    from runloop.web import WebOptions
+
+    if args.web is None:
+        return None
+    return WebOptions(*args.web, token=args.web_token, allowed_hosts=tuple(args.web_allow_host))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -133,7 +154,7 @@ def print_verdict(report: dict, out: Path) -> int:
 
 async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live: bool = True,
                      broker_restart=None, protocol: str | None = None, sitl: bool = False,
-                     connect_base: str | None = None, web: tuple[str, int] | None = None,
+                     connect_base: str | None = None, web: "WebOptions | None" = None,
                      video: dict[str, str] | None = None) -> dict:
     """One patrol run, as named stages sharing one stop event; shutdown undoes them in reverse.
 
@@ -162,7 +183,7 @@ async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live
         if web:
             from runloop.web import start_web_view
 
-            web_view = await start_web_view(run, *web)  # bound now: a taken port is an error before flying
+            web_view = await start_web_view(run, web)  # bound now: a taken port is an error before flying
         try:
             async with asyncio.TaskGroup() as tg:
                 if web:  # first, so that whatever ends the run also closes the server

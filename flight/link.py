@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 
 mav = mavlink2  # constants (MAV_CMD_*, MAV_FRAME_*) for the rest of the package
 
+# A TCP send() on the non-blocking socket may take only part of a frame when the kernel buffer is
+# full; the rest waits here and goes out when the socket is writable again, in order. The wait is
+# bounded by size: once this much is queued, new frames are dropped whole (as a saturated radio
+# drops them) rather than queued without end; a frame is never cut, which would corrupt the stream.
+MAX_SEND_BACKLOG_BYTES = 256 * 1024
+
 _HOST_PORT = re.compile(r"^(?P<host>[^:]*):(?P<port>\d{1,5})$")
 
 
@@ -148,6 +154,10 @@ class MavlinkLink:
         self.bytes_in = 0
         self.bytes_out = 0
         self.reopen_count = 0
+        self.bad_frames = 0  # undecodable input dropped (garbage, cut frames, bad CRC, bad signature)
+        self.last_bad_reason = ""
+        self.frames_dropped = 0  # frames not sent because the TCP backlog was full
+        self._backlog = bytearray()  # TCP bytes accepted by write() but not yet taken by the kernel
 
     @property
     def is_open(self) -> bool:
@@ -199,16 +209,27 @@ class MavlinkLink:
             return
         if isinstance(data, str):
             data = data.encode("latin-1")
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Decode what arrived and hand each good message to `on_message`; garbage, cut frames and
+        bad CRCs are counted (`bad_frames`, `last_bad_reason`) and dropped, never raised."""
         self.bytes_in += len(data)
         try:
             msgs = self.mav.parse_buffer(data)
         except Exception as exc:  # a corrupt frame must not kill the link; pymavlink raises bare MAVError
-            log.debug("%s: undecodable bytes: %s", self.address, exc)
+            self._bad_frame(str(exc))
             return
         for msg in msgs or ():
             if msg.get_type() == "BAD_DATA":
+                self._bad_frame(getattr(msg, "reason", "") or "undecodable bytes")
                 continue
             self._on_message(msg)
+
+    def _bad_frame(self, reason: str) -> None:
+        self.bad_frames += 1
+        self.last_bad_reason = reason
+        log.debug("%s: dropped bad MAVLink data: %s", self.address, reason)
 
     def _broken(self, why: str) -> None:
         log.warning("%s: link broken: %s", self.address, why)
@@ -235,9 +256,12 @@ class MavlinkLink:
         if self._fd is not None and self._loop is not None:
             try:
                 self._loop.remove_reader(self._fd)
+                if self._backlog:
+                    self._loop.remove_writer(self._fd)
             except Exception:  # loop already closed at interpreter exit
                 pass
         self._fd = None
+        self._backlog.clear()  # a reopened stream starts at a frame boundary
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -250,11 +274,11 @@ class MavlinkLink:
         conn = self._conn
         if conn is None:
             return
+        if self.address.kind == "tcp":
+            self._send_stream(bytes(buf))
+            return
         try:
-            if self.address.kind == "tcp":
-                conn.port.send(buf)
-            else:
-                conn.write(buf)
+            conn.write(buf)
             self.bytes_out += len(buf)
         except (BlockingIOError, InterruptedError):
             pass  # socket buffer full: drop, as a saturated radio would
@@ -264,6 +288,45 @@ class MavlinkLink:
             self._broken(str(exc))
         except TypeError:
             pass  # mavudp.write before any peer address is known
+
+    def _send_stream(self, frame: bytes) -> None:
+        """The whole frame, in order: what the socket does not take now waits in the backlog."""
+        if self._backlog:
+            if len(self._backlog) + len(frame) > MAX_SEND_BACKLOG_BYTES:
+                self.frames_dropped += 1
+                if self.frames_dropped == 1 or self.frames_dropped % 100 == 0:
+                    log.warning("%s: vehicle not reading; %d frames dropped (%d bytes waiting)",
+                                self.address, self.frames_dropped, len(self._backlog))
+                return
+            self._backlog += frame
+            self.bytes_out += len(frame)
+            return
+        try:
+            sent = self._conn.port.send(frame)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._broken(str(exc))
+            return
+        self.bytes_out += len(frame)
+        if sent < len(frame):
+            self._backlog += frame[sent:]
+            self._loop.add_writer(self._fd, self._flush_backlog)
+
+    def _flush_backlog(self) -> None:
+        conn = self._conn
+        if conn is None or not self._backlog:
+            return
+        try:
+            sent = conn.port.send(self._backlog)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._broken(str(exc))
+            return
+        del self._backlog[:sent]
+        if not self._backlog:
+            self._loop.remove_writer(self._fd)
 
     async def close(self) -> None:
         self._closing = True

@@ -177,6 +177,8 @@ def load_grids(source: str | Path | dict[str, Any], *, skip_invalid: bool = Fals
                 text = Path(text).read_text(encoding="utf-8")
             except OSError as exc:
                 raise PlanningError(f"cannot read grid file {label}: {exc.strerror or exc}") from exc
+            except UnicodeDecodeError as exc:  # GeoJSON is UTF-8 (RFC 7946)
+                raise PlanningError(f"grid file {label} is not UTF-8 text (byte {exc.start}): is it GeoJSON?") from exc
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -217,6 +219,15 @@ def load_grids(source: str | Path | dict[str, Any], *, skip_invalid: bool = Fals
     projector = Projector(utm_epsg_for(float(lat0), float(lon0)))
     if parsed:
         geoms_m = projector.geoms_to_m(np.array([p["geom"] for p in parsed], dtype=object))
+        # A vertex far outside the area's UTM zone (e.g. a stray [0, 0]) projects to infinity.
+        unprojectable = [i for i, g in enumerate(geoms_m) if not np.isfinite(shapely.get_coordinates(g)).all()]
+        for i in unprojectable:
+            problems.append(GridProblem(f"lies partly too far from the other features to map (EPSG:{projector.epsg}): "
+                                        "a stray vertex, such as [0, 0]?", parsed[i]["index"], parsed[i]["grid_id"]))
+            bad_indices.add(parsed[i]["index"])
+        keep = [i for i in range(len(parsed)) if i not in set(unprojectable)]
+        parsed, geoms_m = [parsed[i] for i in keep], geoms_m[keep]
+    if parsed:
         polygonal = np.array([p["kind"] != "dock" for p in parsed])
         geoms_m[polygonal] = make_polygonal_valid(geoms_m[polygonal])
         for p, gm in zip(parsed, geoms_m):
@@ -280,14 +291,15 @@ def _check_feature(index: int, feature: Any, schedule: ScheduleConfig) -> dict[s
         probs.append(GridProblem(msg, index, gid))
 
     kind = props.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         bad(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+        kind = None  # reported; not looked up below (a list or object as kind cannot be)
     out["kind"] = kind
     out["name"] = str(props.get("name") or "")
 
     priority = props.get("priority", schedule.default_priority)
-    if isinstance(priority, bool) or not isinstance(priority, (int, float)) or priority != int(priority) \
-            or not 1 <= priority <= 5:
+    if isinstance(priority, bool) or not isinstance(priority, (int, float)) or not 1 <= priority <= 5 \
+            or priority != int(priority):  # the range first: int() of NaN or infinity raises
         bad(f"priority {priority!r} must be an integer 1-5")
         priority = schedule.default_priority
     out["priority"] = int(priority)
@@ -305,6 +317,9 @@ def _check_feature(index: int, feature: Any, schedule: ScheduleConfig) -> dict[s
         bad("empty geometry")
         return out
     gtype = geom.get("type")
+    if not isinstance(gtype, str):
+        bad(f"geometry type {gtype!r} is not a name (Point, Polygon or MultiPolygon)")
+        return out
     if expected and gtype not in expected:
         bad(f"geometry {gtype!r} is wrong for kind {kind!r} (expected {' or '.join(expected)})")
         return out

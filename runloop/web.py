@@ -6,9 +6,22 @@
     /events      Server-Sent Events: the live state pushed whenever it changes; the page falls
                  back to polling /state.json when SSE is unavailable
 
-It binds 127.0.0.1 unless told otherwise. Only GET and HEAD are served (others 405), unknown
-paths are 404, malformed requests 400; a failing request or a vanished client never reaches the
-run (each connection's errors stay in its handler).
+Who may see what (the view shows officers' live positions):
+- It binds 127.0.0.1 unless told otherwise.
+- Host allow-list (DNS rebinding): a request whose Host header is not the bound address, a
+  loopback name, this machine's name, an IP literal (when bound to every interface) or a name
+  given with `allowed_hosts` is refused 421, so a web page whose name an attacker re-points at
+  127.0.0.1 cannot read the view from a browser on this machine.
+- Access (`WebAccess`): each route needs a `Permission`; a request holds the permissions of its
+  token (`Authorization: Bearer TOKEN`, or the cookie set by opening `/?token=TOKEN` once). With no
+  token configured, anyone who can connect holds VIEW (loopback only by default); with one, a
+  request without it gets 401 and one with a wrong one 403. CONTROL is granted only by a token
+  that lists it; no route needs it yet (the view is read-only): actions added later declare
+  `needs=Permission.CONTROL` in `add_route` and are refused to everyone else.
+
+Only the methods a route declares are served (others 405), unknown paths are 404, malformed
+requests 400; a failing request or a vanished client never reaches the run (each connection's
+errors stay in its handler).
 
     view = LiveWebView(get_state, plan)      # get_state() -> LiveState
     url = await view.start()                 # RunError if the address cannot be bound
@@ -18,14 +31,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import enum
+import hmac
 import html
+import ipaddress
 import json
 import logging
 import os
+import secrets
 import socket
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
+from http.cookies import CookieError, SimpleCookie
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from common.geo import outer_rings_latlon
 from runloop.errors import RunError
@@ -41,6 +60,97 @@ MAX_LINE_BYTES = 8192
 # An unchanged state is sent again this often: it keeps proxies from timing the stream out and
 # tells the page the run is still there (it calls a silence of 3x this "no update").
 RESEND_S = 5.0
+
+
+class Permission(enum.Enum):
+    """What a request may do: VIEW reads the live state; CONTROL would change the run (no route
+    needs it yet; actions added later declare it)."""
+
+    VIEW = "view"
+    CONTROL = "control"
+
+
+VIEW_ONLY = frozenset({Permission.VIEW})
+TOKEN_ENV = "PATROL_WEB_TOKEN"  # the token from the environment, kept out of the process list
+TOKEN_BYTES = 16  # a generated token: 128 bits, URL-safe
+
+
+@dataclass(frozen=True)
+class WebAccess:
+    """The tokens the view accepts and what each grants. No tokens: every client that can connect
+    may VIEW (and nobody may CONTROL)."""
+
+    tokens: dict[str, frozenset[Permission]] = field(default_factory=dict)
+
+    @classmethod
+    def view_token(cls, token: str | None) -> "WebAccess":
+        if token is None:
+            return cls()
+        if not token.strip() or any(c.isspace() or c in ';,"\\' for c in token):
+            raise RunError("web token: must be non-empty, without spaces, quotes, commas, semicolons "
+                           "or backslashes (it travels in a header and a cookie)")
+        return cls({token: VIEW_ONLY})
+
+    @property
+    def open(self) -> bool:
+        return not self.tokens
+
+    def granted(self, token: str | None) -> frozenset[Permission] | None:
+        """The permissions a request with `token` holds; None for a token that is not ours."""
+        if self.open:
+            return VIEW_ONLY
+        if token is None:
+            return frozenset()
+        for known, grants in self.tokens.items():  # compare_digest: no timing hint about the token
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return grants
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_wildcard(host: str) -> bool:
+    return host in ("", "0.0.0.0", "::")
+
+
+def host_name(host_header: str) -> str:
+    """The host of a Host header, without port or IPv6 brackets, lower case ('' if malformed)."""
+    text = host_header.strip().lower()
+    if text.startswith("["):
+        name, sep, _ = text[1:].partition("]")
+        return name if sep else ""
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+def default_allowed_hosts(bound_host: str, extra: tuple[str, ...] = ()) -> frozenset[str]:
+    """The names a browser may use to reach a view bound to `bound_host`: the bound address, the
+    loopback names, this machine's names when bound beyond loopback, and `extra`."""
+    names = {bound_host.lower(), "localhost", "127.0.0.1", "::1", *(h.lower() for h in extra)}
+    if not is_loopback(bound_host):
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return frozenset(n for n in names if n)
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Callable[..., Awaitable[None]]  # (writer, head_only) -> None
+    needs: Permission = Permission.VIEW
+    methods: tuple[str, ...] = ("GET", "HEAD")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +213,16 @@ def web_address_arg(text: str) -> tuple[str, int]:
 
 class LiveWebView:
     def __init__(self, get_state: Callable[[], LiveState], plan: PlanLayer | None = None,
-                 host: str = DEFAULT_HOST, port: int = 0, push_every_wall_s: float = 0.5, title: str = "patrol"):
+                 host: str = DEFAULT_HOST, port: int = 0, push_every_wall_s: float = 0.5, title: str = "patrol",
+                 access: WebAccess | None = None, allowed_hosts: tuple[str, ...] = ()):
         self.get_state = get_state
         self.plan = plan or PlanLayer()
         self.host = host
         self.port = port
+        self.access = access or WebAccess()
+        self.allowed_hosts = default_allowed_hosts(host, allowed_hosts)
+        self.routes: dict[str, Route] = {"/": Route(self._index), "/index.html": Route(self._index),
+                                         "/state.json": Route(self._state), "/events": Route(self._events)}
         self.push_every_wall_s = push_every_wall_s
         self.title = title
         self._server: asyncio.base_events.Server | None = None
@@ -116,10 +231,19 @@ class LiveWebView:
         self._page = _PAGE.replace("__TITLE__", html.escape(title)).encode()
         self._plan_json = json.dumps(self.plan.to_jsonable(), separators=(",", ":"))
 
+    def add_route(self, path: str, handler: Callable[..., Awaitable[None]], *,
+                  needs: Permission = Permission.VIEW, methods: tuple[str, ...] = ("GET", "HEAD")) -> None:
+        """Serve `handler(writer, head_only)` at `path` to requests holding `needs`."""
+        self.routes[path] = Route(handler, needs, tuple(m.upper() for m in methods))
+
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
+
+    @property
+    def cookie_name(self) -> str:
+        return f"patrol_web_token_{self.port}"  # cookies ignore ports: one per view on this host
 
     async def start(self) -> str:
         try:
@@ -165,16 +289,21 @@ class LiveWebView:
             if isinstance(request, int):
                 await self._respond(writer, request, "text/plain", _REASONS[request].encode() + b"\n")
                 return
-            method, path = request
-            route = {"/": self._index, "/index.html": self._index, "/state.json": self._state,
-                     "/events": self._events}.get(path)
-            if route is None:
-                await self._respond(writer, 404, "text/plain", f"no page {path}; try / or /state.json\n".encode())
-            elif method not in ("GET", "HEAD"):
-                await self._respond(writer, 405, "text/plain", f"{method} not allowed; GET or HEAD\n".encode(),
-                                    extra={"Allow": "GET, HEAD"})
-            else:
-                await route(writer, method == "HEAD")
+            refusal = self._refusal(request)
+            if refusal is not None:
+                status, why, extra = refusal
+                await self._respond(writer, status, "text/plain", why.encode() + b"\n", extra=extra)
+                return
+            if "token" in request.query and not self.access.open:  # a login: keep the token in a cookie, not in the address bar
+                rest = {k: v for k, v in request.query.items() if k != "token"}
+                location = request.path + ("?" + urlencode(rest, doseq=True) if rest else "")
+                cookie = (f"{self.cookie_name}={request.query['token'][-1]}; Path=/; HttpOnly; "
+                          f"SameSite=Strict")
+                await self._respond(writer, 303, "text/plain", b"logged in\n",
+                                    extra={"Location": location, "Set-Cookie": cookie})
+                return
+            route = self.routes[request.path]
+            await route.handler(writer, request.method == "HEAD")
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away or stalled: nothing to tell anyone
         except Exception:  # a bug in one request must not end the run
@@ -187,8 +316,64 @@ class LiveWebView:
             except (ConnectionError, TimeoutError, OSError):
                 pass
 
-    async def _read_request(self, reader) -> tuple[str, str] | int | None:
-        """(method, path), an error status for a malformed request, or None if the client left."""
+    def _refusal(self, request: Request) -> tuple[int, str, dict] | None:
+        """Why this request is not served, as (status, reason, extra headers); None to serve it.
+        Checked in this order: the Host (so a rebound name learns nothing, not even which paths
+        exist), then the path and method, then the token and what it grants."""
+        host_header = request.headers.get("host")
+        if host_header is None:
+            return 400, "no Host header (HTTP/1.1 requires one)", {}
+        name = host_name(host_header)
+        if not self._host_allowed(name):
+            return 421, (f"Host {host_header!r} is not a name this view answers to "
+                         f"(start it with --web-allow-host {name or 'NAME'} to allow it)"), {}
+        route = self.routes.get(request.path)
+        if route is None:
+            return 404, f"no page {request.path}; try / or /state.json", {}
+        if request.method not in route.methods:
+            allowed = ", ".join(route.methods)
+            return 405, f"{request.method} not allowed; {allowed}", {"Allow": allowed}
+        token = self._token_of(request)
+        granted = self.access.granted(token)
+        if granted is None:
+            return 403, "wrong token", {}
+        if route.needs not in granted:
+            if token is None:
+                return 401, ("this view needs a token: open /?token=TOKEN once, or send "
+                             "'Authorization: Bearer TOKEN'"), {"WWW-Authenticate": 'Bearer realm="patrol"'}
+            return 403, f"this token does not grant {route.needs.value} ({request.method} {request.path})", {}
+        return None
+
+    def _host_allowed(self, name: str) -> bool:
+        if not name:
+            return False
+        if name in self.allowed_hosts:
+            return True
+        if is_wildcard(self.host):  # bound to every interface: any of this machine's addresses,
+            try:                    # which a browser can only have reached by number, not by a name
+                ipaddress.ip_address(name)
+                return True
+            except ValueError:
+                return False
+        return False
+
+    def _token_of(self, request: Request) -> str | None:
+        """The request's token: ?token= (a login), else the Authorization header, else our cookie."""
+        if "token" in request.query:
+            return request.query["token"][-1]
+        auth = request.headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        try:
+            morsel = SimpleCookie(request.headers.get("cookie", "")).get(self.cookie_name)
+        except CookieError:
+            return None
+        return morsel.value if morsel is not None else None
+
+    async def _read_request(self, reader) -> Request | int | None:
+        """The request head, an error status for a malformed request, or None if the client left."""
+        headers: dict[str, str] = {}
         try:
             line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S)
             if not line:
@@ -198,18 +383,25 @@ class LiveWebView:
                 header = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S)
                 if header in (b"\r\n", b"\n", b""):
                     break
+                name, sep, value = header.decode("latin-1").partition(":")
+                if not sep:
+                    return 400
+                name = name.strip().lower()
+                if name == "host" and "host" in headers:
+                    return 400  # two Host headers: which one the browser meant is anyone's guess
+                headers[name] = value.strip()
             else:
                 return 431
         except (ValueError, asyncio.LimitOverrunError):  # a line longer than MAX_LINE_BYTES
             return 431
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             return 400
-        method, target = parts[0].upper(), parts[1]
-        return method, urlsplit(target).path or "/"
+        target = urlsplit(parts[1])
+        return Request(parts[0].upper(), target.path or "/", parse_qs(target.query), headers)
 
     async def _respond(self, writer, status: int, content_type: str, body: bytes, head_only: bool = False,
                        extra: dict | None = None) -> None:
-        headers = {"Content-Type": content_type, "Content-Length": str(len(body)), "Cache-Control": "no-store",
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **_SECURITY_HEADERS,
                    "Connection": "close", **(extra or {})}
         head = f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         writer.write(head.encode("latin-1") + b"\r\n" + (b"" if head_only else body))
@@ -232,8 +424,8 @@ class LiveWebView:
         await self._respond(writer, 200, "application/json", body, head_only)
 
     async def _events(self, writer, head_only: bool) -> None:
-        head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
-                "Connection: close\r\n\r\n")
+        head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in _SECURITY_HEADERS.items()) + "Connection: close\r\n\r\n")
         writer.write(head.encode())
         if head_only:
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
@@ -257,18 +449,51 @@ class LiveWebView:
                 quiet_s += self.push_every_wall_s
 
 
-async def start_web_view(run, host: str, port: int) -> LiveWebView:
-    """The web stage of a PatrolRun (after its drones, recorder and world exist); prints the URL."""
+@dataclass(frozen=True)
+class WebOptions:
+    """`patrol run/demo --web [HOST:]PORT --web-token TOKEN --web-allow-host NAME...`."""
+
+    host: str = DEFAULT_HOST
+    port: int = 0
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+
+
+def web_access(host: str, token: str | None) -> tuple[WebAccess, str | None]:
+    """The access of a view bound to `host`: the given token (VIEW only); none on loopback; a
+    generated one when bound beyond loopback without one. Returns (access, generated token)."""
+    if token is None and not is_loopback(host):
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        return WebAccess.view_token(token), token
+    return WebAccess.view_token(token), None
+
+
+async def start_web_view(run, options: WebOptions) -> LiveWebView:
+    """The web stage of a PatrolRun (after its drones, recorder and world exist); prints the URL
+    (with the token when it was generated here, the only place it is shown)."""
+    host = options.host
+    access, generated = web_access(host, options.token)
     view = LiveWebView(lambda: live_state(run.clock(), run.drones, run.recorder, run.world),
-                       plan_layer(run.plan, run.grids, run.dock, run.drones), host=host, port=port,
-                       title=f"patrol {run.scenario.name}")
+                       plan_layer(run.plan, run.grids, run.dock, run.drones), host=host, port=options.port,
+                       title=f"patrol {run.scenario.name}", access=access, allowed_hosts=options.allowed_hosts)
     url = await view.start()
-    print(f"live web view: {url}", flush=True)
+    if generated:
+        print(f"live web view: {url}?token={generated}  (token generated for this run: "
+              f"{host} is reachable beyond this machine)", flush=True)
+    elif not access.open:
+        print(f"live web view: {url}  (open {url}?token=TOKEN once with your --web-token)", flush=True)
+    else:
+        print(f"live web view: {url}", flush=True)
     return view
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 431:
-            "Request Header Fields Too Large", 500: "Internal Server Error"}
+_REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 421: "Misdirected Request",
+            431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+# Every answer: nothing cached (live positions), the page not framed by another site, the token
+# in a login URL not leaked in a Referer, no content sniffing.
+_SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+                     "X-Content-Type-Options": "nosniff"}
 
 
 # One self-contained page: the map is SVG drawn from /state.json (no tiles: the field has no

@@ -190,7 +190,10 @@ def _ack(v: SimulatedVehicle, conn: GcsConnection, msg, command: int, result: in
 
 def _command(v: SimulatedVehicle, conn: GcsConnection, msg, cmd: int, p: list[float], is_int: bool, frame: int) -> None:
     after: list = []  # things ArduPilot sends after the ACK
-    result = _run_command(v, conn, cmd, p, is_int, frame, after)
+    try:
+        result = _run_command(v, conn, cmd, p, is_int, frame, after)
+    except (ValueError, OverflowError):  # NaN or infinity where the command needs a whole number
+        result, after = mavlink.MAV_RESULT_DENIED, []
     _ack(v, conn, msg, cmd, result)
     for fn in after:
         fn()
@@ -200,6 +203,10 @@ def _latlon(p: list[float], is_int: bool) -> tuple[float, float]:
     if is_int:
         return p[4] / 1e7, p[5] / 1e7
     return p[4], p[5]
+
+
+def _on_earth(lat: float, lon: float) -> bool:
+    return -90 <= lat <= 90 and -180 <= lon <= 180  # False for NaN too
 
 
 def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[float], is_int: bool, frame: int,
@@ -264,7 +271,7 @@ def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[flo
         if not v.home_set:
             return MAV_RESULT_FAILED
         lat, lon = _latlon(p, is_int)
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        if not _on_earth(lat, lon):
             return MAV_RESULT_DENIED
         alt = _alt_rel(v, frame, p[6])
         from sim.vehicles import failsafes
@@ -277,6 +284,8 @@ def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[flo
         return MAV_RESULT_ACCEPTED if v.guided_goto(lat, lon, alt, speed) else MAV_RESULT_FAILED
     if cmd in (195, 201):  # DO_SET_ROI_LOCATION / DO_SET_ROI
         lat, lon = _latlon(p, is_int)
+        if not _on_earth(lat, lon):
+            return MAV_RESULT_DENIED
         if lat == 0 and lon == 0:
             v.roi = None
         else:
@@ -350,6 +359,8 @@ def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[flo
             v.home_lat, v.home_lon = v.est_latlon()
         else:
             lat, lon = _latlon(p, is_int)
+            if not _on_earth(lat, lon):  # as ArduPilot's set_home: a home it cannot fly to is refused
+                return MAV_RESULT_DENIED
             v.home_lat, v.home_lon = lat, lon
             if frame in (0, 5):
                 v.home_alt_msl = p[6]

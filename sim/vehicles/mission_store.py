@@ -135,9 +135,30 @@ class MissionStore:
         self._on_changed(mission_type)
 
     # ---- protocol
+    PROTOCOL_MESSAGES = frozenset({"MISSION_COUNT", "MISSION_ITEM_INT", "MISSION_ITEM", "MISSION_REQUEST_LIST",
+                                   "MISSION_REQUEST_INT", "MISSION_REQUEST", "MISSION_CLEAR_ALL", "MISSION_ACK"})
+
+    @staticmethod
+    def _fits_degE7(deg: float) -> bool:
+        return abs(deg) <= 214.7483647  # False for NaN and infinity too
+
     def handle(self, conn: GcsConnection, msg, now: float) -> bool:
         t = msg.get_type()
         mtype = getattr(msg, "mission_type", 0)
+        if mtype not in self.lists and not (t == "MISSION_CLEAR_ALL" and mtype == MAV_MISSION_TYPE_ALL) \
+                and t in self.PROTOCOL_MESSAGES and t != "MISSION_ACK":
+            # A list this vehicle does not keep: refused as ArduPilot does, whatever the message.
+            self._ack(conn, msg.get_srcSystem(), msg.get_srcComponent(), ACK_UNSUPPORTED, mtype)
+            return True
+        if t == "MISSION_ITEM" and self.upload is not None and self.upload.conn is conn \
+                and not (self._fits_degE7(msg.x) and self._fits_degE7(msg.y)):
+            # A float item whose place cannot be stored as int32 degE7 (NaN, infinite, huge):
+            # the upload ends with the error, as ArduPilot's conversion to MISSION_ITEM_INT does.
+            self.upload = None
+            self._ack(conn, msg.get_srcSystem(), msg.get_srcComponent(),
+                      mavlink.MAV_MISSION_INVALID_PARAM5_X if not self._fits_degE7(msg.x)
+                      else mavlink.MAV_MISSION_INVALID_PARAM6_Y, mtype)
+            return True
         if t == "MISSION_COUNT":
             self._start_upload(conn, msg, mtype, now)
         elif t in ("MISSION_ITEM_INT", "MISSION_ITEM"):

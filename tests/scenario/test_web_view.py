@@ -17,7 +17,7 @@ import pytest
 from common.geo import LocalFrame, offset
 from runloop import RunError
 from runloop.live import DroneLive, IncidentLive, LiveState, ScriptedLive, UnitLive
-from runloop.web import Dock, LiveWebView, PlanLayer, RouteLine, parse_web_address
+from runloop.web import Dock, LiveWebView, Permission, PlanLayer, RouteLine, WebAccess, parse_web_address
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -72,13 +72,13 @@ class ScriptedRun:
 
 
 @contextmanager
-def serve_in_thread(run: ScriptedRun, plan: PlanLayer):
+def serve_in_thread(run: ScriptedRun, plan: PlanLayer, access: WebAccess | None = None):
     """The web view on its own event loop in a thread, so a blocking browser driver can talk to it."""
     box: dict = {}
     ready = threading.Event()
 
     async def main():
-        view = LiveWebView(run.get, plan, push_every_wall_s=0.2, title="patrol test")
+        view = LiveWebView(run.get, plan, push_every_wall_s=0.2, title="patrol test", access=access)
         box["url"] = await view.start()
         box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
         ready.set()
@@ -109,8 +109,10 @@ async def get_http(url: str, request: bytes, timeout_s: float = 5.0) -> tuple[in
     return int(lines[0].split()[1]), headers, body
 
 
-def get_request(path: str, method: str = "GET") -> bytes:
-    return f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+def get_request(path: str, method: str = "GET", host: str = "127.0.0.1", headers: dict | None = None) -> bytes:
+    """One request as a browser sends it: the Host it used, plus `headers`."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 # ---------------------------------------------------------------------------------- HTTP
@@ -237,6 +239,141 @@ def test_patrol_run_and_demo_take_web():
     assert parser.parse_args(["run", "--scenario", "x", "--web", "0.0.0.0:9000"]).web == ("0.0.0.0", 9000)
     with pytest.raises(SystemExit):
         parser.parse_args(["demo", "--web", "eighty"])
+
+
+# ---------------------------------------------------------------------------------- who may see it
+async def test_the_view_listens_on_loopback_only_by_default():
+    """Officers' live positions stay on this machine unless the operator names another address:
+    the default view, `--web PORT` and `patrol demo --web PORT` all bind 127.0.0.1, with no token."""
+    from patrol import build_parser
+
+    args = build_parser().parse_args(["demo", "--web", "0"])
+    assert args.web == ("127.0.0.1", 0) and args.web_allow_host == []
+    view = LiveWebView(lambda: get_state())
+    await view.start()
+    try:
+        assert view._server.sockets[0].getsockname()[0] == "127.0.0.1" and len(view._server.sockets) == 1
+        assert view.access.open and (await get_http(view.url, get_request("/state.json")))[0] == 200
+    finally:
+        await view.close()
+
+
+async def test_a_page_reaching_the_view_under_another_name_is_refused():
+    """DNS rebinding: a page from evil.example whose name now points at 127.0.0.1 sends
+    `Host: evil.example`; it gets 421 naming the host on every path (the stream included), while
+    127.0.0.1, localhost, ::1 and names allowed with --web-allow-host are served."""
+    view = LiveWebView(lambda: get_state(), get_plan(), allowed_hosts=("patrol.lan",))
+    await view.start()
+    try:
+        for path in ("/", "/state.json", "/events", "/admin"):
+            status, _, body = await get_http(view.url, get_request(path, host=f"evil.example:{view.port}"))
+            assert status == 421 and b"'evil.example:" in body and b"--web-allow-host evil.example" in body, path
+        for host in (f"127.0.0.1:{view.port}", f"localhost:{view.port}", f"[::1]:{view.port}", "patrol.lan",
+                     f"PATROL.LAN:{view.port}"):
+            assert (await get_http(view.url, get_request("/state.json", host=host)))[0] == 200, host
+        assert (await get_http(view.url, get_request("/state.json", host="127.0.0.1.evil.example")))[0] == 421
+        status, _, body = await get_http(view.url, b"GET /state.json HTTP/1.1\r\n\r\n")
+        assert status == 400 and b"no Host header" in body
+        two_hosts = b"GET /state.json HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n"
+        assert (await get_http(view.url, two_hosts))[0] == 400
+    finally:
+        await view.close()
+
+
+async def test_bound_to_every_interface_it_answers_to_addresses_not_to_foreign_names():
+    """On 0.0.0.0 a browser on the LAN uses the machine's address (any IP literal is served); a name
+    is served only if it is this machine's or allowed."""
+    import socket
+
+    view = LiveWebView(lambda: get_state(), host="0.0.0.0")
+    await view.start()
+    url = f"http://127.0.0.1:{view.port}/"
+    try:
+        for host in ("192.168.1.20:8765", "[fe80::1]:8765", socket.gethostname()):
+            assert (await get_http(url, get_request("/state.json", host=host)))[0] == 200, host
+        assert (await get_http(url, get_request("/state.json", host="evil.example")))[0] == 421
+    finally:
+        await view.close()
+
+
+async def test_with_a_token_nothing_is_shown_without_it():
+    """--web-token: no token 401 (saying how to give one), a wrong one 403, on every path; the right
+    one as a Bearer header, or opening /?token= once (303 to the same page without the token, which
+    is kept in an HttpOnly cookie for this port) and then the cookie, the stream included."""
+    view = LiveWebView(lambda: get_state(), get_plan(), access=WebAccess.view_token("s3cret-Token"))
+    await view.start()
+    try:
+        for path in ("/", "/state.json", "/events"):
+            status, headers, body = await get_http(view.url, get_request(path))
+            assert status == 401 and b"needs a token" in body and headers["WWW-Authenticate"].startswith("Bearer"), path
+            assert b"drone01" not in body
+        wrong = [get_request("/state.json", headers={"Authorization": "Bearer s3cret-Tokem"}),
+                 get_request("/state.json?token=guess"),
+                 get_request("/state.json", headers={"Cookie": f"{view.cookie_name}=s3cret"})]
+        for request in wrong:
+            status, _, body = await get_http(view.url, request)
+            assert status == 403 and body == b"wrong token\n", request
+        status, _, body = await get_http(view.url, get_request("/state.json", headers={"Authorization": "Bearer s3cret-Token"}))
+        assert status == 200 and json.loads(body)["live"]["t_s"] == 12.5
+        status, headers, _ = await get_http(view.url, get_request("/?token=s3cret-Token"))
+        assert status == 303 and headers["Location"] == "/" and headers["Referrer-Policy"] == "no-referrer"
+        cookie = headers["Set-Cookie"]
+        assert cookie.startswith(f"{view.cookie_name}=s3cret-Token;") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        with_cookie = {"Cookie": f"other=1; {view.cookie_name}=s3cret-Token"}
+        assert (await get_http(view.url, get_request("/state.json", headers=with_cookie)))[0] == 200
+        status, headers, body = await get_http(view.url, get_request("/events", "HEAD", headers=with_cookie))
+        assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    finally:
+        await view.close()
+
+
+async def test_control_is_refused_unless_the_token_grants_it():
+    """The view is read-only: a route that would change the run needs CONTROL, which no client
+    holds without a token listing it (not even on loopback, not with a view-only token)."""
+    async def stop_run(writer, head_only):
+        stopped.append(True)
+        await view._respond(writer, 200, "text/plain", b"stopping\n")
+
+    stopped: list[bool] = []
+    for access, token, expected in [(WebAccess(), None, 401), (WebAccess.view_token("v"), "v", 403),
+                                    (WebAccess({"c": frozenset(Permission)}), "c", 200)]:
+        view = LiveWebView(lambda: get_state(), access=access)
+        view.add_route("/stop", stop_run, needs=Permission.CONTROL, methods=("POST",))
+        await view.start()
+        try:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            status, _, body = await get_http(view.url, get_request("/stop", "POST", headers=headers))
+            assert status == expected, (access, body)
+            if expected == 403:
+                assert body == b"this token does not grant control (POST /stop)\n"
+        finally:
+            await view.close()
+    assert stopped == [True]
+    assert all(route.needs is Permission.VIEW for route in LiveWebView(lambda: get_state()).routes.values())
+
+
+async def test_beyond_loopback_a_token_is_generated_and_printed(real_plan, capsys):
+    """`--web 0.0.0.0:PORT` with no --web-token: the run prints a URL with a fresh token; without
+    it nothing is served. A bad --web-token is refused naming why."""
+    from types import SimpleNamespace
+
+    from runloop.web import WebOptions, start_web_view
+
+    run = SimpleNamespace(clock=lambda: 33.0, drones=real_plan.drones, plan=real_plan.plan, grids=real_plan.grids,
+                          dock=real_plan.dock, scenario=SimpleNamespace(name="danyang-demo"),
+                          recorder=SimpleNamespace(incidents={}, unit_positions={}), world=SimpleNamespace(incidents=[]))
+    view = await start_web_view(run, WebOptions("0.0.0.0", 0))
+    try:
+        out = capsys.readouterr().out
+        token = out.split("?token=")[1].split()[0]
+        assert len(token) >= 20 and view.access.granted(token) == frozenset({Permission.VIEW})
+        url = f"http://127.0.0.1:{view.port}/"
+        assert (await get_http(url, get_request("/state.json")))[0] == 401
+        assert (await get_http(url, get_request("/state.json", headers={"Authorization": f"Bearer {token}"})))[0] == 200
+    finally:
+        await view.close()
+    with pytest.raises(RunError, match="web token: must be non-empty, without spaces"):
+        await start_web_view(run, WebOptions("127.0.0.1", 0, token="two words"))
 
 
 # ---------------------------------------------------------------------------------- in a browser
@@ -391,6 +528,23 @@ def test_a_sortie_planned_again_mid_run_is_drawn_and_shown_as_the_one_being_flow
         assert_no_script_errors(browser)
 
 
+def test_page_logs_in_once_with_the_token_and_follows_the_run(browser):
+    """With --web-token, opening /?token=TOKEN once logs the browser in: the address bar loses the
+    token and the page, its polling and its stream work from the cookie."""
+    run = ScriptedRun(get_state(10.0))
+    with serve_in_thread(run, get_plan(), WebAccess.view_token("field-ops-7")) as url:
+        browser.get(url + "state.json")
+        assert "needs a token" in browser.page_source
+        browser.get_log("browser")  # that refusal (and its favicon) are the only errors expected
+        browser.get(url + "?token=field-ops-7")
+        wait_page(browser, lambda d: get_row(d, "row-drone-drone01"), "drone01's row")
+        assert "token" not in browser.current_url
+        run.state = replace(run.state, t_s=42.0)
+        wait_page(browser, lambda d: d.find_element("id", "t").text == "42.0", "t = 42.0 s pushed")
+        assert_no_script_errors(browser)
+        browser.delete_all_cookies()
+
+
 def test_page_polls_when_server_sent_events_are_unavailable(browser):
     """A browser without EventSource still follows the run by polling /state.json."""
     run = ScriptedRun(get_state(10.0))
@@ -516,19 +670,19 @@ def test_live_state_is_what_the_table_reads_with_positions():
 
 
 async def test_the_web_stage_serves_a_patrol_runs_own_objects(real_plan, capsys):
-    """start_web_view(run, host, port) reads the run's clock, drones, recorder, world and plan, and
-    prints the URL to open."""
+    """start_web_view(run, WebOptions(host, port)) reads the run's clock, drones, recorder, world and
+    plan, and prints the URL to open."""
     from types import SimpleNamespace
 
-    from runloop.web import start_web_view
+    from runloop.web import WebOptions, start_web_view
 
     run = SimpleNamespace(clock=lambda: 33.0, drones=real_plan.drones, plan=real_plan.plan, grids=real_plan.grids,
                           dock=real_plan.dock, scenario=SimpleNamespace(name="danyang-demo"),
                           recorder=SimpleNamespace(incidents={}, unit_positions={"M01": (32.0, 119.57, "available")}),
                           world=SimpleNamespace(incidents=[]))
-    view = await start_web_view(run, "127.0.0.1", 0)
+    view = await start_web_view(run, WebOptions("127.0.0.1", 0))
     try:
-        assert f"live web view: {view.url}" in capsys.readouterr().out
+        assert f"live web view: {view.url}\n" in capsys.readouterr().out
         status, _, body = await get_http(view.url, get_request("/state.json"))
         data = json.loads(body)
         assert status == 200 and data["live"]["t_s"] == 33.0
