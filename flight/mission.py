@@ -197,6 +197,7 @@ class MissionClient:
             sent_at = time.monotonic()
             clean = True  # Karn: only time round trips of items sent once
             misses = 0
+            not_ready_since: float | None = None
             while True:
                 msg = await v.recv(sub, self._rto(misses))
                 if msg is None:
@@ -230,6 +231,18 @@ class MissionClient:
                         continue
                     if msg.type == mav.MAV_MISSION_OPERATION_CANCELLED and misses == 0 and last_sent is None:
                         continue
+                    if msg.type == mav.MAV_MISSION_NO_SPACE and last_sent is None:
+                        # ArduCopter right after boot (before its EKF has an origin): not ready yet
+                        not_ready_since = not_ready_since or time.monotonic()
+                        if time.monotonic() - not_ready_since < NOT_READY_WAIT_S:
+                            log.info("%s: vehicle not ready for a %s upload (NO_SPACE); asking again in 1 s",
+                                     v.drone_id, MISSION_TYPE_NAMES.get(mt, mt))
+                            await asyncio.sleep(1.0)
+                            send_count()
+                            sent_at, clean, misses = time.monotonic(), False, 0
+                            continue
+                        raise fail(f"vehicle still answers NO_SPACE after {NOT_READY_WAIT_S:.0f} s "
+                                   "(not ready, or its storage is full)", result=msg.type)
                     if msg.type == mav.MAV_MISSION_ERROR and last_sent == n - 1 and not clean:
                         # ArduCopter's answer to an item when no upload is open: our resend of the
                         # last item after its final ACK was lost. Only the read-back can tell.
@@ -342,38 +355,21 @@ class MissionClient:
     async def _upload_and_verify(self, items: list[MissionItem], mt: int) -> None:
         v = self._v
         last: MissionTransferError | None = None
-        not_ready_since: float | None = None
-        attempt = 0
-        while attempt < v.config.transfer.transfer_attempts:
+        for attempt in range(v.config.transfer.transfer_attempts):
             try:
                 await self._upload_once(items, mt)
                 got = await self._download(mt)
             except MissionTransferError as exc:
-                if exc.result == storage.NO_SPACE and exc.seq is None:
-                    # ArduCopter right after boot (before its EKF has an origin): not ready yet
-                    now = time.monotonic()
-                    not_ready_since = not_ready_since or now
-                    if now - not_ready_since < NOT_READY_WAIT_S:
-                        if now == not_ready_since:
-                            log.info("%s: vehicle not ready for a %s upload (NO_SPACE); waiting", v.drone_id,
-                                     MISSION_TYPE_NAMES[mt])
-                        await asyncio.sleep(1.0)
-                        continue
-                    raise MissionTransferError(
-                        f"vehicle still answers NO_SPACE after {NOT_READY_WAIT_S:.0f} s (not ready, or storage full)",
-                        mission_type=mt, result=exc.result, drone_id=v.drone_id) from exc
                 if exc.result in _FINAL_RESULTS:
                     raise
                 last = exc
-                attempt += 1
-                log.info("%s: %s (attempt %d)", v.drone_id, exc, attempt)
+                log.info("%s: %s (attempt %d)", v.drone_id, exc, attempt + 1)
                 continue
             why = first_mismatch(items, got, mt)
             if why is None:
                 return
             last = MissionMismatch(why, mission_type=mt, drone_id=v.drone_id)
-            attempt += 1
-            log.info("%s: %s (attempt %d)", v.drone_id, last, attempt)
+            log.info("%s: %s (attempt %d)", v.drone_id, last, attempt + 1)
         assert last is not None
         raise last
 

@@ -17,6 +17,8 @@ from flight.errors import (ArmingError, FlightError, FlightTimeout, MissionMisma
 from flight.events import EventKind
 from flight.link import mav
 from tests.flight.fake_autopilot import FakeAutopilot
+from tests.flight.procedures import SPEEDUP, get_sortie
+from tests.flight.procedures import connect as connect_sim
 
 HOME = (32.0, 119.58)
 
@@ -235,3 +237,75 @@ async def test_pose_stream_follows_telemetry_and_reports_silence():
                     pass
         finally:
             await v.close()
+
+
+async def test_transfer_cut_half_way_leaves_the_last_verified_mission_not_a_mix(sim_fleet):
+    """A radio dropout half-way through an upload. ArduCopter does not roll back: it holds the new
+    items it got followed by the old mission's rest (the simulator too). The controller, once the
+    link is back, gives the vehicle its last verified mission again and says so."""
+    fleet = await sim_fleet(count=1, speedup=SPEEDUP)
+    sv = fleet[0]
+    home = (sv.truth.lat, sv.truth.lon)
+    old = get_sortie(home, [(40.0 * i, 0.0) for i in range(1, 11)], name="old").items
+    new = get_sortie(home, [(0.0, 40.0 * i) for i in range(1, 11)], name="new").items
+    v = await connect_sim(sv.url, transfer={"item_timeout_s": 0.1, "item_attempts": 5, "transfer_attempts": 1})
+    try:
+        await v.mission.upload_verified(old)
+        held_during_cut: list[list[int]] = []
+
+        async def cut_half_way() -> None:
+            while sv.mission.upload is None or len(sv.mission.upload.items) < len(new) // 2:
+                await asyncio.sleep(0.001)
+            sv.faults.cut_link(10.0)  # vehicle seconds: longer than our transfer's patience
+            held_during_cut.append([it.y for it in sv.mission.lists[MissionType.MISSION]])
+
+        cutter = asyncio.create_task(cut_half_way())
+        with pytest.raises(MissionTransferError) as err:
+            await v.mission.upload_verified(new)
+        await cutter
+        lons = lambda items: [int(round(it.lon * 1e7)) for it in items]  # noqa: E731
+        mixed = held_during_cut[0]
+        assert mixed[2:len(new) // 2] == lons(new)[2:len(new) // 2] and mixed[-3:] == lons(old)[-3:], \
+            "the vehicle should have held new items followed by old ones during the cut"
+        assert "holds its last verified mission again" in str(err.value)
+        await v.mission.verify(old)  # what the vehicle holds now: the old mission, whole
+    finally:
+        await v.close()
+
+
+async def test_failed_transfer_without_a_verified_mission_clears_it(sim_fleet):
+    """No mission verified on this vehicle yet: after a refused upload the list is cleared (only
+    home), never left half-written, and the error says so."""
+    fleet = await sim_fleet(count=1, speedup=SPEEDUP)
+    sv = fleet[0]
+    home = (sv.truth.lat, sv.truth.lon)
+    v = await connect_sim(sv.url)
+    try:
+        await v.mission.upload(get_sortie(home, [(40.0 * i, 0.0) for i in range(1, 6)]).items)  # not verified
+        bad = list(get_sortie(home, [(0.0, 40.0 * i) for i in range(1, 6)]).items)
+        bad[4] = MissionItem(31999, alt_m=30)  # passes no check of ours: only the vehicle refuses it
+        with pytest.raises(MissionTransferError) as err:
+            await v.mission._upload_and_verify(bad, MissionType.MISSION)  # the vehicle refuses item 4 ...
+        assert len(sv.mission.lists[MissionType.MISSION]) == len(bad)  # ... and holds a mix: 4 new, 4 old
+        outcome = await v.mission._leave_known(MissionType.MISSION)
+        assert "cleared (no verified mission to restore)" in outcome
+        assert len(sv.mission.lists[MissionType.MISSION]) <= 1
+    finally:
+        await v.close()
+
+
+async def test_upload_right_after_boot_waits_for_the_vehicle_to_be_ready(sim_fleet, caplog):
+    """Right after boot ArduCopter answers MISSION_COUNT with NO_SPACE until its EKF has an origin
+    (recorded): the sortie is not failed, the upload is asked again until the vehicle takes it."""
+    fleet = await sim_fleet(count=1, speedup=20.0, fast_start=False)  # EKF origin after ~20 vehicle s
+    sv = fleet[0]
+    v = await connect_sim(sv.url, speedup=20.0)
+    try:
+        caplog.set_level("INFO", logger="flight.mission")
+        assert not sv.home_set
+        items = get_sortie((sv.truth.lat, sv.truth.lon), [(40.0, 0.0)]).items
+        await v.mission.upload_verified(items)
+        assert "not ready for a mission upload (NO_SPACE)" in caplog.text
+        assert len(sv.mission.lists[MissionType.MISSION]) == len(items)
+    finally:
+        await v.close()
