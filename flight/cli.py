@@ -2,7 +2,8 @@
 
 Exit status: 0 only when every sortie was flown (or, with --verify-only, verified on the vehicle)
 and the vehicle is disarmed on the ground; 1 when a vehicle did not (its reason is printed);
-2 for bad input (missing plan, bad URL).
+2 for bad input (missing plan, bad URL, items ArduCopter would refuse or store differently:
+each named with the reason, nothing uploaded).
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def register(subparsers) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify-only", action="store_true",
-                   help="upload and verify mission, fence and rally, then stop (nothing flies)")
+                   help="upload and verify mission, fence and rally, then stop: nothing flies, no parameter "
+                        "(failsafes, fence enable) is written")
     p.add_argument("--speedup", type=float, default=1.0,
                    help="simulator/SITL speedup, so heartbeats keep up with its failsafe clock (default 1)")
     p.add_argument("--signing-key", type=Path, metavar="FILE", help="MAVLink 2 signing key file")
@@ -52,7 +54,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace) -> FlightConfig:
     link = {"signing_key_file": args.signing_key} if args.signing_key else {}
-    safety = {"apply_on_connect": not args.no_failsafe_params}
+    # --verify-only writes no parameter: it only uploads and reads back the sortie's lists
+    safety = {"apply_on_connect": not args.no_failsafe_params and not args.verify_only}
     if args.speedup != 1.0:
         return FlightConfig.for_speedup(args.speedup, link=link, safety=safety, sortie_timeout_s=args.timeout_s)
     return FlightConfig(link=LinkConfig(**link), safety=SafetyConfig(**safety), sortie_timeout_s=args.timeout_s)
@@ -81,6 +84,14 @@ def _read_plan(path: Path):
         raise _InputError(f"cannot read plan {path}: {exc}") from exc
     if len(mission.items) < 2:
         raise _InputError(f"plan {path} has no mission items beyond home")
+    from common.values import MissionType
+    from flight.mission import storage_problems
+    problems = [f"{kind} {p}" for kind, items, mt in (("fence", mission.fence_items(), MissionType.FENCE),
+                                                      ("rally", mission.rally_items(), MissionType.RALLY),
+                                                      ("mission", mission.items, MissionType.MISSION))
+                for p in storage_problems(items, mt)]
+    if problems:  # ArduCopter would refuse these or keep other numbers: nothing is uploaded
+        raise _InputError(f"plan {path} cannot be flown on ArduCopter:\n  " + "\n  ".join(problems))
     return mission
 
 

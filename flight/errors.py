@@ -81,8 +81,25 @@ class MissionTransferError(FlightError):
         super().__init__(f"{MISSION_TYPE_NAMES.get(mission_type, mission_type)} transfer: {message}", **kw)
 
 
+    def left_with(self, outcome: str) -> "MissionTransferError":
+        """Add what the vehicle holds after this failure (restored, cleared, or unknown)."""
+        self.outcome = outcome
+        self.args = (f"{self.args[0]}; {outcome}",)
+        return self
+
+
 class MissionMismatch(MissionTransferError):
-    """The list read back differs from what was sent; names the first differing item and field."""
+    """The list read back differs from what ArduCopter keeps of what was sent; names the first
+    differing item and field."""
+
+
+class MissionNotStorable(MissionTransferError):
+    """Items ArduCopter would refuse, or store as other numbers than sent; nothing was uploaded.
+    `problems` name each item and why."""
+
+    def __init__(self, problems: list[str], **kw) -> None:
+        self.problems = list(problems)
+        super().__init__("not uploaded: " + "; ".join(self.problems), **kw)
 
 
 class ParamError(FlightError):

@@ -15,8 +15,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from common import ardupilot_storage as storage
+from common.ardupilot_storage import WireItem, f32
 from common.values import MissionItem, MissionType
-from flight.errors import (MAV_MISSION_RESULT_NAMES, CommandRejected, MissionMismatch, MissionTransferError)
+from flight.errors import (MAV_MISSION_RESULT_NAMES, MISSION_TYPE_NAMES, CommandRejected, MissionMismatch,
+                           MissionNotStorable, MissionTransferError)
+from flight.errors import FlightError
 from flight.link import mav
 
 if TYPE_CHECKING:
@@ -27,10 +31,53 @@ log = logging.getLogger(__name__)
 
 # MISSION_ACK results that no retry can fix: the vehicle understood and said no.
 _FINAL_RESULTS = {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14}
-# Frames that differ only in how x/y are encoded; the vehicle reports the float variant back.
-_FRAME_ALIASES = {5: 0, 6: 3, 11: 10}
-# Commands whose frame the vehicle keeps; for the rest (DO_*, RTL, CONDITION_*) it rewrites it.
-_POSITIONAL = {16, 17, 18, 19, 21, 22, 31, 82, 84, 85, 189, 195, 201, 5000, 5001, 5002, 5003, 5004, 5100}
+NOT_READY_WAIT_S = 90.0  # how long a vehicle answering NO_SPACE right after boot is given to get ready
+RESTORE_PATIENCE_S = 30.0  # how long a failed transfer keeps trying to leave the vehicle a known list
+
+
+def to_wire(item: MissionItem) -> WireItem:
+    """A MissionItem as the MISSION_ITEM_INT we send (lat/lon in degE7, params as float32)."""
+    return WireItem(item.command, item.frame, f32(item.param1), f32(item.param2), f32(item.param3),
+                    f32(item.param4), int(round(item.lat * 1e7)), int(round(item.lon * 1e7)), f32(item.alt_m),
+                    item.autocontinue)
+
+
+def storage_problems(items: Sequence[MissionItem], mission_type: int = MissionType.MISSION) -> list[str]:
+    """Why ArduCopter would refuse these items, or silently keep other numbers than sent for an
+    integer field, one line per item naming it; empty when the list can be uploaded as is.
+
+    >>> storage_problems([MissionItem(16), MissionItem(19, param4=float("nan")), MissionItem(178, param1=-1)])
+    ['item 1 (command 19): the vehicle refuses it (INVALID_PARAM4: NaN or infinite param4)', \
+"item 2 (command 178): param1 -1.0 does not fit the vehicle's 0..255 field (it would keep 255)"]
+    """
+    mt = int(mission_type)
+    out = []
+    if len(items) > storage.MAX_ITEMS[mt]:
+        out.append(f"{len(items)} items: the vehicle holds at most {storage.MAX_ITEMS[mt]}")
+    for seq, item in enumerate(items):
+        if mt == MissionType.MISSION and seq == 0:
+            continue  # home: the vehicle replaces it with its own
+        wire = to_wire(item)
+        result, _ = storage.store(wire, mt, upload_count=len(items), stored_count=0)
+        why = None
+        if result == storage.UNSUPPORTED:
+            name = storage.REFUSED.get(item.command)
+            why = (f"ArduCopter does not support {name} in a mission" if name else
+                   f"ArduCopter does not support command {item.command} in a {MISSION_TYPE_NAMES[mt]}")
+        elif storage.INVALID_PARAM1 <= result <= storage.INVALID_PARAM1 + 3:
+            k = result - storage.INVALID_PARAM1 + 1
+            value = wire.params[k - 1]
+            detail = "NaN or infinite" if not math.isfinite(value) else f"{value:g} out of range for"
+            why = f"the vehicle refuses it ({MAV_MISSION_RESULT_NAMES[result]}: {detail} param{k})"
+        elif result == storage.ERROR and item.command == 177:
+            why = f"DO_JUMP target {item.param1:g} is not an item of this mission (1..{len(items) - 1})"
+        elif result != storage.ACCEPTED:
+            why = f"the vehicle refuses it ({MAV_MISSION_RESULT_NAMES.get(result, result)})"
+        else:
+            why = storage.changes_that_matter(wire, mt)
+        if why:
+            out.append(f"item {seq} (command {item.command}): {why}")
+    return out
 
 
 def _close(a: float, b: float, tol: float) -> bool:
@@ -41,37 +88,47 @@ def _close(a: float, b: float, tol: float) -> bool:
 
 def first_mismatch(sent: Sequence[MissionItem], got: Sequence[MissionItem],
                    mission_type: int = MissionType.MISSION) -> str | None:
-    """Why `got` (read back from the vehicle) is not `sent`, naming the first differing item; None if equal.
+    """Why `got` (read back from the vehicle) is not what ArduCopter keeps of `sent`, naming the
+    first differing item and field; None when every item is as the vehicle is known to store it
+    (common.ardupilot_storage: non-INT frames, dropped and truncated params, LAND param4 = 1, ...).
 
-    Tolerances are what the vehicle's storage keeps: lat/lon 1e-7 degree, altitude 1 cm
-    (1 m for rally points, stored in whole metres), params as float32.
+    The mission's item 0 is home, rewritten by the vehicle: not compared. Tolerances are a tenth
+    of what would matter: lat/lon 1.5e-7 degree, altitude 1 cm, params 1e-5 relative.
 
-    >>> a = [MissionItem(16, 32.0, 119.58, 0.0, frame=0), MissionItem(22, alt_m=30.0)]
-    >>> first_mismatch(a, [MissionItem(16, 32.1, 119.6, 10.1, frame=0), MissionItem(22, alt_m=30.0)]) is None
+    >>> a = [MissionItem(16, 32.0, 119.58, 0.0, frame=0), MissionItem(21, 32.001, 119.58, 0.0, frame=6)]
+    >>> first_mismatch(a, [MissionItem(16, 32.1, 119.6, 10.1, frame=0),
+    ...                    MissionItem(21, 32.001, 119.58, 0.0, frame=3, param4=1.0)]) is None
     True
-    >>> first_mismatch(a, [a[0], MissionItem(22, alt_m=35.0)])
-    'item 1 (command 22): alt_m sent 30.0, vehicle has 35.0'
+    >>> first_mismatch(a, [a[0], MissionItem(21, 32.001, 119.58, 5.0, frame=3, param4=1.0)])
+    'item 1 (command 21): alt_m sent 0.0, vehicle has 5.0'
     """
     if len(sent) != len(got):
         return f"vehicle holds {len(got)} items, {len(sent)} were sent"
-    start = 1 if mission_type == MissionType.MISSION else 0  # home item: rewritten by the vehicle
-    alt_tol = 1.0 if mission_type == MissionType.RALLY else 0.011
+    mt = int(mission_type)
+    start = 1 if mt == MissionType.MISSION else 0
     for seq in range(start, len(sent)):
         a, b = sent[seq], got[seq]
-        checks: list[tuple[str, float, float, float]] = [
-            ("command", a.command, b.command, 0),
-            ("lat", a.lat, b.lat, 1.5e-7), ("lon", a.lon, b.lon, 1.5e-7), ("alt_m", a.alt_m, b.alt_m, alt_tol)]
+        _, kept = storage.store(to_wire(a), mt, upload_count=len(sent), stored_count=len(sent))
+        want = item_of(kept) if kept is not None else a
+        checks: list[tuple[str, float, float, float, float]] = [
+            ("command", a.command, want.command, b.command, 0),
+            ("lat", a.lat, want.lat, b.lat, 1.5e-7), ("lon", a.lon, want.lon, b.lon, 1.5e-7),
+            ("alt_m", a.alt_m, want.alt_m, b.alt_m, 0.011)]
         for name in ("param1", "param2", "param3", "param4"):
-            va, vb = getattr(a, name), getattr(b, name)
-            checks.append((name, va, vb, 1e-5 * max(1.0, abs(va)) if not math.isnan(va) else 0))
-        if a.command in _POSITIONAL:
-            checks.append(("frame", _FRAME_ALIASES.get(a.frame, a.frame), _FRAME_ALIASES.get(b.frame, b.frame), 0))
-        if mission_type == MissionType.MISSION:
-            checks.append(("autocontinue", a.autocontinue, b.autocontinue, 0))
-        for name, va, vb, tol in checks:
-            if not _close(float(va), float(vb), tol):
-                return f"item {seq} (command {a.command}): {name} sent {va}, vehicle has {vb}"
+            va, vw, vb = getattr(a, name), getattr(want, name), getattr(b, name)
+            checks.append((name, va, vw, vb, 1e-5 * max(1.0, abs(vw)) if not math.isnan(vw) else 0))
+        checks += [("frame", a.frame, want.frame, b.frame, 0),
+                   ("autocontinue", a.autocontinue, want.autocontinue, b.autocontinue, 0)]
+        for name, va, vw, vb, tol in checks:
+            if not _close(float(vw), float(vb), tol):
+                kept_as = "" if _close(float(va), float(vw), tol) else f" (kept as {vw})"
+                return f"item {seq} (command {a.command}): {name} sent {va}{kept_as}, vehicle has {vb}"
     return None
+
+
+def item_of(w: WireItem) -> MissionItem:
+    return MissionItem(w.command, w.x / 1e7, w.y / 1e7, float(w.z), frame=w.frame, param1=w.param1,
+                       param2=w.param2, param3=w.param3, param4=w.param4, autocontinue=w.autocontinue)
 
 
 def item_from_wire(msg) -> MissionItem:
@@ -95,6 +152,7 @@ class MissionClient:
         self._v = vehicle
         self._lock = asyncio.Lock()  # one transfer at a time per vehicle: the protocol has no ids
         self._srtt_s: float | None = None  # smoothed item round trip, for TCP-like resend timing
+        self._verified: dict[int, list[MissionItem]] = {}  # per list: the last one verified on the vehicle
 
     def _rtt_sample(self, rtt_s: float) -> None:
         self._srtt_s = rtt_s if self._srtt_s is None else 0.875 * self._srtt_s + 0.125 * rtt_s
@@ -139,6 +197,7 @@ class MissionClient:
             sent_at = time.monotonic()
             clean = True  # Karn: only time round trips of items sent once
             misses = 0
+            not_ready_since: float | None = None
             while True:
                 msg = await v.recv(sub, self._rto(misses))
                 if msg is None:
@@ -172,6 +231,18 @@ class MissionClient:
                         continue
                     if msg.type == mav.MAV_MISSION_OPERATION_CANCELLED and misses == 0 and last_sent is None:
                         continue
+                    if msg.type == mav.MAV_MISSION_NO_SPACE and last_sent is None:
+                        # ArduCopter right after boot (before its EKF has an origin): not ready yet
+                        not_ready_since = not_ready_since or time.monotonic()
+                        if time.monotonic() - not_ready_since < NOT_READY_WAIT_S:
+                            log.info("%s: vehicle not ready for a %s upload (NO_SPACE); asking again in 1 s",
+                                     v.drone_id, MISSION_TYPE_NAMES.get(mt, mt))
+                            await asyncio.sleep(1.0)
+                            send_count()
+                            sent_at, clean, misses = time.monotonic(), False, 0
+                            continue
+                        raise fail(f"vehicle still answers NO_SPACE after {NOT_READY_WAIT_S:.0f} s "
+                                   "(not ready, or its storage is full)", result=msg.type)
                     if msg.type == mav.MAV_MISSION_ERROR and last_sent == n - 1 and not clean:
                         # ArduCopter's answer to an item when no upload is open: our resend of the
                         # last item after its final ACK was lost. Only the read-back can tell.
@@ -255,51 +326,103 @@ class MissionClient:
             v.send("mission_ack", v.target_system, v.target_component, mav.MAV_MISSION_ACCEPTED, mt)
             return tuple(got[i] for i in range(n))
 
-    # ---- verified --------------------------------------------------------------------------
+    # ---- verified ----------------------------------------------------------------------------
     async def upload_verified(self, items: Sequence[MissionItem], mission_type: int = MissionType.MISSION) -> None:
-        """Upload, read back, compare; retry the whole list on a transport failure or mismatch.
+        """Check, upload, read back, compare with what ArduCopter keeps; retry the whole list on a
+        transport failure or mismatch; wait while a just-booted vehicle answers NO_SPACE.
 
-        Raises MissionTransferError with the vehicle's MISSION_ACK result for a refusal, or
-        MissionMismatch naming the first differing item when the read-back never matches.
+        Raises MissionNotStorable (nothing sent) for items the vehicle would refuse or change,
+        MissionTransferError with the vehicle's MISSION_ACK result for a refusal, or MissionMismatch
+        naming the first differing item. ArduCopter does not roll back a failed upload (it keeps the
+        new items received, then the old list's rest), so after a failure the vehicle is given back
+        the last list verified on it, or the list is cleared; the error says which.
         """
         items = list(items)
         mt = int(mission_type)
         v = self._v
-        last: MissionTransferError | None = None
+        problems = storage_problems(items, mt)
+        if problems:
+            raise MissionNotStorable(problems, mission_type=mt, drone_id=v.drone_id)
         async with self._lock:
-            for attempt in range(v.config.transfer.transfer_attempts):
-                try:
-                    await self._upload_once(items, mt)
-                    got = await self._download(mt)
-                except MissionTransferError as exc:
-                    if exc.result in _FINAL_RESULTS:
-                        raise
-                    last = exc
-                    log.info("%s: %s (attempt %d)", v.drone_id, exc, attempt + 1)
-                    continue
-                why = first_mismatch(items, got, mt)
-                if why is None:
-                    return
-                last = MissionMismatch(why, mission_type=mt, drone_id=v.drone_id)
-                log.info("%s: %s (attempt %d)", v.drone_id, last, attempt + 1)
+            try:
+                await self._upload_and_verify(items, mt)
+            except MissionTransferError as exc:
+                if exc.result == storage.NO_SPACE and exc.seq is None:
+                    raise  # refused at MISSION_COUNT: the vehicle's list is untouched
+                raise exc.left_with(await self._leave_known(mt))
+            self._verified[mt] = items
+
+    async def _upload_and_verify(self, items: list[MissionItem], mt: int) -> None:
+        v = self._v
+        last: MissionTransferError | None = None
+        for attempt in range(v.config.transfer.transfer_attempts):
+            try:
+                await self._upload_once(items, mt)
+                got = await self._download(mt)
+            except MissionTransferError as exc:
+                if exc.result in _FINAL_RESULTS:
+                    raise
+                last = exc
+                log.info("%s: %s (attempt %d)", v.drone_id, exc, attempt + 1)
+                continue
+            why = first_mismatch(items, got, mt)
+            if why is None:
+                return
+            last = MissionMismatch(why, mission_type=mt, drone_id=v.drone_id)
+            log.info("%s: %s (attempt %d)", v.drone_id, last, attempt + 1)
         assert last is not None
         raise last
 
+    async def _leave_known(self, mt: int) -> str:
+        """After a failed transfer: the last list verified on this vehicle again, or an empty list.
+        Keeps trying for RESTORE_PATIENCE_S (a radio dropout that broke the upload may be short).
+        Returns what the vehicle now holds, for the operator."""
+        name = MISSION_TYPE_NAMES[mt]
+        previous = self._verified.get(mt)
+        deadline = time.monotonic() + RESTORE_PATIENCE_S
+        while True:
+            try:
+                if previous is not None:
+                    await self._upload_once(previous, mt)
+                    if first_mismatch(previous, await self._download(mt), mt) is None:
+                        return f"the vehicle holds its last verified {name} again ({len(previous)} items)"
+                await self._clear(mt)
+                self._verified.pop(mt, None)
+                return (f"the vehicle's {name} was cleared (no verified {name} to restore)" if previous is None
+                        else f"the vehicle's {name} was cleared (restoring the last verified one failed)")
+            except FlightError as exc:
+                if time.monotonic() >= deadline:
+                    log.warning("%s: could not restore or clear the %s: %s", self._v.drone_id, name, exc)
+                    return (f"the vehicle may hold a mix of old and new {name} items: restoring and clearing "
+                            f"failed for {RESTORE_PATIENCE_S:.0f} s ({exc.detail})")
+                await asyncio.sleep(0.5)
+
     async def verify(self, items: Sequence[MissionItem], mission_type: int = MissionType.MISSION) -> None:
-        """Read the list back and compare it to `items` without uploading anything."""
+        """Read the list back and compare it to what ArduCopter keeps of `items`; uploads nothing."""
         got = await self.download(mission_type)
         why = first_mismatch(list(items), got, int(mission_type))
         if why is not None:
             raise MissionMismatch(why, mission_type=int(mission_type), drone_id=self._v.drone_id)
+        self._verified[int(mission_type)] = list(items)
 
-    async def upload_sortie(self, mission: "Mission") -> None:
-        """Mission, fence and rally of one sortie, each verified; the fence is enabled when present.
+    async def upload_sortie(self, mission: "Mission", *, write_params: bool = True) -> None:
+        """Mission, fence and rally of one sortie, each verified; the fence is enabled when present
+        (unless `write_params` is False: then no parameter is written).
 
-        The fence goes up first so that the vehicle never holds a new mission with an old fence.
+        Nothing is sent when any list holds an item the vehicle would refuse or change
+        (MissionNotStorable). The fence goes up first so that the vehicle never holds a new
+        mission with an old fence.
         """
+        problems = [f"{MISSION_TYPE_NAMES[mt]} {p}" for mt, items in
+                    ((MissionType.FENCE, mission.fence_items()), (MissionType.RALLY, mission.rally_items()),
+                     (MissionType.MISSION, mission.items)) for p in storage_problems(items, mt)]
+        if problems:
+            raise MissionNotStorable(problems, drone_id=self._v.drone_id)
         await self.upload_verified(mission.fence_items(), MissionType.FENCE)
         await self.upload_verified(mission.rally_items(), MissionType.RALLY)
         await self.upload_verified(mission.items, MissionType.MISSION)
+        if not write_params:
+            return
         safety = self._v.config.safety
         if safety.enable_fence and mission.fence:
             await self._v.params.set("FENCE_TYPE", safety.fence_type)
@@ -316,18 +439,22 @@ class MissionClient:
 
     async def clear(self, mission_type: int = MissionType.MISSION) -> None:
         """MISSION_CLEAR_ALL, confirmed by its MISSION_ACK."""
-        v = self._v
         async with self._lock:
-            with v.subscribe({"MISSION_ACK"}, lambda m: _type_of(m) == int(mission_type)) as sub:
-                for _ in range(v.config.link.command_attempts):
-                    v.send("mission_clear_all", v.target_system, v.target_component, int(mission_type))
-                    msg = await v.recv(sub, v.config.link.command_timeout_s)
-                    if msg is not None:
-                        if msg.type != 0:
-                            raise MissionTransferError(
-                                f"clear refused: {MAV_MISSION_RESULT_NAMES.get(msg.type, msg.type)}",
-                                mission_type=int(mission_type), result=msg.type, drone_id=v.drone_id)
-                        return
+            await self._clear(int(mission_type))
+            self._verified.pop(int(mission_type), None)
+
+    async def _clear(self, mission_type: int) -> None:
+        v = self._v
+        with v.subscribe({"MISSION_ACK"}, lambda m: _type_of(m) == int(mission_type)) as sub:
+            for _ in range(v.config.link.command_attempts):
+                v.send("mission_clear_all", v.target_system, v.target_component, int(mission_type))
+                msg = await v.recv(sub, v.config.link.command_timeout_s)
+                if msg is not None:
+                    if msg.type != 0:
+                        raise MissionTransferError(
+                            f"clear refused: {MAV_MISSION_RESULT_NAMES.get(msg.type, msg.type)}",
+                            mission_type=int(mission_type), result=msg.type, drone_id=v.drone_id)
+                    return
         raise MissionTransferError("no MISSION_ACK to MISSION_CLEAR_ALL", mission_type=int(mission_type),
                                    drone_id=v.drone_id)
 

@@ -65,7 +65,7 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
         raise SortieAborted(f"sortie {mission.name!r} has no items beyond home", drone_id=v.drone_id)
     say(f"{v.drone_id}: uploading {n} mission items, {len(mission.fence_items())} fence items, "
         f"{len(mission.rally)} rally points (verified)")
-    await v.mission.upload_sortie(mission)
+    await v.mission.upload_sortie(mission, write_params=not verify_only)
     report.verified = True
     say(f"{v.drone_id}: mission, fence and rally verified on the vehicle")
     if v.fence_avoidance is not None:

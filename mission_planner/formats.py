@@ -5,6 +5,11 @@ and exclusion polygons and circles) and rally points, so one file is one complet
 own metadata (name, drone_id, grid_ids) rides in an extra top-level key QGC ignores.
 .waypoints holds the mission only, home as row 0.
 
+Plans made in QGroundControl load too: null params (QGC's NaN) stay NaN, survey and corridor-scan
+ComplexItems contribute the items QGC generated for them (TransectStyleComplexItem.Items), and
+DO_JUMP targets (doJumpIds in the file) become item numbers. Whether ArduCopter can store each
+item is for flight/ to say (common.ardupilot_storage), item by item.
+
 Coordinates are written with 8 decimals (about 1 mm), what missions carry anyway; planner
 missions are rounded to that, so reading back gives the same Mission.
 """
@@ -12,9 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
-from common.values import (MAV_CMD_NAV_WAYPOINT, MAV_FRAME_GLOBAL, FenceZone, Mission, MissionItem,
+from common.values import (MAV_CMD_DO_JUMP, MAV_CMD_NAV_WAYPOINT, MAV_FRAME_GLOBAL, FenceZone, Mission, MissionItem,
                            RallyPoint)
 
 from .errors import PlanningError
@@ -97,20 +103,70 @@ def read_plan(path: str | Path) -> Mission:
         raise PlanningError(f"plan file {path} is not a valid QGC plan: {exc!r}") from exc
 
 
+def _simple_item(it: dict, where: str) -> MissionItem:
+    """One QGC SimpleItem. QGC writes NaN params (e.g. "unchanged yaw") as null: they stay NaN, so
+    the vehicle's own rules (ArduCopter keeps NaN yaw on a waypoint, refuses it elsewhere) decide."""
+    if not isinstance(it.get("params"), list):
+        raise ValueError(f"{where}: SimpleItem without a params list")
+    p = [math.nan if v is None else float(v) for v in it["params"][:4]]
+    p += [math.nan] * (4 - len(p))
+    loc = [0.0 if v is None else float(v) for v in it["params"][4:7]]
+    loc += [0.0] * (3 - len(loc))
+    return MissionItem(int(it["command"]), loc[0], loc[1], loc[2], frame=int(it.get("frame", 3)),
+                       param1=p[0], param2=p[1], param3=p[2], param4=p[3],
+                       autocontinue=1 if it.get("autoContinue", True) else 0)
+
+
+# ComplexItems QGC stores with their generated mission items (TransectStyleComplexItem.Items)
+_TRANSECT_ITEMS = {"survey", "CorridorScan"}
+
+
+def _flatten_items(raw: list) -> list[tuple[MissionItem, int | None]]:
+    """QGC's mission items as flat MissionItems, each with its doJumpId. A survey or corridor
+    scan contributes the items QGC generated for it; other ComplexItems (structure scan, landing
+    patterns) carry no items in the file and are refused, naming the item."""
+    out: list[tuple[MissionItem, int | None]] = []
+    for n, it in enumerate(raw, start=1):
+        kind = it.get("type")
+        if kind == "SimpleItem":
+            out.append((_simple_item(it, f"mission item {n}"), it.get("doJumpId")))
+        elif kind == "ComplexItem":
+            ctype = it.get("complexItemType")
+            if ctype not in _TRANSECT_ITEMS:
+                raise ValueError(f"mission item {n}: ComplexItem {ctype!r} holds no generated items "
+                                 f"(only survey and CorridorScan do); convert it to waypoints in QGC")
+            generated = (it.get("TransectStyleComplexItem") or {}).get("Items")
+            if not generated:
+                raise ValueError(f"mission item {n}: {ctype} without TransectStyleComplexItem.Items")
+            for k, sub in enumerate(generated, start=1):
+                if sub.get("type") != "SimpleItem":
+                    raise ValueError(f"mission item {n} ({ctype}) item {k}: not a SimpleItem")
+                out.append((_simple_item(sub, f"mission item {n} ({ctype}) item {k}"), sub.get("doJumpId")))
+        else:
+            raise ValueError(f"mission item {n}: unknown item type {kind!r}")
+    return out
+
+
+def _resolve_jumps(items: list[MissionItem], jump_ids: list[int | None]) -> list[MissionItem]:
+    """QGC writes a DO_JUMP's target as the doJumpId of an item, the vehicle wants its seq."""
+    seq_of = {jid: seq for seq, jid in enumerate(jump_ids) if jid is not None}
+    out = list(items)
+    for seq, it in enumerate(items):
+        if it.command == MAV_CMD_DO_JUMP:
+            if it.param1 not in seq_of:
+                raise ValueError(f"mission item {seq}: DO_JUMP to doJumpId {it.param1:g}, which no item has")
+            out[seq] = replace(it, param1=float(seq_of[it.param1]))
+    return out
+
+
 def plan_dict_to_mission(data: dict) -> Mission:
     if data.get("fileType") != "Plan":
         raise ValueError("fileType is not 'Plan'")
     m = data["mission"]
     hlat, hlon, halt = (list(m.get("plannedHomePosition") or [0, 0, 0]) + [0, 0, 0])[:3]
-    items = [MissionItem(MAV_CMD_NAV_WAYPOINT, float(hlat), float(hlon), float(halt or 0.0), frame=MAV_FRAME_GLOBAL)]
-    for it in m.get("items", []):
-        if it.get("type") != "SimpleItem":
-            raise ValueError(f"unsupported item type {it.get('type')!r} (only SimpleItem; flatten complex items in QGC)")
-        p = [0.0 if v is None else float(v) for v in it["params"]]
-        p += [0.0] * (7 - len(p))
-        items.append(MissionItem(int(it["command"]), p[4], p[5], p[6], frame=int(it.get("frame", 3)),
-                                 param1=p[0], param2=p[1], param3=p[2], param4=p[3],
-                                 autocontinue=1 if it.get("autoContinue", True) else 0))
+    home = MissionItem(MAV_CMD_NAV_WAYPOINT, float(hlat), float(hlon), float(halt or 0.0), frame=MAV_FRAME_GLOBAL)
+    flat = _flatten_items(m.get("items", []))
+    items = _resolve_jumps([home] + [it for it, _ in flat], [None] + [jid for _, jid in flat])
     gf = data.get("geoFence") or {}
     polygons = [FenceZone(bool(poly.get("inclusion", True)), tuple((float(a), float(b)) for a, b in poly["polygon"]))
                 for poly in gf.get("polygons", [])]

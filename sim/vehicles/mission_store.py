@@ -3,20 +3,27 @@
 Upload: MISSION_COUNT -> the vehicle asks MISSION_REQUEST seq 0, 1, ... (never _INT, like
 ArduCopter) -> MISSION_ITEM_INT or MISSION_ITEM -> ... -> MISSION_ACK. A silent GCS gets the same
 request again every second and, 8 s after the last item, MISSION_ACK 15 and "Mission upload
-timeout". An unsupported command ends the upload with MISSION_ACK 3 at that item.
+timeout". Each item is stored as common.ardupilot_storage says ArduCopter stores it; a refused
+item (unsupported command, NaN, bad DO_JUMP target ...) ends the upload with that MISSION_ACK.
+A failed upload is not rolled back: mission and rally keep the new items received followed by the
+old list's remaining ones (ArduPilot truncates at MISSION_COUNT and overwrites item by item); a
+fence is only replaced when complete.
 Download: MISSION_REQUEST_LIST -> MISSION_COUNT -> MISSION_REQUEST(_INT) n -> MISSION_ITEM(_INT) n.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
+from common.ardupilot_storage import FENCE, MAX_ITEMS, MISSION, RALLY, WireItem, store, stored_list
+
 if TYPE_CHECKING:
     from sim.vehicles.link import GcsConnection
 
-MISSION, FENCE, RALLY = 0, 1, 2
+__all__ = ["FENCE", "MISSION", "RALLY", "MissionStore", "WireItem"]
+
 MAV_MISSION_TYPE_ALL = 255
 
 ACK_ACCEPTED = 0
@@ -29,58 +36,6 @@ ACK_CANCELLED = 15
 
 UPLOAD_RETRY_S = 1.0
 UPLOAD_TIMEOUT_S = 8.0
-MAX_ITEMS = {MISSION: 724, FENCE: 84, RALLY: 10}  # SITL's storage limits
-
-# Commands ArduCopter accepts in a mission (NAV, DO and CONDITION commands it implements).
-MISSION_COMMANDS = frozenset({
-    16, 17, 18, 19, 20, 21, 22, 30, 31, 42, 82, 83, 84, 85, 92, 93, 94,  # NAV
-    112, 113, 114, 115,  # CONDITION
-    176, 177, 178, 179, 181, 182, 183, 184, 185, 189, 191, 194, 195, 197, 200, 201, 202, 203, 204,
-    205, 206, 207, 208, 211, 212, 213, 214, 215, 218, 219, 220, 222, 223, 3000, 2000, 2001, 2500, 2501,
-    1000, 1001, 42600, 42006, 42007,
-})
-FENCE_COMMANDS = frozenset({5000, 5001, 5002, 5003, 5004})
-RALLY_COMMANDS = frozenset({5100})
-SUPPORTED = {MISSION: MISSION_COMMANDS, FENCE: FENCE_COMMANDS, RALLY: RALLY_COMMANDS}
-# NAV commands without a location: ArduPilot stores and returns them in frame 0 (MAV_FRAME_GLOBAL).
-_NO_LOCATION = frozenset({20, 93, 112, 113, 114, 115}) | {c for c in MISSION_COMMANDS if 176 <= c < 5000}
-
-
-@dataclass(frozen=True, slots=True)
-class WireItem:
-    """One stored item, as it goes over the wire (x/y are degE7, z metres)."""
-
-    command: int
-    frame: int = 3
-    param1: float = 0.0
-    param2: float = 0.0
-    param3: float = 0.0
-    param4: float = 0.0
-    x: int = 0
-    y: int = 0
-    z: float = 0.0
-    autocontinue: int = 1
-
-    @property
-    def lat(self) -> float:
-        return self.x / 1e7
-
-    @property
-    def lon(self) -> float:
-        return self.y / 1e7
-
-
-def _normalise(item: WireItem, mission_type: int) -> WireItem:
-    """How ArduPilot stores an item: *_INT frames become plain ones, no-location items frame 0."""
-    frame = {5: 0, 6: 3, 11: 10}.get(item.frame, item.frame)
-    autocontinue = item.autocontinue
-    if mission_type == MISSION and item.command in _NO_LOCATION:
-        frame = 0
-    if mission_type == FENCE:
-        frame, autocontinue = 0, 0
-    if mission_type == RALLY:
-        frame, autocontinue = 3, 0
-    return replace(item, frame=frame, autocontinue=autocontinue)
 
 
 @dataclass(slots=True)
@@ -94,6 +49,7 @@ class _Upload:
     last_request_s: float
     gcs_sys: int
     gcs_comp: int
+    old: list[WireItem]  # the list before this upload: ArduPilot overwrites it item by item
 
 
 class MissionStore:
@@ -128,11 +84,6 @@ class MissionStore:
             return self.lists[MISSION][0] if self.lists[MISSION] else WireItem(16, 0)
         items = self.lists[mission_type]
         return items[seq] if 0 <= seq < len(items) else None
-
-    def set_list(self, mission_type: int, items: list[WireItem]) -> None:
-        """Replace a list directly (simulator API; the GCS uses the protocol)."""
-        self.lists[mission_type] = [_normalise(i, mission_type) for i in items]
-        self._on_changed(mission_type)
 
     # ---- protocol
     PROTOCOL_MESSAGES = frozenset({"MISSION_COUNT", "MISSION_ITEM_INT", "MISSION_ITEM", "MISSION_REQUEST_LIST",
@@ -198,16 +149,24 @@ class MissionStore:
         if self.upload is not None and self.upload.conn is not conn:
             self._ack(conn, sysid, compid, ACK_DENIED, mtype)  # another GCS is uploading
             return
-        if msg.count == 0:
-            self.upload = None
-            self.lists[mtype] = self.lists[mtype][:1] if mtype == MISSION else []
-            self._on_changed(mtype)
-            self._ack(conn, sysid, compid, ACK_ACCEPTED, mtype)
+        if mtype == MISSION and self._home_item() is None:
+            # Recorded right after boot: uploads refused until the vehicle has an EKF origin
+            self._ack(conn, sysid, compid, ACK_NO_SPACE, mtype)
             return
         if msg.count > MAX_ITEMS[mtype]:
             self._ack(conn, sysid, compid, ACK_NO_SPACE, mtype)
+            self._text(4, f"Only {MAX_ITEMS[mtype]} items are supported")
             return
-        self.upload = _Upload(conn, mtype, msg.count, [], 0, now, now, sysid, compid)
+        old = self.lists[mtype]
+        if msg.count == 0:
+            self.upload = None
+            self.lists[mtype] = old[:1] if mtype == MISSION else []
+            self._on_changed(mtype)
+            self._ack(conn, sysid, compid, ACK_ACCEPTED, mtype)
+            return
+        if mtype != FENCE:
+            self.lists[mtype] = old[:msg.count]  # ArduPilot truncates the stored list at MISSION_COUNT
+        self.upload = _Upload(conn, mtype, msg.count, [], 0, now, now, sysid, compid, old)
         self._request(self.upload)
 
     def _item(self, conn: GcsConnection, msg, mtype: int, now: float, is_int: bool) -> None:
@@ -223,16 +182,22 @@ class MissionStore:
             else:
                 self._ack(conn, sysid, compid, ACK_INVALID_SEQUENCE, mtype)
             return
-        if msg.command not in SUPPORTED[mtype]:
-            self.upload = None
-            self._ack(conn, sysid, compid, ACK_UNSUPPORTED, mtype)
-            return
         if is_int:
             x, y = msg.x, msg.y
         else:
             x, y = int(round(msg.x * 1e7)), int(round(msg.y * 1e7))
-        up.items.append(_normalise(WireItem(msg.command, msg.frame, msg.param1, msg.param2, msg.param3,
-                                            msg.param4, x, y, float(msg.z), msg.autocontinue), mtype))
+        sent = WireItem(msg.command, msg.frame, msg.param1, msg.param2, msg.param3, msg.param4, x, y,
+                        float(msg.z), msg.autocontinue)
+        result, kept = store(sent, mtype, upload_count=up.count, stored_count=len(self.lists[mtype]))
+        if kept is None:
+            # The upload ends here; what was already written stays (no roll back)
+            self.upload = None
+            self._ack(conn, sysid, compid, result, mtype)
+            self._on_changed(mtype)
+            return
+        up.items.append(kept)
+        if mtype != FENCE:  # mission and rally are written item by item; a fence only when complete
+            self.lists[mtype] = stored_list(up.old, up.items, up.count)
         up.next_seq += 1
         up.last_rx_s = up.last_request_s = now
         if up.next_seq < up.count:
@@ -279,9 +244,11 @@ class MissionStore:
             return
         if up.conn.closed:
             self.upload = None
+            self._on_changed(up.mission_type)
             return
         if now - up.last_rx_s >= UPLOAD_TIMEOUT_S:
             self.upload = None
+            self._on_changed(up.mission_type)
             self._ack(up.conn, up.gcs_sys, up.gcs_comp, ACK_CANCELLED, up.mission_type)
             self._text(4, "Mission upload timeout")
             up.conn.flush()

@@ -19,7 +19,8 @@ from common.values import Pose
 from sim.vehicles import failsafes, telemetry
 from sim.vehicles.avoidance import ERROR_REPORT_PERIOD_S, OA_DIJKSTRA_TYPES, DijkstraPlanner
 from sim.vehicles.faults import VehicleFaults
-from sim.vehicles.mission_store import FENCE, MISSION, RALLY, MissionStore, WireItem
+from common.ardupilot_storage import WireItem
+from sim.vehicles.mission_store import FENCE, MISSION, RALLY, MissionStore
 from sim.vehicles.params import ParamStore
 from sim.vehicles.physics import Battery, Kinematics
 

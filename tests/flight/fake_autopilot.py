@@ -1,7 +1,7 @@
 """A minimal ArduCopter stand-in for protocol tests: heartbeat, position, parameters, modes and the
 mission protocol answered the way BEHAVIOUR.md records a real ArduCopter answering (MISSION_REQUEST,
-INVALID_SEQUENCE for an unexpected item, home rewritten on download, frames reported as the float
-variants, fence/rally autocontinue 0), with packet loss in both directions.
+INVALID_SEQUENCE for an unexpected item, home rewritten on download, each item acked and kept as
+common.ardupilot_storage says ArduCopter does), with packet loss in both directions.
 
 It is not a simulator (nothing flies); sim/vehicles is. It exists so the transfer and parameter
 code is tested against a peer whose loss we control exactly, independent of the simulator.
@@ -13,6 +13,8 @@ import random
 import time
 
 from pymavlink.dialects.v20 import ardupilotmega as m
+
+from common.ardupilot_storage import WireItem, store
 
 HOME = (32.0, 119.58, 10.1)
 _PARAMS_47 = {"MAV_SYSID": 1, "WP_SPD": 10.0, "RTL_ALT_M": 15.0, "FS_GCS_ENABLE": 0, "FS_GCS_TIMEOUT": 5,
@@ -50,6 +52,8 @@ class FakeAutopilot:
         self.refuse_command = refuse_command
         self._rx: dict | None = None  # upload in progress: {type, count, items, next}
         self.items_received = 0
+        # Test hook: what a download returns instead of the stored list (a corrupting vehicle / link)
+        self.corrupt_readback = None  # Callable[[mission_type, list[WireItem]], list[WireItem]] | None
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task] = []
@@ -101,6 +105,10 @@ class FakeAutopilot:
                                         0, 0, 0, [1, 0, 0, 0], 0, 0, 0)
             await asyncio.sleep(0.2)
 
+    def _readback(self, mission_type: int) -> list:
+        items = self.lists[mission_type]
+        return self.corrupt_readback(mission_type, list(items)) if self.corrupt_readback else items
+
     def _handle(self, msg) -> None:
         t = msg.get_type()
         if t == "PARAM_REQUEST_READ":
@@ -134,12 +142,15 @@ class FakeAutopilot:
             if rx is None or msg.mission_type != rx["type"] or msg.seq != rx["next"]:
                 self.mav.mission_ack_send(255, 190, m.MAV_MISSION_INVALID_SEQUENCE, msg.mission_type)
                 return
-            if msg.command == 31999:
+            result, kept = store(WireItem(msg.command, msg.frame, msg.param1, msg.param2, msg.param3, msg.param4,
+                                          msg.x, msg.y, msg.z, msg.autocontinue), msg.mission_type,
+                                 upload_count=rx["count"], stored_count=len(self.lists[msg.mission_type]))
+            if kept is None:
                 self._rx = None
-                self.mav.mission_ack_send(255, 190, m.MAV_MISSION_UNSUPPORTED, msg.mission_type)
+                self.mav.mission_ack_send(255, 190, result, msg.mission_type)
                 return
             self.items_received += 1
-            rx["items"].append(msg)
+            rx["items"].append(kept)
             rx["next"] += 1
             if rx["next"] == rx["count"]:
                 self.lists[rx["type"]] = rx["items"]
@@ -148,18 +159,14 @@ class FakeAutopilot:
             else:
                 self.mav.mission_request_send(255, 190, rx["next"], msg.mission_type)
         elif t == "MISSION_REQUEST_LIST":
-            self.mav.mission_count_send(255, 190, len(self.lists[msg.mission_type]), msg.mission_type)
+            self.mav.mission_count_send(255, 190, len(self._readback(msg.mission_type)), msg.mission_type)
         elif t == "MISSION_REQUEST_INT":
-            items = self.lists[msg.mission_type]
+            items = self._readback(msg.mission_type)
             if msg.seq >= len(items):
                 return
-            it = items[msg.seq]
-            frame = {5: 0, 6: 3, 11: 10}.get(it.frame, it.frame)
-            x, y, z = it.x, it.y, it.z
+            it = items[msg.seq]  # as ArduCopter stores it (common.ardupilot_storage)
+            frame, x, y, z, auto = it.frame, it.x, it.y, it.z, it.autocontinue
             if msg.mission_type == 0 and msg.seq == 0:
                 frame, x, y, z = 0, int(HOME[0] * 1e7), int(HOME[1] * 1e7), HOME[2]
-            if it.command in (178, 20):
-                frame = 0
-            auto = 0 if msg.mission_type else it.autocontinue
             self.mav.mission_item_int_send(255, 190, msg.seq, frame, it.command, 0, auto, it.param1, it.param2,
                                            it.param3, it.param4, x, y, z, msg.mission_type)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-from common.values import MissionItem
 from mission_planner import read_plan, write_plan
 from tests.flight.procedures import SPEEDUP, assert_near, connect, get_sortie
 
@@ -52,33 +50,43 @@ async def test_patrol_fly_flies_a_planner_sortie_and_lands(sim_fleet, tmp_path):
     assert reached == sorted(reached) and reached[0] == 1 and len(reached) >= n - 3, out
     assert sv.truth.landed and not sv.truth.armed
     assert_near(sv.truth.lat, sv.truth.lon, dock, 5.0, "landing point vs dock")
+    # verified as ArduCopter stores it: LAND read back with param4 1, DO_CHANGE_SPEED frame 0
+    kept = sv.mission.lists[0]
+    assert kept[-1].command == 21 and kept[-1].param4 == 1.0
+    assert all(it.frame == 0 for it in kept if it.command == 178) and any(it.command == 178 for it in kept)
 
 
-async def test_patrol_fly_refused_plan_exits_with_the_vehicle_reason(sim_fleet, tmp_path):
-    """A plan with a command the vehicle does not support: nothing flies, exit 1, and the message
-    carries the vehicle's MISSION_ACK result and the item."""
+async def test_patrol_fly_refuses_a_qgc_plan_item_by_item_and_uploads_nothing(sim_fleet):
+    """A plan made in QGroundControl with items ArduCopter would refuse (NaN yaw on LOITER_TIME,
+    CONDITION_CHANGE_ALT) or silently wrap (a servo PWM of 70000): exit 2, each item named with
+    its reason, nothing uploaded, nothing armed."""
     fleet = await sim_fleet(count=1, speedup=SPEEDUP)
     sv = fleet[0]
-    good = get_sortie((sv.truth.lat, sv.truth.lon), [(50, 0)])
-    bad = replace(good, items=good.items[:2] + (MissionItem(31999, alt_m=20),) + good.items[2:])
-    plan = write_plan(tmp_path / "bad.plan", bad)
+    before = list(sv.mission.lists[0])
+    plan = ROOT / "tests/planner/data/qgc_refused_items.plan"
     code, out, err = await run_patrol("fly", "--connect", sv.url, "--plan", str(plan), "--speedup", str(SPEEDUP))
-    assert code == 1
-    assert "UNSUPPORTED at item 2 (command 31999)" in err
-    assert not sv.truth.armed
+    assert code == 2, err
+    assert "item 2 (command 19): the vehicle refuses it (INVALID_PARAM4: NaN or infinite param4)" in err
+    assert "item 3 (command 113): ArduCopter does not support CONDITION_CHANGE_ALT in a mission" in err
+    assert "item 4 (command 183): param2 70000" in err
+    assert sv.mission.lists[0] == before and not sv.truth.armed
 
 
 async def test_patrol_fly_verify_only_uploads_and_does_not_fly(sim_fleet, tmp_path):
-    """`patrol fly --verify-only`: mission, fence and rally verified on the vehicle, exit 0, and
-    the vehicle never armed."""
+    """`patrol fly --verify-only`: mission, fence and rally verified on the vehicle, exit 0, the
+    vehicle never armed, and not one parameter written (no failsafes, no fence enable)."""
     fleet = await sim_fleet(count=1, speedup=SPEEDUP)
     sv = fleet[0]
+    watched = ("FS_GCS_ENABLE", "BATT_FS_LOW_ACT", "FENCE_ENABLE", "FENCE_TYPE")
+    params_before = {name: sv.params.get(name) for name in watched}
     plan = write_plan(tmp_path / "s01.plan", get_sortie((sv.truth.lat, sv.truth.lon), [(50, 0)], name="s01"))
     code, out, err = await run_patrol("fly", "--connect", sv.url, "--plan", str(plan), "--verify-only",
                                       "--speedup", str(SPEEDUP))
     assert code == 0, err
     assert "mission, fence and rally verified" in out and "arming" not in out
     assert not sv.truth.armed and sv.truth.landed
+    assert {name: sv.params.get(name) for name in watched} == params_before
+    assert len(sv.mission.lists[0]) > 2 and sv.mission.lists[1]  # the sortie's lists are on the vehicle
 
 
 async def test_patrol_fly_missing_plan_is_bad_input(tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from dataclasses import replace
 
 import pytest
 
@@ -10,10 +12,13 @@ from common.geo import offset
 from common.values import FenceZone, Mission, MissionItem, MissionType, RallyPoint
 from flight import Vehicle
 from flight.config import FlightConfig
-from flight.errors import ArmingError, FlightError, FlightTimeout, MissionTransferError, ParamError
+from flight.errors import (ArmingError, FlightError, FlightTimeout, MissionMismatch, MissionNotStorable,
+                           MissionTransferError, ParamError)
 from flight.events import EventKind
 from flight.link import mav
 from tests.flight.fake_autopilot import FakeAutopilot
+from tests.flight.procedures import SPEEDUP, get_sortie
+from tests.flight.procedures import connect as connect_sim
 
 HOME = (32.0, 119.58)
 
@@ -53,15 +58,64 @@ async def test_verified_upload_reads_back_every_item():
 
 
 async def test_refused_item_names_the_vehicle_result():
-    """An unsupported command is refused at its item with the vehicle's MISSION_ACK result."""
+    """A command the vehicle refuses is refused at its item with the vehicle's MISSION_ACK result."""
     async with FakeAutopilot() as ap:
         v = await connect(ap)
         try:
             bad = [MissionItem(16, *HOME, 0.0, frame=0), MissionItem(31999, alt_m=30)]
             with pytest.raises(MissionTransferError) as err:
-                await v.mission.upload_verified(bad)
+                await v.mission.upload(bad)  # the raw upload: no check of ours in the way
             assert err.value.result == mav.MAV_MISSION_UNSUPPORTED and err.value.seq == 1
             assert "UNSUPPORTED at item 1" in str(err.value)
+        finally:
+            await v.close()
+
+
+async def test_items_arducopter_would_refuse_or_change_are_named_and_nothing_is_sent():
+    """NaN where ArduCopter refuses it, a negative integer param it would wrap, a command Copter
+    does not support in a mission: each named with its item; not one item goes over the link."""
+    async with FakeAutopilot() as ap:
+        v = await connect(ap)
+        try:
+            bad = [MissionItem(16, *HOME, 0.0, frame=0), MissionItem(22, alt_m=30),
+                   MissionItem(19, *offset(*HOME, 50, 0), 30, param1=10, param4=float("nan")),
+                   MissionItem(178, param1=-1, param2=5),
+                   MissionItem(113, param1=2, alt_m=40), MissionItem(21, *HOME, 0)]
+            with pytest.raises(MissionNotStorable) as err:
+                await v.mission.upload_verified(bad)
+            text = str(err.value)
+            assert "item 2 (command 19)" in text and "INVALID_PARAM4" in text
+            assert "item 3 (command 178): param1 -1" in text and "255" in text
+            assert "item 4 (command 113): ArduCopter does not support CONDITION_CHANGE_ALT" in text
+            assert "item 1 " not in text and "item 5 " not in text
+            assert ap.items_received == 0
+        finally:
+            await v.close()
+
+
+async def test_verifies_what_arducopter_keeps_and_names_a_corrupted_read_back():
+    """LAND comes back with param4 1, TAKEOFF/WAYPOINT without params 2-4, frames non-INT: that
+    verifies. A read-back with a moved waypoint, a changed command, a lost item or a truncated
+    list is refused, naming the item and field."""
+    items = [MissionItem(16, *HOME, 0.0, frame=0), MissionItem(22, alt_m=30, frame=6, param4=float("nan")),
+             MissionItem(16, *offset(*HOME, 60, 0), 30, frame=6, param2=2.0, param4=float("nan")),
+             MissionItem(178, param1=1, param2=6.5, param3=-1), MissionItem(21, *offset(*HOME, 60, 0), 0.0)]
+    moved = lambda mt, xs: xs[:2] + [replace(xs[2], x=xs[2].x + 90)] + xs[3:]  # noqa: E731  ~1 m north
+    other_command = lambda mt, xs: xs[:4] + [replace(xs[4], command=20)]  # noqa: E731
+    lost = lambda mt, xs: xs[:3] + xs[4:]  # noqa: E731
+    truncated = lambda mt, xs: xs[:3]  # noqa: E731
+    async with FakeAutopilot() as ap:
+        v = await connect(ap, transfer={"transfer_attempts": 1})
+        try:
+            await v.mission.upload_verified(items)
+            assert ap.lists[0][4].param4 == 1.0 and ap.lists[0][2].param2 == 0.0  # stored as ArduCopter does
+            for corrupt, why in [(moved, "item 2 (command 16): lat sent"), (other_command, "item 4 (command 21): command"),
+                                 (lost, "vehicle holds 4 items, 5 were sent"), (truncated, "holds 3 items")]:
+                ap.corrupt_readback = corrupt
+                with pytest.raises(MissionMismatch, match=re.escape(why)):
+                    await v.mission.verify(items)
+            ap.corrupt_readback = None
+            await v.mission.verify(items)
         finally:
             await v.close()
 
@@ -183,3 +237,75 @@ async def test_pose_stream_follows_telemetry_and_reports_silence():
                     pass
         finally:
             await v.close()
+
+
+async def test_transfer_cut_half_way_leaves_the_last_verified_mission_not_a_mix(sim_fleet):
+    """A radio dropout half-way through an upload. ArduCopter does not roll back: it holds the new
+    items it got followed by the old mission's rest (the simulator too). The controller, once the
+    link is back, gives the vehicle its last verified mission again and says so."""
+    fleet = await sim_fleet(count=1, speedup=SPEEDUP)
+    sv = fleet[0]
+    home = (sv.truth.lat, sv.truth.lon)
+    old = get_sortie(home, [(40.0 * i, 0.0) for i in range(1, 11)], name="old").items
+    new = get_sortie(home, [(0.0, 40.0 * i) for i in range(1, 11)], name="new").items
+    v = await connect_sim(sv.url, transfer={"item_timeout_s": 0.1, "item_attempts": 5, "transfer_attempts": 1})
+    try:
+        await v.mission.upload_verified(old)
+        held_during_cut: list[list[int]] = []
+
+        async def cut_half_way() -> None:
+            while sv.mission.upload is None or len(sv.mission.upload.items) < len(new) // 2:
+                await asyncio.sleep(0.001)
+            sv.faults.cut_link(10.0)  # vehicle seconds: longer than our transfer's patience
+            held_during_cut.append([it.y for it in sv.mission.lists[MissionType.MISSION]])
+
+        cutter = asyncio.create_task(cut_half_way())
+        with pytest.raises(MissionTransferError) as err:
+            await v.mission.upload_verified(new)
+        await cutter
+        lons = lambda items: [int(round(it.lon * 1e7)) for it in items]  # noqa: E731
+        mixed = held_during_cut[0]
+        assert mixed[2:len(new) // 2] == lons(new)[2:len(new) // 2] and mixed[-3:] == lons(old)[-3:], \
+            "the vehicle should have held new items followed by old ones during the cut"
+        assert "holds its last verified mission again" in str(err.value)
+        await v.mission.verify(old)  # what the vehicle holds now: the old mission, whole
+    finally:
+        await v.close()
+
+
+async def test_failed_transfer_without_a_verified_mission_clears_it(sim_fleet):
+    """No mission verified on this vehicle yet: after a refused upload the list is cleared (only
+    home), never left half-written, and the error says so."""
+    fleet = await sim_fleet(count=1, speedup=SPEEDUP)
+    sv = fleet[0]
+    home = (sv.truth.lat, sv.truth.lon)
+    v = await connect_sim(sv.url)
+    try:
+        await v.mission.upload(get_sortie(home, [(40.0 * i, 0.0) for i in range(1, 6)]).items)  # not verified
+        bad = list(get_sortie(home, [(0.0, 40.0 * i) for i in range(1, 6)]).items)
+        bad[4] = MissionItem(31999, alt_m=30)  # passes no check of ours: only the vehicle refuses it
+        with pytest.raises(MissionTransferError) as err:
+            await v.mission._upload_and_verify(bad, MissionType.MISSION)  # the vehicle refuses item 4 ...
+        assert len(sv.mission.lists[MissionType.MISSION]) == len(bad)  # ... and holds a mix: 4 new, 4 old
+        outcome = await v.mission._leave_known(MissionType.MISSION)
+        assert "cleared (no verified mission to restore)" in outcome
+        assert len(sv.mission.lists[MissionType.MISSION]) <= 1
+    finally:
+        await v.close()
+
+
+async def test_upload_right_after_boot_waits_for_the_vehicle_to_be_ready(sim_fleet, caplog):
+    """Right after boot ArduCopter answers MISSION_COUNT with NO_SPACE until its EKF has an origin
+    (recorded): the sortie is not failed, the upload is asked again until the vehicle takes it."""
+    fleet = await sim_fleet(count=1, speedup=20.0, fast_start=False)  # EKF origin after ~20 vehicle s
+    sv = fleet[0]
+    v = await connect_sim(sv.url, speedup=20.0)
+    try:
+        caplog.set_level("INFO", logger="flight.mission")
+        assert not sv.home_set
+        items = get_sortie((sv.truth.lat, sv.truth.lon), [(40.0, 0.0)]).items
+        await v.mission.upload_verified(items)
+        assert "not ready for a mission upload (NO_SPACE)" in caplog.text
+        assert len(sv.mission.lists[MissionType.MISSION]) == len(items)
+    finally:
+        await v.close()

@@ -96,8 +96,9 @@ def test_mission_compare_names_the_first_difference(change, field):
 
 def test_mission_compare_counts_and_nan():
     assert "holds 1 items, 2 were sent" in first_mismatch([MissionItem(16)] * 2, [MissionItem(16)])
-    nan = MissionItem(16, 32.0, 119.0, 20.0, param4=float("nan"))
-    assert first_mismatch([nan, nan], [nan, nan]) is None
+    nan = MissionItem(16, 32.0, 119.0, 20.0, param4=float("nan"))  # QGC's "unchanged yaw"
+    kept = MissionItem(16, 32.0, 119.0, 20.0, param4=0.0)  # ArduCopter keeps it as 0 on a waypoint
+    assert first_mismatch([nan, nan], [nan, kept]) is None
 
 
 def test_energy_needed_grows_with_distance_altitude_and_drain():

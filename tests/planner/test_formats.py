@@ -1,5 +1,7 @@
 """Mission files: .plan (QGC Plan JSON) and .waypoints (QGC WPL 110) read back what was written."""
 import json
+import math
+from pathlib import Path
 
 import pytest
 
@@ -76,8 +78,54 @@ def test_bad_plan_and_waypoints_files_are_planning_errors(tmp_path):
     with pytest.raises(PlanningError, match="line 2"):
         read_waypoints(tmp_path / "z.waypoints")
     (tmp_path / "c.plan").write_text(json.dumps({"fileType": "Plan", "mission": {"items": [{"type": "ComplexItem"}]}}))
-    with pytest.raises(PlanningError, match="SimpleItem"):
+    with pytest.raises(PlanningError, match="mission item 1: ComplexItem None holds no generated items"):
         read_plan(tmp_path / "c.plan")
+
+
+DATA = Path(__file__).with_name("data")  # plans written by hand from the QGC / WPL format documentation
+
+
+def test_qgc_survey_plan_flies_the_items_qgc_generated_with_its_fence_and_rally():
+    """A QGroundControl .plan with a survey ComplexItem: home from plannedHomePosition, the
+    survey's generated TransectStyleComplexItem.Items in place, QGC's null params as NaN (the
+    vehicle decides what it keeps of them), inclusion polygon, exclusion circle, rally point."""
+    m = read_plan(DATA / "qgc_survey.plan")
+    assert [it.command for it in m.items] == [16, 22, 178, 16, 206, 16, 16, 16, 206, 21]
+    assert (m.items[0].lat, m.items[0].lon, m.items[0].alt_m, m.items[0].frame) == (32.0, 119.58, 10.0, 0)
+    assert math.isnan(m.items[1].param4) and math.isnan(m.items[3].param4)
+    assert (m.items[3].lat, m.items[3].lon, m.items[3].alt_m) == (32.0005, 119.5805, 30.0)
+    assert (m.items[2].param1, m.items[2].param2, m.items[2].param3) == (1.0, 6.0, -1.0)
+    assert m.items[4].param1 == 25.0 and m.items[8].param1 == 0.0  # camera trigger distance on / off
+    assert [(z.inclusion, z.is_circle) for z in m.fence] == [(True, False), (False, True)]
+    assert m.fence[1].radius_m == 25 and m.rally == (RallyPoint(32.0008, 119.5792, 25.0),)
+
+
+def test_qgc_corridor_scan_and_do_jump_target_becomes_an_item_number():
+    """A CorridorScan contributes its generated items; a DO_JUMP names its target by doJumpId in
+    the file (here 6, the corridor's second waypoint), which the vehicle needs as seq 3."""
+    m = read_plan(DATA / "qgc_corridor_jump.plan")
+    assert [it.command for it in m.items] == [16, 22, 16, 16, 16, 16, 177, 20]
+    assert (m.items[6].param1, m.items[6].param2) == (3.0, 1.0)
+
+
+def test_unknown_complex_item_and_dangling_jump_are_refused_naming_the_item(tmp_path):
+    data = json.loads((DATA / "qgc_corridor_jump.plan").read_text())
+    data["mission"]["items"][1]["complexItemType"] = "StructureScan"
+    (tmp_path / "s.plan").write_text(json.dumps(data))
+    with pytest.raises(PlanningError, match="mission item 2: ComplexItem 'StructureScan'"):
+        read_plan(tmp_path / "s.plan")
+    data = json.loads((DATA / "qgc_corridor_jump.plan").read_text())
+    data["mission"]["items"][2]["params"][0] = 42
+    (tmp_path / "j.plan").write_text(json.dumps(data))
+    with pytest.raises(PlanningError, match="DO_JUMP to doJumpId 42, which no item has"):
+        read_plan(tmp_path / "j.plan")
+
+
+def test_mission_planner_waypoints_file_loads():
+    """Mission Planner's QGC WPL 110 (CRLF line ends, six decimals, home as row 0)."""
+    m = read_waypoints(DATA / "mission_planner.waypoints")
+    assert [it.command for it in m.items] == [16, 22, 16, 178, 16, 19, 21]
+    assert (m.items[0].lat, m.items[0].alt_m, m.items[2].lat, m.items[5].param1) == (32.0, 10.0, 32.0006, 5.0)
 
 
 from hypothesis import given, settings  # noqa: E402

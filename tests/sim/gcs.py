@@ -115,15 +115,24 @@ class TestGcs:
         return await self.wait_for("HEARTBEAT", pred, timeout)
 
     async def upload(self, items: list[dict], mission_type: int = 0, timeout: float = 5.0) -> int:
-        """Upload like a GCS does; returns the MISSION_ACK type."""
+        """Upload like a GCS does; returns the MISSION_ACK type. A vehicle not ready yet (NO_SPACE
+        to MISSION_COUNT, right after boot) is asked again, as a GCS would, until `timeout`."""
         since = self.mark()
+        deadline = asyncio.get_running_loop().time() + timeout
         self.mav.mission_count_send(self.target, 1, len(items), mission_type)
+        first = True
         while True:
             m = await self.wait_for(("MISSION_REQUEST", "MISSION_REQUEST_INT", "MISSION_ACK"),
                                     lambda m: m.mission_type == mission_type, timeout, since)
             since = self.mark()
             if m.get_type() == "MISSION_ACK":
+                if first and m.type == 4 and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.05)
+                    since = self.mark()
+                    self.mav.mission_count_send(self.target, 1, len(items), mission_type)
+                    continue
                 return m.type
+            first = False
             it = items[m.seq]
             self.mav.mission_item_int_send(
                 self.target, 1, m.seq, it.get("frame", 6), it["cmd"], 0, 1, *it.get("p", [0, 0, 0, 0]),
