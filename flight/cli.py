@@ -24,7 +24,8 @@ def register(subparsers) -> None:
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     fly.add_argument("--connect", required=True, metavar="URL",
                      help="tcp:HOST:PORT, udpin:HOST:PORT, udpout:HOST:PORT or /dev/ttyUSB0,57600")
-    fly.add_argument("--plan", required=True, type=Path, metavar="FILE.plan", help="the sortie to fly")
+    fly.add_argument("--plan", required=True, type=Path, metavar="FILE.plan",
+                     help="the sortie to fly: a .plan (patrol plan, QGroundControl) or a .waypoints (QGC WPL 110)")
     fly.add_argument("--drone-id", default="", help="name used in progress lines (default: the URL)")
     _common(fly)
     fly.set_defaults(func=run_fly)
@@ -71,15 +72,17 @@ def _fail(text: str, code: int) -> int:
 
 
 def _read_plan(path: Path):
-    """A .plan as a Mission, through the planner's reader (the one place that knows the format)."""
+    """A .plan (QGC, ours) or .waypoints (QGC WPL 110, Mission Planner) as a Mission, through the
+    planner's readers (the one place that knows the formats); refused, naming each item and why,
+    when ArduCopter would refuse or change what it holds."""
     try:
-        from mission_planner import read_plan
+        from mission_planner import read_plan, read_waypoints
     except ImportError as exc:
         raise _InputError(f"cannot read {path}: mission_planner.read_plan is not available ({exc})") from exc
     if not path.is_file():
         raise _InputError(f"plan file {path} does not exist")
     try:
-        mission = read_plan(path)
+        mission = read_waypoints(path) if path.suffix.lower() == ".waypoints" else read_plan(path)
     except Exception as exc:  # the planner's own error names what is wrong with the file
         raise _InputError(f"cannot read plan {path}: {exc}") from exc
     if len(mission.items) < 2:

@@ -89,6 +89,17 @@ async def test_patrol_fly_verify_only_uploads_and_does_not_fly(sim_fleet, tmp_pa
     assert len(sv.mission.lists[0]) > 2 and sv.mission.lists[1]  # the sortie's lists are on the vehicle
 
 
+async def test_patrol_fly_verifies_a_mission_planner_waypoints_file(sim_fleet):
+    """A Mission Planner .waypoints (QGC WPL 110) goes up and verifies as ArduCopter keeps it."""
+    fleet = await sim_fleet(count=1, speedup=SPEEDUP)
+    sv = fleet[0]
+    plan = ROOT / "tests/planner/data/mission_planner.waypoints"
+    code, out, err = await run_patrol("fly", "--connect", sv.url, "--plan", str(plan), "--verify-only",
+                                      "--speedup", str(SPEEDUP))
+    assert code == 0, err
+    assert [it.command for it in sv.mission.lists[0]] == [16, 22, 16, 178, 16, 19, 21]
+
+
 async def test_patrol_fly_missing_plan_is_bad_input(tmp_path):
     code, _, err = await run_patrol("fly", "--connect", "tcp:127.0.0.1:9", "--plan", str(tmp_path / "none.plan"))
     assert code == 2 and "none.plan" in err
