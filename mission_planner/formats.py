@@ -95,11 +95,11 @@ def read_plan(path: str | Path) -> Mission:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanningError(f"cannot read plan file {path}: {exc}") from exc
     try:
         return plan_dict_to_mission(data)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise PlanningError(f"plan file {path} is not a valid QGC plan: {exc!r}") from exc
 
 
@@ -160,6 +160,8 @@ def _resolve_jumps(items: list[MissionItem], jump_ids: list[int | None]) -> list
 
 
 def plan_dict_to_mission(data: dict) -> Mission:
+    if not isinstance(data, dict):
+        raise ValueError(f"a plan is a JSON object, this file holds a {type(data).__name__}")
     if data.get("fileType") != "Plan":
         raise ValueError("fileType is not 'Plan'")
     m = data["mission"]
@@ -208,7 +210,7 @@ def read_waypoints(path: str | Path) -> Mission:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise PlanningError(f"cannot read waypoints file {path}: {exc}") from exc
     rows = [r for r in text.splitlines() if r.strip()]
     if not rows or not rows[0].startswith("QGC WPL 110"):

@@ -17,16 +17,10 @@ from tests.fuzz.targets import TARGETS
 SHORT_INPUTS = {"mqtt-controller": 60, "mqtt-rider": 60, "grid-geojson": 25, "plan-file": 60, "scenario-yaml": 40,
                 "mavlink-flight": 100, "mavlink-sim": 100}
 SOAK_INPUTS = 10_000
-# read_plan (mission_planner/formats.py) is being rewritten by another change of issue 15's
-# sibling work (QGroundControl plans); its crashes are reported there rather than mended here.
-# Remove this once that loader is merged and the plan-file target passes.
-PENDING = {"plan-file": "read_plan crashes on non-UTF-8 files and non-object JSON (AttributeError, "
-                        "UnicodeDecodeError); the loader is being rewritten (storage helper)"}
 
 
-def targets(soak: bool = False):
-    return [pytest.param(n, marks=pytest.mark.xfail(reason=PENDING[n], strict=False)) if n in PENDING else n
-            for n in sorted(TARGETS)]
+def targets():
+    return sorted(TARGETS)
 
 
 def fuzz(name: str, inputs: int, seed: int) -> Figures:
