@@ -90,8 +90,9 @@ async def bench_upload(n_items: int) -> None:
     proc, base, stop = start_sim(1)
     try:
         async with Vehicle(f"tcp:127.0.0.1:{base}", drone_id="bench") as v:
-            await v.wait_until(lambda s: s.pose is not None, 30, what="position")
-            home = (v.state.pose.lat, v.state.pose.lon) if v.state.pose else (32.0, 119.58)
+            # a home means an EKF origin: before it ArduCopter answers uploads NO_SPACE (not timed here)
+            await v.wait_until(lambda s: s.pose is not None and s.home is not None, 60, what="home position")
+            home = (v.state.pose.lat, v.state.pose.lon)
             items = [MissionItem(16, *home, 0.0, frame=0), MissionItem(22, alt_m=30)]
             items += [MissionItem(16, *offset(*home, 10.0 * (i // 25), 10.0 * (i % 25)), 30.0)
                       for i in range(n_items - 3)]

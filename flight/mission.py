@@ -235,9 +235,9 @@ class MissionClient:
                         # ArduCopter right after boot (before its EKF has an origin): not ready yet
                         not_ready_since = not_ready_since or time.monotonic()
                         if time.monotonic() - not_ready_since < NOT_READY_WAIT_S:
-                            log.info("%s: vehicle not ready for a %s upload (NO_SPACE); asking again in 1 s",
+                            log.info("%s: vehicle not ready for a %s upload (NO_SPACE); asking again in 0.5 s",
                                      v.drone_id, MISSION_TYPE_NAMES.get(mt, mt))
-                            await asyncio.sleep(1.0)
+                            await asyncio.sleep(0.5)
                             send_count()
                             sent_at, clean, misses = time.monotonic(), False, 0
                             continue
