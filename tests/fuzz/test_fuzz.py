@@ -15,7 +15,7 @@ from tests.fuzz.fuzzkit import HEADER, Figures, run_target
 from tests.fuzz.targets import TARGETS
 
 SHORT_INPUTS = {"mqtt-controller": 60, "mqtt-rider": 60, "grid-geojson": 25, "plan-file": 60, "scenario-yaml": 40,
-                "mavlink-flight": 100, "mavlink-sim": 100}
+                "mavlink-flight": 100, "mavlink-signed": 100, "mavlink-sim": 100}
 SOAK_INPUTS = 10_000
 # read_plan (mission_planner/formats.py) is being rewritten by another change of issue 15's
 # sibling work (QGroundControl plans); its crashes are reported there rather than mended here.
