@@ -30,8 +30,7 @@ from typing import Any
 import yaml
 from pymavlink.dialects.v20 import ardupilotmega as mavlink2
 
-from tests.fuzz.fuzzkit import (ACCEPTED, EDGE_VALUES, Rejected, generate_document, mutate_bytes, random_bytes,
-                                random_json)
+from tests.fuzz.fuzzkit import ACCEPTED, Rejected, generate_document, mutate_bytes, random_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 
