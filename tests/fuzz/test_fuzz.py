@@ -59,3 +59,26 @@ def test_ten_thousand_inputs_per_target(name):
     fig = fuzz(name, SOAK_INPUTS, seed=2026)
     print(f"\n{HEADER}\n{fig.row()}")
     assert_survived(fig)
+
+
+def test_the_fuzz_kit_counts_crashes_hangs_and_unnamed_rejections():
+    """The figures can say no: a foreign exception is a crash, an endless loop a hang (CPU limit),
+    a rejection naming nothing is counted, each with an example to reproduce it."""
+    from tests.fuzz.fuzzkit import ACCEPTED, Rejected
+
+    def check(n):
+        if n == 0:
+            return ACCEPTED
+        if n == 1:
+            return Rejected("input.yaml: fleet.drones: must be at least 1", True)
+        if n == 2:
+            return Rejected("bad", False)
+        if n == 3:
+            raise KeyError("incident")
+        while True:
+            pass
+
+    fig = run_target("selftest", lambda rng: rng.randrange(5), check, inputs=40, seed=1, cpu_limit_s=0.05)
+    assert fig.inputs == 40 and fig.accepted + fig.rejected + fig.crashes + fig.hangs == 40
+    assert min(fig.accepted, fig.rejected, fig.crashes, fig.hangs, fig.unnamed) > 0 and not fig.ok
+    assert any("KeyError: 'incident'" in e for e in fig.examples) and any("hang" in e for e in fig.examples)
