@@ -224,6 +224,11 @@ class MavlinkLink:
             if msg.get_type() == "BAD_DATA":
                 self._bad_frame(getattr(msg, "reason", "") or "undecodable bytes")
                 continue
+            if isinstance(msg, mavlink2.MAVLink_unknown):
+                # pymavlink returns a message id it has no definition for before checking its CRC
+                # or signature: nothing here could use it, and with signing on it is unverified.
+                self._bad_frame(f"unknown message id {msg.get_type().removeprefix('UNKNOWN_')}")
+                continue
             self._on_message(msg)
 
     def _bad_frame(self, reason: str) -> None:

@@ -133,8 +133,8 @@ def default_allowed_hosts(bound_host: str, extra: tuple[str, ...] = ()) -> froze
     """The names a browser may use to reach a view bound to `bound_host`: the bound address, the
     loopback names, this machine's names when bound beyond loopback, and `extra`."""
     names = {bound_host.lower(), "localhost", "127.0.0.1", "::1", *(h.lower() for h in extra)}
-    if not is_loopback(bound_host):
-        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    if not is_loopback(bound_host):  # not getfqdn(): a DNS lookup that can stall start-up in the field
+        names.add(socket.gethostname().lower())
     return frozenset(n for n in names if n)
 
 

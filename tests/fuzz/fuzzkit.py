@@ -97,7 +97,7 @@ def run_target(name: str, generate: Callable[[random.Random], Any], check: Calla
         try:
             with cpu_limit(cpu_limit_s):
                 outcome = check(data)
-        except Hang:
+        except (Hang, TimeoutError):  # CPU spent, or an await that never finished (wait_for in check)
             fig.hangs += 1
             _keep(fig, keep_examples, f"input {i}: hang: {_short(data)}")
             continue

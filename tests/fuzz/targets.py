@@ -9,6 +9,8 @@ real entry points with no broker, vehicle or network:
     scenario-yaml    runloop.scenario.load_scenario on a YAML file
     mavlink-flight   flight's link decoding and Vehicle message handling: frames from our vehicle,
                      from forged/unknown system ids, garbage, truncated, bad CRC
+    mavlink-signed   the same with MAVLink 2 signing on: unsigned and wrongly signed frames (forged
+                     with our vehicle's id included) never reach the handlers, RADIO_STATUS aside
     mavlink-sim      the simulator's GCS connection (parse + handlers) with the same frames
 
 A rejection counts as named when the error names the input (topic or file) and says more.
@@ -21,14 +23,14 @@ import logging
 import random
 import struct
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pymavlink.dialects.v20 import ardupilotmega as mavlink2
 
-from tests.fuzz.fuzzkit import (ACCEPTED, EDGE_VALUES, Rejected, generate_document, mutate_bytes, random_bytes,
-                                random_json)
+from tests.fuzz.fuzzkit import ACCEPTED, Rejected, generate_document, mutate_bytes, random_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -369,30 +371,51 @@ class _Shadow:
         return Rejected("; ".join(reasons), all(reasons))
 
 
+SIGNING_KEY = bytes(range(32))
+
+
+def _sign(mav: mavlink2.MAVLink, key: bytes) -> None:
+    mav.signing.secret_key = key
+    mav.signing.link_id = 0
+    mav.signing.timestamp = int((time.time() - 1420070400) * 1e5)
+    mav.signing.sign_outgoing = True
+
+
 class FlightLinkTarget:
     """A flight Vehicle that has heard its autopilot (system 1), fed frames through its link's
     decoder into its message handlers. A frame from any other system must change nothing."""
 
     name = "mavlink-flight"
+    signed = False
 
     def __init__(self) -> None:
+        from flight.config import FlightConfig
         from flight.vehicle import Vehicle
 
+        self.tmp = tempfile.TemporaryDirectory(prefix="fuzz-flight-")
+        config = FlightConfig()
+        if self.signed:
+            key_file = Path(self.tmp.name) / "signing.key"
+            key_file.write_bytes(SIGNING_KEY)
+            config = config.model_copy(update={"link": config.link.model_copy(update={"signing_key_file": key_file})})
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.vehicle = Vehicle("tcp:127.0.0.1:5760", drone_id="drone01")
-        self.handled: list[int] = []
+        self.vehicle = Vehicle("tcp:127.0.0.1:5760", drone_id="drone01", config=config)
+        self.handled: list = []
         deliver = self.vehicle.link._on_message
 
         def spy(msg):
-            self.handled.append(msg.get_srcSystem())
+            self.handled.append(msg)
             deliver(msg)
         self.vehicle.link._on_message = spy
         autopilot = mavlink2.MAVLink(None, srcSystem=OUR_SYSID, srcComponent=1)
-        self.vehicle.link.feed(mavlink2.MAVLink_heartbeat_message(2, 3, 81, 5, 3, 3).pack(autopilot))
+        if self.signed:
+            _sign(autopilot, SIGNING_KEY)
+        heartbeat = mavlink2.MAVLink_heartbeat_message(2, 3, 81, 5, 3, 3).pack(autopilot)
+        self.vehicle.link.feed(heartbeat)
         assert self.vehicle.target_system == OUR_SYSID
         self.shadow = _Shadow()
-        self.shadow.parser.parse_buffer(mavlink2.MAVLink_heartbeat_message(2, 3, 81, 5, 3, 3).pack(autopilot))
+        self.shadow.parser.parse_buffer(heartbeat)
 
     def generate(self, rng: random.Random) -> bytes:
         return mavlink_frames(rng, VEHICLE_MESSAGES)
@@ -401,7 +424,7 @@ class FlightLinkTarget:
         state_before = repr(self.vehicle.state)
         self.handled.clear()
         self.vehicle.link.feed(data)
-        ours = sum(1 for s in self.handled if s == OUR_SYSID)
+        ours = sum(1 for m in self.handled if m.get_srcSystem() == OUR_SYSID)
         if self.vehicle.target_system != OUR_SYSID:
             raise AssertionError(f"a frame made the vehicle talk to system {self.vehicle.target_system}")
         if not ours and repr(self.vehicle.state) != state_before:
@@ -411,6 +434,40 @@ class FlightLinkTarget:
     def close(self) -> None:
         self.loop.close()
         asyncio.set_event_loop(None)
+        self.tmp.cleanup()
+
+
+class SignedFlightLinkTarget(FlightLinkTarget):
+    """The vehicle link with signing on. Inputs: frames as above (unsigned: forged), some signed
+    with a wrong key, some with the right one. Only the last (and unsigned RADIO_STATUS, which the
+    radio cannot sign) may reach the handlers."""
+
+    name = "mavlink-signed"
+    signed = True
+
+    def generate(self, rng: random.Random) -> bytes:
+        roll = rng.random()
+        if roll < 0.5:
+            return mavlink_frames(rng, VEHICLE_MESSAGES)
+        mav = mavlink2.MAVLink(None, srcSystem=OUR_SYSID if rng.random() < 0.7 else rng.randrange(256), srcComponent=1)
+        _sign(mav, SIGNING_KEY if roll < 0.75 else bytes(rng.randrange(256) for _ in range(32)))
+        try:
+            frame = random_message(rng, rng.choice(VEHICLE_MESSAGES)).pack(mav)
+        except (struct.error, TypeError, ValueError, OverflowError):
+            return random_bytes(rng, 40)
+        return mutate_bytes(frame, rng) if rng.random() < 0.2 else frame
+
+    def check(self, data: bytes) -> Any:
+        bad_before = self.vehicle.link.bad_frames
+        outcome = super().check(data)
+        for msg in self.handled:
+            if not getattr(msg, "_signed", False) and msg.get_type() != "RADIO_STATUS":
+                raise AssertionError(f"an unsigned {msg.get_type()} from system {msg.get_srcSystem()} was handled")
+        if outcome != ACCEPTED and self.vehicle.link.bad_frames > bad_before:
+            # The shadow parser does not check signatures; the link says why it dropped the frame.
+            reason = self.vehicle.link.last_bad_reason
+            return Rejected(reason, bool(reason))
+        return outcome
 
 
 class SimGcsTarget:
@@ -467,4 +524,5 @@ class SimGcsTarget:
 
 TARGETS = {"mqtt-controller": ControllerTarget, "mqtt-rider": RiderTarget, "grid-geojson": grid_target,
            "plan-file": plan_target, "scenario-yaml": scenario_target, "mavlink-flight": FlightLinkTarget,
+           "mavlink-signed": SignedFlightLinkTarget,
            "mavlink-sim": SimGcsTarget}

@@ -156,3 +156,20 @@ def test_a_cell_with_a_stray_vertex_far_away_is_a_problem_not_a_geometry_crash(t
         load_grid_text(tmp_path, json.dumps(data).encode())
     problems = [str(p) for p in caught.value.problems if p.grid_id == cell["properties"]["grid_id"]]
     assert problems and "too far from the other features to map" in problems[0], caught.value.problems
+
+
+# ---------------------------------------------------------------------------------- flight link
+def test_with_signing_on_a_frame_of_an_unknown_message_id_does_not_get_through():
+    """pymavlink hands back a message id it has no definition for before checking CRC or
+    signature: the link drops it as a bad frame, so an unsigned forged frame never reaches the
+    vehicle's handlers, whatever its id."""
+    from tests.fuzz.targets import SignedFlightLinkTarget
+
+    target = SignedFlightLinkTarget()
+    try:
+        forged = bytes([0xFD, 3, 0, 0, 7, 1, 1]) + (60000).to_bytes(3, "little") + b"abc" + b"\x00\x00"
+        target.check(forged)
+        assert target.handled == []
+        assert target.vehicle.link.last_bad_reason == "unknown message id 60000"
+    finally:
+        target.close()
