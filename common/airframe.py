@@ -36,6 +36,7 @@ class AirframeProfile(BaseModel):
     cruise_speed_m_s: float = Field(10.0, gt=0.5, le=30, title="horizontal speed of survey and transit legs")
     climb_speed_m_s: float = Field(3.0, gt=0.1, title="vertical speed climbing")
     descent_speed_m_s: float = Field(1.5, gt=0.1, title="vertical speed descending and landing")
+    turn_time_s: float = Field(3.0, ge=0, title="time lost decelerating and turning at each waypoint")
     reserve: float = Field(0.2, ge=0, lt=0.9, title="fraction of the pack left unused on landing")
 
     @property

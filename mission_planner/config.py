@@ -50,7 +50,6 @@ class FleetConfig(_Section):
     drones: int = Field(12, ge=1, le=200)
     airframe: AirframeProfile = Field(AirframeProfile(), title="pack, consumption, speeds and reserve of the "
                                       "drones (common/airframe.py); the sortie length follows from it")
-    turn_time_s: float = Field(3.0, ge=0, title="time lost decelerating/turning at each lane end")
     battery_swap_min: float = Field(3.0, ge=0, title="ground time at the dock between sorties")
     launch_stagger_s: float = Field(30.0, ge=0, title="drones sharing a dock take off this far apart")
     transit_base_alt_m: float = Field(65.0, gt=0, title="lowest transit layer (drone 1)")
@@ -81,6 +80,10 @@ class FleetConfig(_Section):
     @property
     def descent_speed_m_s(self) -> float:
         return self.airframe.descent_speed_m_s
+
+    @property
+    def turn_time_s(self) -> float:
+        return self.airframe.turn_time_s
 
 
 class ScheduleConfig(_Section):
