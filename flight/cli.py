@@ -12,6 +12,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from common.airframe import AirframeProfile
 from flight.config import FlightConfig, LinkConfig, SafetyConfig
 from flight.errors import FlightError, UrlError
 from flight.link import parse_url
@@ -51,15 +52,25 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-failsafe-params", action="store_true",
                    help="do not set FS_GCS_ENABLE / BATT_FS_LOW_ACT on connect")
     p.add_argument("--timeout", type=float, default=3600.0, dest="timeout_s", help="per-sortie limit in s")
+    p.add_argument("--airframe", type=Path, metavar="FILE.yaml",
+                   help="airframe profile the sorties were planned with (common/airframe.py fields: pack_mah, "
+                        "cruise_current_a, hover_current_a, cruise_speed_m_s, reserve, ...; default: the planner's)")
+    p.add_argument("--no-energy-check", action="store_true",
+                   help="arm even when the sortie does not fit the vehicle's battery (the energy watch still runs)")
 
 
 def _config(args: argparse.Namespace) -> FlightConfig:
     link = {"signing_key_file": args.signing_key} if args.signing_key else {}
     # --verify-only writes no parameter: it only uploads and reads back the sortie's lists
     safety = {"apply_on_connect": not args.no_failsafe_params and not args.verify_only}
+    try:
+        airframe = AirframeProfile.from_yaml(args.airframe) if args.airframe else AirframeProfile()
+    except ValueError as exc:
+        raise _InputError(str(exc)) from exc
+    common = {"sortie_timeout_s": args.timeout_s, "airframe": airframe, "check_energy": not args.no_energy_check}
     if args.speedup != 1.0:
-        return FlightConfig.for_speedup(args.speedup, link=link, safety=safety, sortie_timeout_s=args.timeout_s)
-    return FlightConfig(link=LinkConfig(**link), safety=SafetyConfig(**safety), sortie_timeout_s=args.timeout_s)
+        return FlightConfig.for_speedup(args.speedup, link=link, safety=safety, **common)
+    return FlightConfig(link=LinkConfig(**link), safety=SafetyConfig(**safety), **common)
 
 
 def _say(text: str) -> None:
@@ -116,7 +127,7 @@ def run_fly(args: argparse.Namespace) -> int:
 
 
 async def _fly(address, drone_id: str, missions, config: FlightConfig, verify_only: bool) -> int:
-    from flight.sortie import fly_sortie
+    from flight.sortie import fly_sortie, stay_until_landed
     from flight.vehicle import Vehicle
 
     v = Vehicle(address, drone_id=drone_id, config=config)
@@ -131,6 +142,12 @@ async def _fly(address, drone_id: str, missions, config: FlightConfig, verify_on
             return _fail(f"{drone_id}: vehicle is not disarmed on the ground", EXIT_NOT_FLOWN)
         return EXIT_OK
     except FlightError as exc:
+        if v.state.armed:  # still flying (home, we hope): stay with it, telemetry on screen, until it is down
+            _say(f"{drone_id}: sortie ended: {exc}; watching the vehicle until it has landed and disarmed")
+            try:
+                await stay_until_landed(v, _say)
+            except FlightError as again:
+                return _fail(f"{exc}; and then: {again}", EXIT_NOT_FLOWN)
         return _fail(str(exc), EXIT_NOT_FLOWN)
     finally:
         await v.close()

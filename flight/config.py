@@ -5,6 +5,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common.airframe import AirframeProfile
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,14 +54,13 @@ class SafetyConfig(_Section):
 
 
 class EnergyConfig(_Section):
-    """The controller's own energy watch (in addition to the vehicle's voltage failsafe)."""
+    """The controller's own energy watch (in addition to the vehicle's voltage failsafe) and the check
+    before arming. The reserve and the consumption come from the airframe profile (`FlightConfig.airframe`)."""
 
     enabled: bool = True
-    reserve_pct: float = Field(15.0, ge=0, le=100, title="battery left on touchdown at the dock")
     return_speed_m_s: float = Field(8.0, gt=0, title="horizontal speed on the way home")
     descent_speed_m_s: float = Field(1.5, gt=0, title="landing descent speed")
-    nominal_drain_pct_per_min: float = Field(4.0, gt=0, title="drain assumed until one is measured in flight")
-    min_learn_s: float = Field(20.0, gt=0, title="flight time before the measured drain replaces the nominal one")
+    min_learn_s: float = Field(20.0, gt=0, title="vehicle seconds of flight before the measured current replaces the airframe profile's")
     check_period_s: float = Field(1.0, gt=0, le=60, title="how often the watch checks, wall seconds (a sped-up "
                                   "simulator wants it as often in vehicle time)")
 
@@ -81,6 +82,9 @@ class FlightConfig(_Section):
     safety: SafetyConfig = SafetyConfig()
     energy: EnergyConfig = EnergyConfig()
     avoidance: AvoidanceConfig = AvoidanceConfig()
+    airframe: AirframeProfile = Field(AirframeProfile(), title="pack, consumption, speeds and reserve "
+                                      "(common/airframe.py), as the planner planned with")
+    check_energy: bool = Field(True, title="refuse to arm for a sortie the battery cannot hold")
     takeoff_alt_m: float = Field(20.0, gt=0, title="takeoff altitude when the mission has no NAV_TAKEOFF")
     sortie_timeout_s: float = Field(3600.0, gt=0, title="a sortie that takes longer is aborted with RTL")
 

@@ -108,3 +108,11 @@ class ParamError(FlightError):
 
 class SortieAborted(FlightError):
     """A sortie ended without being flown to completion (failsafe, RTL, refused arm, ...)."""
+
+
+class EnergyShortfall(SortieAborted):
+    """A sortie refused before arming: the vehicle's battery cannot hold it (`.energy` has the figures)."""
+
+    def __init__(self, message: str, *, energy=None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.energy = energy

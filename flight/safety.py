@@ -11,13 +11,18 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from common.airframe import AirframeProfile
 from common.geo import distance_m
+from common.values import (MAV_CMD_DO_CHANGE_SPEED, MAV_CMD_NAV_LAND, MAV_CMD_NAV_LOITER_TIME,
+                           MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_CMD_NAV_TAKEOFF, MAV_CMD_NAV_WAYPOINT, Mission)
 from flight.config import EnergyConfig, SafetyConfig
 from flight.errors import FlightError, ParamError
 from flight.events import EventKind
 
 if TYPE_CHECKING:
-    from flight.vehicle import Vehicle
+    from flight.vehicle import Vehicle, VehicleState
+
+MAV_CMD_NAV_LOITER_UNLIM, MAV_CMD_NAV_LOITER_TURNS, MAV_CMD_NAV_SPLINE_WAYPOINT, MAV_CMD_NAV_DELAY = 17, 18, 82, 93
 
 log = logging.getLogger(__name__)
 
@@ -45,33 +50,192 @@ async def apply_failsafe_params(vehicle: "Vehicle", cfg: SafetyConfig) -> dict[s
     return done
 
 
-def energy_needed_pct(distance_to_dock_m: float, alt_m: float, drain_pct_per_s: float, cfg: EnergyConfig) -> float:
+def energy_needed_pct(distance_to_dock_m: float, alt_m: float, drain_pct_per_s: float, cfg: EnergyConfig,
+                      reserve_pct: float) -> float:
     """Battery percent needed to fly home and land, reserve included.
 
-    >>> round(energy_needed_pct(800.0, 30.0, 4.0 / 60, EnergyConfig()), 1)
+    >>> round(energy_needed_pct(800.0, 30.0, 4.0 / 60, EnergyConfig(), 15.0), 1)
     23.0
     """
     flight_s = distance_to_dock_m / cfg.return_speed_m_s + max(0.0, alt_m) / cfg.descent_speed_m_s
-    return flight_s * drain_pct_per_s + cfg.reserve_pct
+    return flight_s * drain_pct_per_s + reserve_pct
 
 
-@dataclass
-class _Drain:
-    """Measured battery drain while airborne (percent per vehicle second, so a sped-up simulator
-    gives the same figures as the real thing), from the first airborne sample."""
+class ConsumptionModel:
+    """What one vehicle draws aloft: its airframe profile's currents until it has reported its own.
 
-    t0: float | None = None
-    pct0: float | None = None
+    The one place for the consumption model: the check before arming and the energy watch both ask
+    it. While airborne, BATTERY_STATUS `current_consumed` (or, lacking it, SYS_STATUS
+    `current_battery`) is integrated over the vehicle's own clock (a sped-up simulator gives real
+    figures); after `learn_s` of flight its mean current replaces the profile's cruise current,
+    and stays with the vehicle for its next sorties.
+    """
 
-    def rate(self, now: float, pct: float, cfg: EnergyConfig) -> float:
-        nominal = cfg.nominal_drain_pct_per_min / 60.0
-        if self.t0 is None or self.pct0 is None or now < self.t0:  # now < t0: the vehicle rebooted
-            self.t0, self.pct0 = now, pct
-            return nominal
-        elapsed = now - self.t0
-        if elapsed < cfg.min_learn_s or pct >= self.pct0:
-            return nominal
-        return max(nominal * 0.5, (self.pct0 - pct) / elapsed)
+    def __init__(self, airframe: AirframeProfile, learn_s: float = 20.0) -> None:
+        self.airframe = airframe
+        self.learn_s = learn_s
+        self.capacity_mah: float | None = None  # BATT_CAPACITY as last read
+        self._flown_s = 0.0
+        self._used_mah = 0.0
+        self._last: tuple[float, float | None] | None = None  # (time_boot_s, consumed mAh) of the last sample
+
+    def observe(self, s: "VehicleState") -> None:
+        """Take one telemetry sample (called on every BATTERY_STATUS)."""
+        if not s.airborne:
+            self._last = None
+            return
+        now, consumed = s.time_boot_s, s.battery_consumed_mah
+        last, self._last = self._last, (now, consumed)
+        if last is None or not 0 < now - last[0] < 5.0:  # first sample, reboot or a long gap: no interval
+            return
+        dt = now - last[0]
+        if consumed is not None and last[1] is not None and consumed >= last[1]:
+            used = consumed - last[1]
+        elif s.battery_current_a is not None:
+            used = s.battery_current_a * dt / 3.6
+        else:
+            return
+        self._flown_s += dt
+        self._used_mah += used
+
+    @property
+    def measured_current_a(self) -> float | None:
+        """Mean current aloft as the vehicle reported it, once enough was flown to trust it."""
+        if self._flown_s < self.learn_s:
+            return None
+        return self._used_mah * 3.6 / self._flown_s
+
+    @property
+    def scale(self) -> float:
+        """Measured over the profile's cruise current (1 until measured; bounded against glitches)."""
+        measured = self.measured_current_a
+        if measured is None:
+            return 1.0
+        return min(3.0, max(0.5, measured / self.airframe.cruise_current_a))
+
+    def mah_for(self, cruise_s: float, hover_s: float) -> float:
+        return self.airframe.mah_for(cruise_s, hover_s) * self.scale
+
+    def drain_pct_per_s(self) -> float:
+        """Battery percent per second of flight at cruise, on the vehicle's pack (the profile's if unread)."""
+        capacity = self.capacity_mah or self.airframe.pack_mah
+        return self.airframe.cruise_mah_per_s * self.scale / capacity * 100.0
+
+
+_LOCATED = (MAV_CMD_NAV_WAYPOINT, MAV_CMD_NAV_LOITER_TIME, MAV_CMD_NAV_LAND, MAV_CMD_NAV_TAKEOFF,
+            MAV_CMD_NAV_LOITER_UNLIM, MAV_CMD_NAV_LOITER_TURNS, MAV_CMD_NAV_SPLINE_WAYPOINT)
+
+
+# ArduCopter lands its last LAND_FINAL_M at LAND_SPEED (0.5 m/s by default) and, on RTL, hovers
+# RTL_LOIT_TIME (5 s) over home before descending: both are slower than the profile's descent.
+LAND_FINAL_M, LAND_FINAL_SPEED_M_S, RTL_LOITER_S = 10.0, 0.5, 5.0
+
+
+def sortie_flight_s(mission: Mission, home: tuple[float, float], airframe: AirframeProfile) -> tuple[float, float]:
+    """(cruise s, hover s) to fly `mission` from `home`: the legs between its located items at the
+    mission's speed (DO_CHANGE_SPEED, else the profile's cruise) plus the profile's turn time at
+    each, back home unless it lands elsewhere; climbs, descents and the landing (its last metres
+    at ArduCopter's LAND_SPEED), and LOITER_TIME / DELAY holds, count as hover.
+
+    >>> from common.values import MissionItem
+    >>> m = Mission((MissionItem(16), MissionItem(22, alt_m=30), MissionItem(16, 32.009, 119.58, 30),
+    ...              MissionItem(20)))
+    >>> cruise_s, hover_s = sortie_flight_s(m, (32.0, 119.58), AirframeProfile())
+    >>> round(cruise_s), round(hover_s)
+    (206, 48)
+    """
+    speed = airframe.cruise_speed_m_s
+    here, alt = home, 0.0
+    cruise_s = hover_s = 0.0
+    ends_away = False
+
+    def climb_to(target_m: float) -> float:
+        rise = target_m - alt
+        return rise / airframe.climb_speed_m_s if rise > 0 else -rise / airframe.descent_speed_m_s
+
+    def landing_s(from_m: float) -> float:
+        final = min(from_m, LAND_FINAL_M)
+        return (from_m - final) / airframe.descent_speed_m_s + final / LAND_FINAL_SPEED_M_S
+
+    for item in mission.items[1:]:
+        cmd = item.command
+        if cmd == MAV_CMD_DO_CHANGE_SPEED and item.param2 > 0:
+            speed = item.param2
+        elif cmd == MAV_CMD_NAV_DELAY:
+            hover_s += max(0.0, item.param1)
+        elif cmd == MAV_CMD_NAV_RETURN_TO_LAUNCH:
+            ends_away = False
+            break
+        elif cmd in _LOCATED:
+            target = (item.lat, item.lon) if (item.lat or item.lon) else here
+            leg_m = distance_m(*here, *target)
+            cruise_s += leg_m / speed + (airframe.turn_time_s if leg_m > 1.0 else 0.0)
+            if cmd == MAV_CMD_NAV_LAND:
+                hover_s += landing_s(alt)
+                here, alt, ends_away = target, 0.0, distance_m(*target, *home) > 5.0
+                continue
+            hover_s += climb_to(item.alt_m)
+            here, alt, ends_away = target, item.alt_m, True
+            if cmd == MAV_CMD_NAV_LOITER_TIME:
+                hover_s += max(0.0, item.param1)
+    if alt > 0 or ends_away:  # the RTL home (ours after the last item, or the mission's own) and its landing
+        cruise_s += distance_m(*here, *home) / airframe.cruise_speed_m_s + airframe.turn_time_s
+        hover_s += RTL_LOITER_S + landing_s(alt)
+    return cruise_s, hover_s
+
+
+@dataclass(frozen=True)
+class SortieEnergy:
+    """Does a sortie fit the vehicle's battery? The figures the verdict rests on."""
+
+    flight_s: float
+    needed_mah: float
+    capacity_mah: float
+    left_mah: float
+    reserve: float
+    measured: bool  # consumption refined by the vehicle's own reports
+
+    @property
+    def usable_mah(self) -> float:
+        return max(0.0, self.left_mah - self.reserve * self.capacity_mah)
+
+    @property
+    def fits(self) -> bool:
+        return self.needed_mah <= self.usable_mah
+
+    def describe(self) -> str:
+        how = "as measured in flight" if self.measured else "at the airframe profile's consumption"
+        return (f"needs \u2248{self.needed_mah:.0f} mAh ({self.flight_s / 60:.1f} min {how}), vehicle has "
+                f"{self.usable_mah:.0f} mAh usable (BATT_CAPACITY {self.capacity_mah:.0f} mAh, "
+                f"{self.left_mah:.0f} mAh left, {self.reserve * 100:.0f} % kept in reserve)")
+
+
+async def sortie_energy(vehicle: "Vehicle", mission: Mission) -> SortieEnergy:
+    """The energy verdict for flying `mission` on `vehicle` now (reads BATT_CAPACITY)."""
+    v, model = vehicle, vehicle.consumption
+    try:
+        model.capacity_mah = await v.params.get("BATT_CAPACITY")
+    except ParamError as exc:
+        raise FlightError(f"cannot judge the battery: BATT_CAPACITY unreadable ({exc})", drone_id=v.drone_id) from exc
+    await v.wait_until(lambda s: s.battery_remaining_pct is not None, 10.0, what="battery telemetry (SYS_STATUS)")
+    s = v.state
+    capacity = model.capacity_mah
+    if s.battery_consumed_mah is not None and capacity > 0:
+        left = max(0.0, capacity - s.battery_consumed_mah)
+    else:
+        left = capacity * (s.battery_remaining_pct or 0.0) / 100.0
+    home = s.home[:2] if s.home else _first_location(mission)
+    cruise_s, hover_s = sortie_flight_s(mission, home, model.airframe)
+    return SortieEnergy(flight_s=cruise_s + hover_s, needed_mah=model.mah_for(cruise_s, hover_s),
+                        capacity_mah=capacity, left_mah=left, reserve=model.airframe.reserve,
+                        measured=model.measured_current_a is not None)
+
+
+def _first_location(mission: Mission) -> tuple[float, float]:
+    for item in mission.items:
+        if item.lat or item.lon:
+            return item.lat, item.lon
+    return 0.0, 0.0
 
 
 class EnergyWatch:
@@ -89,9 +253,13 @@ class EnergyWatch:
         self.period_s = period_s or self.cfg.check_period_s
         self.triggered = False
         self._task: asyncio.Task | None = None
-        self._drain = _Drain()
 
     async def __aenter__(self) -> "EnergyWatch":
+        if self.cfg.enabled and self._v.consumption.capacity_mah is None:
+            try:  # the pack the percentages are of (the check before arming has usually read it)
+                self._v.consumption.capacity_mah = await self._v.params.get("BATT_CAPACITY")
+            except FlightError as exc:
+                log.warning("%s: BATT_CAPACITY unreadable, assuming the airframe's pack: %s", self._v.drone_id, exc)
         if self.cfg.enabled:
             self._task = asyncio.create_task(self._run(), name=f"{self._v.drone_id}-energy-watch")
         return self
@@ -112,9 +280,9 @@ class EnergyWatch:
         dock = self._dock or (s.home[:2] if s.home else None)
         if dock is None:
             return None
-        rate = self._drain.rate(s.time_boot_s, s.battery_remaining_pct, self.cfg) if s.airborne else \
-            self.cfg.nominal_drain_pct_per_min / 60.0
-        needed = energy_needed_pct(self._way_home_m(dock), s.pose.alt_rel_m, rate, self.cfg)
+        rate = self._v.consumption.drain_pct_per_s()
+        needed = energy_needed_pct(self._way_home_m(dock), s.pose.alt_rel_m, rate, self.cfg,
+                                   self._v.consumption.airframe.reserve * 100.0)
         return s.battery_remaining_pct, needed
 
     def _way_home_m(self, dock: tuple[float, float]) -> float:
@@ -137,7 +305,6 @@ class EnergyWatch:
             await asyncio.sleep(self.period_s)
             s = v.state
             if not s.airborne:
-                self._drain = _Drain()
                 self.triggered = False
                 continue
             got = self.check()

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from common.values import MAV_CMD_NAV_LAND, MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_CMD_NAV_TAKEOFF, Mission
-from flight.errors import FlightError, SortieAborted
+from flight.errors import EnergyShortfall, FlightError, FlightTimeout, SortieAborted
 from flight.events import EventKind
-from flight.safety import EnergyWatch
+from flight.safety import EnergyWatch, sortie_energy
 
 if TYPE_CHECKING:
     from flight.vehicle import Vehicle
@@ -63,6 +63,13 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
     report = SortieReport(v.drone_id, mission.name, items_total=max(0, n - 1))
     if n < 2:
         raise SortieAborted(f"sortie {mission.name!r} has no items beyond home", drone_id=v.drone_id)
+    if v.config.check_energy:
+        # before anything changes on the vehicle: a sortie its battery cannot hold is not flown
+        energy = await sortie_energy(v, mission)
+        if not energy.fits and not verify_only:
+            raise EnergyShortfall(f"sortie {mission.name!r} does not fit the battery: {energy.describe()}; "
+                                  f"not armed", drone_id=v.drone_id, energy=energy)
+        say(f"{v.drone_id}: energy: {energy.describe()}{'' if energy.fits else ' - does NOT fit'}")
     say(f"{v.drone_id}: uploading {n} mission items, {len(mission.fence_items())} fence items, "
         f"{len(mission.rally)} rally points (verified)")
     await v.mission.upload_sortie(mission, write_params=not verify_only)
@@ -168,8 +175,11 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
                         await _routed_return(v)
                     else:
                         await v.action.rtl()
-                    raise SortieAborted(f"sortie took longer than {timeout_s:.0f} s; RTL commanded",
-                                        drone_id=v.drone_id, reasons=s.reasons(limit=3))
+                    say(f"{v.drone_id}: sortie took longer than {timeout_s:.0f} s; returning, watching until it "
+                        f"has landed")
+                    await stay_until_landed(v, say, events)
+                    raise SortieAborted(f"sortie took longer than {timeout_s:.0f} s; RTL commanded, landed",
+                                        drone_id=v.drone_id, reasons=v.state.reasons(limit=3))
         report.duration_s = time.monotonic() - started
         if battery0 is not None and v.state.battery_remaining_pct is not None:
             report.battery_used_pct = battery0 - v.state.battery_remaining_pct
@@ -188,6 +198,39 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
         events.close()
         if takeover is not None and not takeover.done():
             takeover.cancel()  # the vehicle is down (or we gave up on the sortie): nothing left to route
+
+
+async def stay_until_landed(v: "Vehicle", say: Progress, events=None, timeout_s: float = 1800.0) -> None:
+    """Keep watching a vehicle that is on its way down (RTL, LAND, a failsafe) until it has landed
+    and disarmed, saying what it does: an operator must not lose its telemetry while it flies home.
+    Raises FlightTimeout if it has not disarmed within `timeout_s` (vehicle time does not matter:
+    a real flight home is minutes)."""
+    own = events is None
+    events = events if events is not None else v.events()
+    deadline = time.monotonic() + timeout_s
+    last_say = 0.0
+    try:
+        while not (v.state.link_ok and not v.state.armed):
+            if time.monotonic() > deadline:
+                raise FlightTimeout(f"still armed {timeout_s:.0f} s after the sortie ended", drone_id=v.drone_id,
+                                    reasons=v.state.reasons(limit=3))
+            try:
+                ev = await asyncio.wait_for(events.__anext__(), 1.0)
+            except asyncio.TimeoutError:
+                ev = None
+            except StopAsyncIteration:
+                raise FlightError("vehicle closed while it was still flying home", drone_id=v.drone_id) from None
+            s = v.state
+            if ev is not None and ev.kind in (EventKind.MODE_CHANGED, EventKind.FAILSAFE, EventKind.LINK_LOST,
+                                              EventKind.LINK_REGAINED, EventKind.LANDED, EventKind.DISARMED):
+                say(f"{v.drone_id}: {ev.kind.value}: {ev.detail}")
+            elif time.monotonic() - last_say >= 10.0 and s.pose is not None:
+                last_say = time.monotonic()
+                batt = f"{s.battery_remaining_pct:.0f} %" if s.battery_remaining_pct is not None else "?"
+                say(f"{v.drone_id}: {s.mode}, alt {s.pose.alt_rel_m:.1f} m, battery {batt}")
+    finally:
+        if own:
+            events.close()
 
 
 async def _wait_climb_or_retask(v: "Vehicle", alt_m: float, timeout_s: float = 60.0) -> None:

@@ -49,7 +49,7 @@ _STREAMS = (mav.MAV_DATA_STREAM_EXTENDED_STATUS, mav.MAV_DATA_STREAM_POSITION,
 _INTERVAL_MSGS = (mav.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, mav.MAVLINK_MSG_ID_ATTITUDE,
                   mav.MAVLINK_MSG_ID_VFR_HUD, mav.MAVLINK_MSG_ID_SYS_STATUS,
                   mav.MAVLINK_MSG_ID_GPS_RAW_INT, mav.MAVLINK_MSG_ID_MISSION_CURRENT,
-                  mav.MAVLINK_MSG_ID_EKF_STATUS_REPORT)
+                  mav.MAVLINK_MSG_ID_EKF_STATUS_REPORT, mav.MAVLINK_MSG_ID_BATTERY_STATUS)
 
 
 @dataclass(slots=True)
@@ -77,6 +77,7 @@ class VehicleState:
     battery_voltage_v: float | None = None
     battery_current_a: float | None = None
     battery_remaining_pct: float | None = None
+    battery_consumed_mah: float | None = None  # BATTERY_STATUS current_consumed of the first battery
     gps_fix_type: int = 0
     satellites: int = 0
     ekf_flags: int = 0
@@ -164,6 +165,9 @@ class Vehicle:
         self.link_losses = 0
         # set by enable_fence_avoidance() after a fence with no-fly zones is uploaded
         self.fence_avoidance: FenceAvoidance | None = None
+        from flight.safety import ConsumptionModel
+        # what this vehicle draws aloft: its airframe profile, refined as it reports in flight
+        self.consumption = ConsumptionModel(self.config.airframe, learn_s=self.config.energy.min_learn_s)
         self._connected = False
         from flight.action import Action
         from flight.mission import MissionClient
@@ -536,6 +540,11 @@ class Vehicle:
         s.sensors_present = msg.onboard_control_sensors_present
         s.sensors_health = msg.onboard_control_sensors_health
 
+    def _h_battery_status(self, msg) -> None:
+        if msg.id == 0 and msg.current_consumed >= 0:
+            self.state.battery_consumed_mah = float(msg.current_consumed)
+        self.consumption.observe(self.state)
+
     def _h_gps_raw_int(self, msg) -> None:
         self.state.gps_fix_type = msg.fix_type
         self.state.satellites = msg.satellites_visible
@@ -623,6 +632,7 @@ _HANDLERS: dict[str, Callable[[Vehicle, object], None]] = {
     "ATTITUDE": Vehicle._h_attitude,
     "VFR_HUD": Vehicle._h_vfr_hud,
     "SYS_STATUS": Vehicle._h_sys_status,
+    "BATTERY_STATUS": Vehicle._h_battery_status,
     "GPS_RAW_INT": Vehicle._h_gps_raw_int,
     "EKF_STATUS_REPORT": Vehicle._h_ekf_status_report,
     "HOME_POSITION": Vehicle._h_home_position,

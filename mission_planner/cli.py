@@ -33,8 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--altitude-m", type=float, help="survey altitude AGL (default 60)")
     p.add_argument("--side-overlap", type=float, help="side overlap of adjacent lanes, 0..0.9 (default 0.2)")
     p.add_argument("--hfov-deg", type=float, help="camera horizontal field of view (default 82)")
-    p.add_argument("--endurance-min", type=float, help="flight time of a full battery (default 25)")
-    p.add_argument("--reserve", type=float, help="fraction of endurance kept in reserve (default 0.2)")
+    p.add_argument("--pack-mah", type=float, help="battery pack of the airframe profile, mAh (default 13000: 25 min "
+                   "at the profile's 31.2 A cruise)")
+    p.add_argument("--reserve", type=float, help="fraction of the pack kept in reserve (default 0.2)")
     p.add_argument("--speed-m-s", type=float, help="cruise speed (default 10)")
     p.add_argument("--horizon-h", "--horizon", type=float, dest="horizon_h", help="plan revisits over this long (default 4)")
     p.add_argument("--max-cell-km2", type=float, help="reject cells larger than this (default 5)")
@@ -51,8 +52,8 @@ def config_from_args(args: argparse.Namespace) -> PlannerConfig:
     return base.with_overrides(
         camera={"hfov_deg": args.hfov_deg},
         coverage={"altitude_m": args.altitude_m, "side_overlap": args.side_overlap},
-        fleet={"drones": args.drones, "endurance_min": args.endurance_min, "reserve": args.reserve,
-               "cruise_speed_m_s": args.speed_m_s},
+        fleet={"drones": args.drones, "airframe": {"pack_mah": args.pack_mah, "reserve": args.reserve,
+                                                   "cruise_speed_m_s": args.speed_m_s}},
         schedule={"horizon_h": args.horizon_h},
         grids={"max_cell_area_km2": args.max_cell_km2},
         solver={"time_cap_s": args.time_cap_s},

@@ -1,7 +1,7 @@
 """Typed planner configuration: one pydantic model per section, unknown keys rejected by name.
 
 Defaults follow the patrol brief: 1080p gimbal camera (HFOV 82 deg) at 60 m AGL with 20 % side
-overlap; 25 min endurance with a 20 % reserve at 10 m/s; a 4 h horizon; cells up to 5 km2.
+overlap; the airframe profile's 25 min endurance with a 20 % reserve at 10 m/s; a 4 h horizon; cells up to 5 km2.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from common.airframe import AirframeProfile
 from common.values import CameraModel
 
 from .errors import GridProblem, PlanningError
@@ -47,21 +48,42 @@ class FleetConfig(_Section):
     """The drones and their batteries."""
 
     drones: int = Field(12, ge=1, le=200)
-    endurance_min: float = Field(25.0, gt=1, title="flight time of a full battery")
-    reserve: float = Field(0.2, ge=0, lt=0.9, title="fraction of endurance left unused on landing")
-    cruise_speed_m_s: float = Field(10.0, gt=0.5, le=30)
-    climb_speed_m_s: float = Field(3.0, gt=0.1)
-    descent_speed_m_s: float = Field(1.5, gt=0.1)
-    turn_time_s: float = Field(3.0, ge=0, title="time lost decelerating/turning at each lane end")
+    airframe: AirframeProfile = Field(AirframeProfile(), title="pack, consumption, speeds and reserve of the "
+                                      "drones (common/airframe.py); the sortie length follows from it")
     battery_swap_min: float = Field(3.0, ge=0, title="ground time at the dock between sorties")
     launch_stagger_s: float = Field(30.0, ge=0, title="drones sharing a dock take off this far apart")
     transit_base_alt_m: float = Field(65.0, gt=0, title="lowest transit layer (drone 1)")
     transit_layer_step_m: float = Field(5.0, gt=0, title="each further drone transits this much higher")
 
+    # Read from the airframe profile: the one place these figures are set.
     @property
     def sortie_budget_s(self) -> float:
         """Usable flight time of one battery (endurance minus reserve)."""
-        return self.endurance_min * 60.0 * (1.0 - self.reserve)
+        return self.airframe.sortie_budget_s
+
+    @property
+    def endurance_min(self) -> float:
+        return self.airframe.endurance_min
+
+    @property
+    def reserve(self) -> float:
+        return self.airframe.reserve
+
+    @property
+    def cruise_speed_m_s(self) -> float:
+        return self.airframe.cruise_speed_m_s
+
+    @property
+    def climb_speed_m_s(self) -> float:
+        return self.airframe.climb_speed_m_s
+
+    @property
+    def descent_speed_m_s(self) -> float:
+        return self.airframe.descent_speed_m_s
+
+    @property
+    def turn_time_s(self) -> float:
+        return self.airframe.turn_time_s
 
 
 class ScheduleConfig(_Section):
@@ -143,7 +165,11 @@ class PlannerConfig(_Section):
         """A copy with some fields of some sections replaced (None values ignored), re-validated."""
         data = self.model_dump()
         for section, values in sections.items():
-            data[section].update({k: v for k, v in values.items() if v is not None})
+            for k, v in values.items():
+                if isinstance(v, dict):  # a nested section, e.g. fleet={"airframe": {...}}
+                    data[section][k].update({kk: vv for kk, vv in v.items() if vv is not None})
+                elif v is not None:
+                    data[section][k] = v
         return self.from_mapping(data)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.airframe import AirframeProfile
 from common.values import IncidentKind
 from runloop.errors import RunError
 
@@ -29,11 +30,10 @@ class FleetSection(_Section):
     """The drones: how many, where they are docked, their battery and survey altitude."""
 
     drones: int = Field(3, ge=1, le=12)
-    endurance_min: float = Field(25.0, gt=1, title="flight time of a full battery")
+    airframe: AirframeProfile = Field(AirframeProfile(), title="pack, consumption, cruise speed and reserve "
+                                      "(common/airframe.py): planner, flight checks and simulated packs share it")
     altitude_m: float = Field(60.0, gt=5, le=120, title="survey altitude AGL")
     dock: str | None = Field(None, title="dock grid_id all drones start from; default: spread over the docks")
-    cruise_speed_m_s: float = Field(10.0, gt=0.5, le=30)
-    reserve: float = Field(0.2, ge=0, lt=0.9)
     battery_pct: float = Field(100.0, gt=0, le=100, title="charge at the start of the run")
 
 

@@ -21,7 +21,6 @@ from runloop.scenario import Scenario
 log = logging.getLogger(__name__)
 
 GROUND_MSL_M = 10.0
-HOVER_CURRENT_A = 29.0
 FINISH_GRACE_S = 5.0  # scenario seconds everything must stay done before the run ends early
 BATTERY_FAULT_TIMEOUT_S = 10.0
 # A battery fault "drained to pct" is the resting voltage of a LiPo pack at that charge, linear per
@@ -79,8 +78,7 @@ class PatrolRun:
         dock = sc.fleet.dock or self.grids.docks[0].grid_id
         self.dock = self.grids.dock(dock)
         self.planner_config = PlannerConfig().with_overrides(
-            fleet={"drones": sc.fleet.drones, "endurance_min": sc.fleet.endurance_min, "reserve": sc.fleet.reserve,
-                   "cruise_speed_m_s": sc.fleet.cruise_speed_m_s, "launch_stagger_s": 20.0},
+            fleet={"drones": sc.fleet.drones, "airframe": sc.fleet.airframe.model_dump(), "launch_stagger_s": 20.0},
             coverage={"altitude_m": sc.fleet.altitude_m},
             schedule={"horizon_h": max(0.05, sc.duration_s / 3600.0)})
         roster = {f"drone{i + 1:02d}": dock for i in range(sc.fleet.drones)}
@@ -144,11 +142,10 @@ class PatrolRun:
         from sim.vehicles import SimulatedFleet
 
         port = _free_port_block(sc.fleet.drones)
-        # The pack is sized to the scenario's endurance (SITL's default 3300 mAh lasts ~7 min at
-        # the ~29 A the simulated copter draws in the air).
-        capacity_mah = HOVER_CURRENT_A * sc.fleet.endurance_min / 60.0 * 1000.0
+        # The simulated drones carry and draw what the scenario's airframe profile says.
         self.sim = SimulatedFleet(count=sc.fleet.drones, base_port=port, home=(self.dock.lat, self.dock.lon, GROUND_MSL_M),
-                                  speedup=sc.speedup, fast_start=True, seed=sc.seed, battery_mah=capacity_mah,
+                                  speedup=sc.speedup, fast_start=True, seed=sc.seed, airframe=sc.fleet.airframe,
+                                  battery_mah=sc.fleet.airframe.pack_mah,
                                   # Dijkstra object avoidance already on, as on our field airframes:
                                   # turning it on at the first fence upload would cost every drone a reboot.
                                   params={"OA_TYPE": 2})
@@ -165,7 +162,7 @@ class PatrolRun:
 
         ids = [d.drone_id for d in self.plan.drones]
         urls = [await self._relay(drone_id, url) for drone_id, url in zip(ids, self.urls[:len(ids)], strict=True)]
-        self.fleet = Fleet.from_urls(urls, config=FlightConfig.for_speedup(self.scenario.speedup), drone_ids=ids)
+        self.fleet = Fleet.from_urls(urls, config=FlightConfig.for_speedup(self.scenario.speedup, airframe=self.scenario.fleet.airframe), drone_ids=ids)
         await self.fleet.connect()
         self._undo.append(("fleet", self.fleet.close))
         await asyncio.gather(*(v.wait_armable(timeout_s=60) for v in self.fleet))

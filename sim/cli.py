@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 
+from common.airframe import AirframeProfile
 from sim import SimError
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     veh.add_argument("--packet-loss", type=float, default=0.0, metavar="PCT", help="drop PCT %% of packets")
     veh.add_argument("--latency-ms", type=float, default=0.0, metavar="MS", help="added latency each way")
     veh.add_argument("--wind", metavar="SPEED,FROM_DEG", help="steady wind, e.g. 6,270 (6 m/s from the west)")
-    veh.add_argument("--battery-mah", type=float, default=13500.0, metavar="MAH",
-                     help="pack capacity (default 13500: ~26 min at 10 m/s, covering the planner's 25 min endurance; "
-                          "SITL's own default is 3300)")
+    veh.add_argument("--battery-mah", type=float, metavar="MAH",
+                     help="pack capacity (default: the airframe profile's pack, 13000 = 25 min at 10 m/s, the "
+                          "planner's sortie length; SITL's own default is 3300)")
     veh.add_argument("--battery-pct", type=float, metavar="PCT", help="start with the pack PCT %% full")
     veh.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="boot with this parameter set, e.g. OA_TYPE=2 (repeatable)")
@@ -78,6 +79,18 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="home of vehicle 0, altitude metres MSL (default Danyang 32.0,119.58,10)")
     p.add_argument("--speedup", type=float, default=1.0, help="vehicle time / wall time (default 1)")
     p.add_argument("--base-port", type=int, default=5760, help="TCP port of vehicle 0; vehicle i +10*i (default 5760)")
+    p.add_argument("--airframe", metavar="FILE.yaml", help="airframe profile (common/airframe.py fields: pack_mah, "
+                   "cruise_current_a, ...; default: 13000 mAh, 25 min at 10 m/s): the pack the vehicles carry")
+
+
+def load_airframe(path: str | None) -> AirframeProfile:
+    """The --airframe profile, or the default one; SimError naming what is wrong with the file."""
+    if not path:
+        return AirframeProfile()
+    try:
+        return AirframeProfile.from_yaml(path)
+    except ValueError as exc:
+        raise SimError(str(exc)) from exc
 
 
 def parse_home(text: str) -> tuple[float, float, float]:
@@ -124,6 +137,7 @@ def run_vehicles(args: argparse.Namespace) -> int:
         home = parse_home(args.home)
         wind = _parse_wind(args.wind) if args.wind else None
         args.boot_params = _parse_params(args.param)
+        args.airframe_profile = load_airframe(args.airframe)
         return asyncio.run(_serve_vehicles(args, home, wind))
     except SimError as exc:
         print(f"patrol sim vehicles: {exc}", file=sys.stderr)
@@ -136,8 +150,9 @@ async def _serve_vehicles(args: argparse.Namespace, home: tuple[float, float, fl
 
     fleet = SimulatedFleet(count=args.count, base_port=args.base_port, home=home, speedup=args.speedup,
                            fast_start=args.fast_start, param_style=args.params, seed=args.seed, udp_gcs=args.udp,
-                           home_spacing_m=args.spacing_m, host=args.host, battery_mah=args.battery_mah,
-                           params=args.boot_params or None)
+                           home_spacing_m=args.spacing_m, host=args.host,
+                           battery_mah=args.battery_mah or args.airframe_profile.pack_mah,
+                           params=args.boot_params or None, airframe=args.airframe_profile)
     for v in fleet:
         if args.packet_loss:
             v.faults.set_packet_loss(args.packet_loss)
@@ -244,7 +259,8 @@ def run_sitl(args: argparse.Namespace) -> int:
     try:
         home = parse_home(args.home)
         fleet = SitlFleet(count=args.count, home=home, speedup=args.speedup, base_port=args.base_port,
-                          binary=args.binary, defaults=args.defaults, workdir=args.workdir)
+                          binary=args.binary, defaults=args.defaults, workdir=args.workdir,
+                          airframe=load_airframe(args.airframe))
         return asyncio.run(_serve_sitl(fleet))
     except SimError as exc:
         print(f"patrol sim sitl: {exc}", file=sys.stderr)
@@ -256,8 +272,9 @@ async def _serve_sitl(fleet) -> int:
     _on_signals(stop)
     print(f"starting {fleet.count} ArduCopter SITL instance(s) from {fleet.binary} ...", flush=True)
     async with fleet:
+        pack = ", ".join(f"{k} {v:g}" for k, v in fleet.airframe_params().items())
         for inst in fleet.instances:
-            print(f"  instance {inst.index}: sysid {inst.sysid}  {inst.url}  (cwd {inst.workdir})", flush=True)
+            print(f"  instance {inst.index}: sysid {inst.sysid}  {inst.url}  (cwd {inst.workdir}; {pack})", flush=True)
         print("Ctrl-C to stop.", flush=True)
         await stop.wait()
     print("stopped.", flush=True)

@@ -6,6 +6,15 @@ listens on TCP 127.0.0.1:(base_port + 10*i) and gets sysid i+1, exactly like
 
 The binary is `binary=`, else $ARDUPILOT_SITL, else `arducopter` on PATH; a defaults file is
 `defaults=`, else $ARDUPILOT_DEFAULTS (if set). No binary -> SimError saying how to get one.
+
+Each instance also gets the airframe profile's pack (common/airframe.py): a parameter file
+`airframe.parm` in its working directory, loaded after the defaults file, sets BATT_CAPACITY to
+the pack's mAh and SIM_BATT_CAP_AH to the same in Ah, so SITL's simulated voltage sags as the
+pack drains (stock SITL: 3300 mAh, ~6.5 min of flight, and a voltage that never sags).
+
+A port another process already listens on is refused before anything starts (SITL would fail
+to bind it, and we would talk to that other process); a failed start keeps the working
+directory and its log, whose path the error names.
 """
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,10 +31,12 @@ from pathlib import Path
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
+from common.airframe import AirframeProfile
 from sim import SimError
 
 log = logging.getLogger(__name__)
 HEARTBEAT_TIMEOUT_S = 60.0
+AIRFRAME_PARM = "airframe.parm"
 STOP_TIMEOUT_S = 5.0
 
 
@@ -70,7 +82,7 @@ class SitlFleet:
     def __init__(self, count: int = 1, home: tuple[float, float, float] = (32.0, 119.58, 10.0),
                  speedup: float = 1.0, base_port: int = 5760, binary: str | None = None,
                  defaults: str | None = None, workdir: str | None = None, model: str = "quad",
-                 heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S) -> None:
+                 heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S, airframe: AirframeProfile | None = None) -> None:
         if count < 1:
             raise SimError(f"a SITL fleet needs at least 1 instance, got count={count}")
         if speedup <= 0:
@@ -86,12 +98,16 @@ class SitlFleet:
         self.base_port = base_port
         self.model = model
         self.heartbeat_timeout_s = heartbeat_timeout_s
-        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.airframe = airframe or AirframeProfile()
+        self._tmp: Path | None = None  # our own temporary root, removed on a clean stop
         root = Path(workdir) if workdir else None
         if root is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="patrol-sitl-")
-            root = Path(self._tmp.name)
+            self._tmp = root = Path(tempfile.mkdtemp(prefix="patrol-sitl-"))
         self.instances = [SitlInstance(i, base_port + 10 * i, root / f"instance{i}") for i in range(count)]
+
+    def airframe_params(self) -> dict[str, float]:
+        """What each instance is given on top of its defaults: the profile's pack."""
+        return {"BATT_CAPACITY": round(self.airframe.pack_mah), "SIM_BATT_CAP_AH": self.airframe.pack_mah / 1000.0}
 
     def command_for(self, inst: SitlInstance) -> list[str]:
         lat, lon, alt = self.home
@@ -99,14 +115,27 @@ class SitlFleet:
                "--home", f"{lat},{lon},{alt},0", "-I", str(inst.index), "--sysid", str(inst.sysid)]
         if self.base_port != 5760:
             cmd += ["--base-port", str(self.base_port)]
-        if self.defaults:
-            cmd += ["--defaults", self.defaults]
+        # a comma-separated list, later files winning: the airframe's pack over the defaults
+        parm = str(inst.workdir / AIRFRAME_PARM)
+        cmd += ["--defaults", f"{self.defaults},{parm}" if self.defaults else parm]
         return cmd
 
+    def _check_ports_free(self) -> None:
+        """SimError naming a port some other process already listens on."""
+        for inst in self.instances:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.settimeout(0.5)
+                if probe.connect_ex(("127.0.0.1", inst.port)) == 0:
+                    raise SimError(f"port {inst.port} (SITL instance {inst.index}) is already taken by another "
+                                   f"process: stop it or choose another --base-port")
+
     async def start(self) -> SitlFleet:
+        self._check_ports_free()
         try:
             for inst in self.instances:
                 inst.workdir.mkdir(parents=True, exist_ok=True)
+                (inst.workdir / AIRFRAME_PARM).write_text(
+                    "".join(f"{name} {value:g}\n" for name, value in self.airframe_params().items()))
                 inst.log_path = inst.workdir / "sitl.log"
                 inst._log_file = open(inst.log_path, "wb")
                 try:
@@ -117,7 +146,7 @@ class SitlFleet:
                     raise SimError(f"cannot start SITL {self.binary}: {exc}") from exc
             await asyncio.gather(*(self._wait_heartbeat(inst) for inst in self.instances))
         except BaseException:
-            await self.stop()
+            await self.stop(keep_logs=True)  # the error names a log: it must still be there
             raise
         return self
 
@@ -150,8 +179,9 @@ class SitlFleet:
         raise SimError(f"SITL instance {inst.index} sent no HEARTBEAT on {inst.url} within "
                        f"{self.heartbeat_timeout_s:.0f} s; see {inst.log_path}")
 
-    async def stop(self) -> None:
-        """SIGTERM each process group, SIGKILL what is left after a few seconds."""
+    async def stop(self, keep_logs: bool = False) -> None:
+        """SIGTERM each process group, SIGKILL what is left after a few seconds; the temporary
+        working directories go too unless `keep_logs`."""
         for inst in self.instances:
             p = inst.process
             if p is not None and p.returncode is None:
@@ -175,7 +205,10 @@ class SitlFleet:
                 inst._log_file.close()
                 inst._log_file = None
         if self._tmp is not None:
-            self._tmp.cleanup()
+            if keep_logs:
+                log.error("SITL working directories kept for their logs: %s", self._tmp)
+            else:
+                shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
     async def __aenter__(self) -> SitlFleet:

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.airframe import AirframeProfile
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -47,8 +49,10 @@ class FleetConfig(_Strict):
     param_style: Literal["4.7", "4.5"] = Field("4.7", title="parameter names: 4.7+ or 4.5/4.6")
     seed: int = Field(0, title="random seed (packet loss)")
     udp_gcs: str | None = Field(None, pattern=r"^[^:]+:\d+$", title="also send to this UDP GCS, HOST:PORT")
-    battery_mah: float | None = Field(None, gt=0, title="pack capacity, mAh (None: SITL's 3300; 13500 covers "
-                                      "the planner's 25 min at 10 m/s)")
+    battery_mah: float | None = Field(None, gt=0, title="pack capacity, mAh (None: SITL's 3300; the airframe "
+                                      "profile's pack_mah, 13000 by default, covers the planner's 25 min at 10 m/s)")
+    airframe: AirframeProfile = Field(AirframeProfile(), title="what the vehicles draw hovering and cruising "
+                                      "(common/airframe.py)")
     params: dict[str, float] = Field(default_factory=dict, title="parameters stored before boot (4.7+ names, SI "
                                      "units), e.g. OA_TYPE: 2 for object avoidance round no-fly zones")
     faults: FaultConfig = FaultConfig()

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 
+from common.airframe import AirframeProfile
 from sim import SimError
 from sim.vehicles.link import TcpGcsConnection, UdpGcsConnection
 from sim.vehicles.params import PARAM_STYLES
@@ -97,7 +98,7 @@ class SimulatedFleet:
                  speedup: float = 1.0, fast_start: bool = False, param_style: str = "4.7", seed: int = 0,
                  udp_gcs: tuple[str, int] | str | None = None, host: str = "127.0.0.1",
                  home_spacing_m: float = 0.0, battery_mah: float | None = None,
-                 params: dict[str, float] | None = None) -> None:
+                 params: dict[str, float] | None = None, airframe: AirframeProfile | None = None) -> None:
         if count < 1:
             raise SimError(f"a fleet needs at least 1 vehicle, got count={count}")
         if not 0.05 <= speedup <= 100:
@@ -127,6 +128,8 @@ class SimulatedFleet:
             if battery_mah:  # None keeps SITL's 3300 mAh pack (about 6.5 min at the quad's 30 A)
                 v.params.set("BATT_CAPACITY", battery_mah)
                 v.battery.capacity_mah = float(battery_mah)
+            if airframe is not None:  # None draws as SITL's quad (the default profile's currents)
+                v.battery.use_airframe(airframe)
             # parameters as stored in the vehicle's EEPROM before it boots (4.7+ names, SI units),
             # so boot-time ones such as OA_TYPE take effect from the start
             for name, value in (params or {}).items():
@@ -145,7 +148,7 @@ class SimulatedFleet:
         fleet = cls(count=cfg.count, base_port=cfg.base_port, home=(cfg.home.lat, cfg.home.lon, cfg.home.alt_m),
                     speedup=cfg.speedup, fast_start=cfg.fast_start, param_style=cfg.param_style, seed=cfg.seed,
                     udp_gcs=cfg.udp_gcs, home_spacing_m=cfg.home_spacing_m, battery_mah=cfg.battery_mah,
-                    params=cfg.params)
+                    params=cfg.params, airframe=cfg.airframe)
         f = cfg.faults
         for v in fleet:
             v.faults.set_packet_loss(f.packet_loss_pct)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from common.airframe import AirframeProfile
+
 MAX_AIRSPEED_M_S = 22.0  # what the quad can hold against wind at full lean
 
 
@@ -103,6 +105,10 @@ class Battery:
     drew 3340 mAh from a 3300 mAh pack at 12.6 V), so low-battery failsafes in the field come
     from BATT_LOW_MAH / BATT_CRT_MAH or from a voltage fault; past the rated capacity the voltage
     here falls steeply so a pack flown empty does trip BATT_LOW_VOLT.
+
+    The current drawn aloft comes from the airframe profile (common/airframe.py): its hover
+    current, rising with the square of the airspeed to its cruise current at its cruise speed
+    (the defaults are SITL's quad: ~29 A hovering, ~31 A at 10 m/s), plus 2 A per m/s of climb.
     """
 
     capacity_mah: float = 3300.0
@@ -110,9 +116,18 @@ class Battery:
     current_a: float = 0.0
     energy_wh: float = 0.0
     forced_voltage_v: float | None = None  # a battery fault / SIM_BATT_VOLTAGE
+    hover_current_a: float = AirframeProfile().hover_current_a
+    cruise_current_a: float = AirframeProfile().cruise_current_a
+    cruise_speed_m_s: float = AirframeProfile().cruise_speed_m_s
 
     FULL_V = 12.6
     EMPTY_V = 10.2
+
+    def use_airframe(self, airframe: AirframeProfile) -> None:
+        """Draw what this airframe draws (the pack size stays BATT_CAPACITY's)."""
+        self.hover_current_a = airframe.hover_current_a
+        self.cruise_current_a = airframe.cruise_current_a
+        self.cruise_speed_m_s = airframe.cruise_speed_m_s
 
     @property
     def remaining_frac(self) -> float:
@@ -139,8 +154,9 @@ class Battery:
         elif not airborne:
             self.current_a = 3.0  # spinning at idle on the ground
         else:
-            # SITL's quad draws ~30 A in hover and cruise; more against wind or climbing
-            self.current_a = 29.0 + 0.02 * airspeed_m_s ** 2 + 2.0 * max(0.0, climb_m_s)
+            # more against wind or climbing
+            rise = (self.cruise_current_a - self.hover_current_a) * (airspeed_m_s / self.cruise_speed_m_s) ** 2
+            self.current_a = self.hover_current_a + rise + 2.0 * max(0.0, climb_m_s)
         mah = self.current_a * dt / 3.6
         self.consumed_mah += mah
         self.energy_wh += self.current_a * self.voltage_v * dt / 3600.0

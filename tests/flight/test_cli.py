@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from common.airframe import AirframeProfile
 from mission_planner import read_plan, write_plan
 from tests.flight.procedures import SPEEDUP, assert_near, connect, get_sortie
 
@@ -39,8 +40,8 @@ async def test_patrol_fly_flies_a_planner_sortie_and_lands(sim_fleet, tmp_path):
     plan = tmp_path / "plan" / "drone01" / "sortie01.plan"
     mission = read_plan(plan)
     dock = (mission.items[0].lat, mission.items[0].lon)
-    fleet = await sim_fleet(count=1, speedup=20.0, home=(*dock, 10.0))
-    sv = fleet[0]
+    fleet = await sim_fleet(count=1, speedup=20.0, home=(*dock, 10.0), battery_mah=AirframeProfile().pack_mah)
+    sv = fleet[0]  # carrying the airframe profile's pack, as planned (test_energy: SITL's stock pack is refused)
     code, out, err = await run_patrol("fly", "--connect", sv.url, "--plan", str(plan), "--speedup", "20",
                                       "--drone-id", "drone01")
     assert code == 0, err

@@ -103,12 +103,12 @@ def test_mission_compare_counts_and_nan():
 
 def test_energy_needed_grows_with_distance_altitude_and_drain():
     """Further, higher or hungrier always needs more; at the dock on the ground only the reserve."""
-    cfg = EnergyConfig(reserve_pct=15)
-    assert energy_needed_pct(0, 0, 0.1, cfg) == pytest.approx(15)
-    a = energy_needed_pct(500, 30, 0.1, cfg)
-    assert energy_needed_pct(1000, 30, 0.1, cfg) > a
-    assert energy_needed_pct(500, 60, 0.1, cfg) > a
-    assert energy_needed_pct(500, 30, 0.2, cfg) > a
+    cfg = EnergyConfig()
+    assert energy_needed_pct(0, 0, 0.1, cfg, 15) == pytest.approx(15)
+    a = energy_needed_pct(500, 30, 0.1, cfg, 15)
+    assert energy_needed_pct(1000, 30, 0.1, cfg, 15) > a
+    assert energy_needed_pct(500, 60, 0.1, cfg, 15) > a
+    assert energy_needed_pct(500, 30, 0.2, cfg, 15) > a
 
 
 def test_standoff_point_is_on_the_drone_side():

@@ -32,7 +32,7 @@ async def test_link_cut_and_battery_fault_reach_vehicles_started_elsewhere(sim_f
     vehicles = await sim_fleet(count=2, speedup=20.0, home=DOCK_NE)
     scenario = parse_scenario({
         "name": "faults-over-wire", "seed": 3, "cells": ["DY-C0713", "DY-C0534"], "duration_s": 240,
-        "speedup": 20, "fleet": {"drones": 2, "endurance_min": 10, "dock": "DOCK-NE"}, "riders": {"count": 1},
+        "speedup": 20, "fleet": {"drones": 2, "airframe": {"pack_mah": 5200}, "dock": "DOCK-NE"}, "riders": {"count": 1},
         "faults": [{"at_s": 40, "broker_restart": True, "broker_down_s": 1.0},
                    {"at_s": 60, "link_cut": {"drone": 1, "seconds": 30}},
                    {"at_s": 60, "battery": {"drone": 2, "pct": 20}}],

@@ -82,7 +82,7 @@ async def test_connect_base_flies_vehicles_started_elsewhere(mosquitto_broker, s
     vehicles = await sim_fleet(count=1, speedup=20.0, home=(32.0089932, 119.5948464, 10.0))
     scenario = parse_scenario({
         "name": "connect-one", "seed": 7, "cells": ["DY-C0713"], "duration_s": 600, "speedup": 20,
-        "fleet": {"drones": 1, "endurance_min": 8, "dock": "DOCK-NE"}, "riders": {"count": 1},
+        "fleet": {"drones": 1, "airframe": {"pack_mah": 4160}, "dock": "DOCK-NE"}, "riders": {"count": 1},
         "incidents": [{"kind": "fire", "lat": 32.010484, "lon": 119.595162, "at_s": 5}],
         "pass": {"all_incidents_detected": True, "all_incidents_alerted": True, "all_incidents_reached": True,
                  "sorties_completed": True}})

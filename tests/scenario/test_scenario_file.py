@@ -79,7 +79,7 @@ def test_patrol_run_reports_cells_out_of_reach_with_exit_2(tmp_path, capsys):
     import patrol
 
     sc = tmp_path / "far.yaml"
-    sc.write_text("name: far\ncells: [DY-C0266]\nfleet: {drones: 1, dock: DOCK-SW, endurance_min: 2}\n")
+    sc.write_text("name: far\ncells: [DY-C0266]\nfleet: {drones: 1, dock: DOCK-SW, airframe: {pack_mah: 1040}}\n")
     assert patrol.main(["run", "--scenario", str(sc), "--out", str(tmp_path / "run"), "--no-live"]) == 2
     assert "cannot plan the patrol" in capsys.readouterr().err
 

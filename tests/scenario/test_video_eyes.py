@@ -7,7 +7,7 @@ from runloop.eventstore import EventStore
 from runloop.scenario import parse_scenario
 
 ONE_DRONE = {"name": "video-one", "seed": 7, "cells": ["DY-C0713"], "duration_s": 600, "speedup": 20,
-             "fleet": {"drones": 1, "endurance_min": 8, "dock": "DOCK-NE"}, "riders": {"count": 1},
+             "fleet": {"drones": 1, "airframe": {"pack_mah": 4160}, "dock": "DOCK-NE"}, "riders": {"count": 1},
              "camera": {"width_px": 640, "height_px": 360}}
 
 

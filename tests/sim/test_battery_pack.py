@@ -1,4 +1,5 @@
 """The simulated pack: SITL's 3300 mAh by default, a patrol pack on request."""
+from common.airframe import AirframeProfile
 from mission_planner.config import PlannerConfig
 from sim.vehicles import SimulatedFleet
 
@@ -19,8 +20,17 @@ def test_default_pack_is_sitls_and_lasts_minutes():
     assert 5.5 < hover_minutes_until_empty(vehicle) < 7.5
 
 
-def test_patrol_pack_covers_the_planners_endurance():
-    """A 13500 mAh pack (the `patrol sim vehicles` default) outlasts the planner's default endurance."""
-    vehicle = SimulatedFleet(count=1, battery_mah=13500)[0]
-    assert vehicle.params.get("BATT_CAPACITY") == 13500
-    assert hover_minutes_until_empty(vehicle) >= PlannerConfig().fleet.endurance_min
+def test_the_profiles_pack_lasts_the_planners_endurance():
+    """The airframe profile's pack (the `patrol sim vehicles` default), drawn as the profile says,
+    lasts the planner's endurance at cruise: one figure for planner and simulator."""
+    profile = AirframeProfile()
+    vehicle = SimulatedFleet(count=1, battery_mah=profile.pack_mah, airframe=profile)[0]
+    assert vehicle.params.get("BATT_CAPACITY") == 13000
+    assert abs(hover_minutes_until_empty(vehicle) - PlannerConfig().fleet.endurance_min) < 0.1
+
+
+def test_the_simulator_draws_what_the_profile_says():
+    """A hungrier airframe drains the same pack sooner."""
+    hungry = AirframeProfile(cruise_current_a=62.4, hover_current_a=58.0)
+    vehicle = SimulatedFleet(count=1, battery_mah=13000, airframe=hungry)[0]
+    assert abs(hover_minutes_until_empty(vehicle) - hungry.endurance_min) < 0.1

@@ -1,7 +1,9 @@
 """`patrol sim vehicles` / `patrol sim sitl` and the SITL launcher (a real binary only with -m sitl)."""
 import asyncio
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -77,7 +79,9 @@ async def test_launcher_runs_each_instance_in_its_own_dir_and_stops_them(tmp_pat
             assert argv[argv.index("--model") + 1] == "quad"
             assert argv[argv.index("--speedup") + 1] == "3"
             assert argv[argv.index("--home") + 1].startswith("32.0,119.58,10")
-            assert argv[argv.index("--defaults") + 1] == str(defaults)
+            # the defaults file, then the airframe profile's pack on top of it
+            assert argv[argv.index("--defaults") + 1] == f"{defaults},{inst.workdir / 'airframe.parm'}"
+            assert (inst.workdir / "airframe.parm").read_text() == "BATT_CAPACITY 13000\nSIM_BATT_CAP_AH 13\n"
         link = await TestGcs.connect(fleet[1].url)
         hb = await link.wait_heartbeat(timeout=3)
         assert hb.get_srcSystem() == 2
@@ -133,3 +137,36 @@ def test_bad_home_is_refused_by_name():
     out = subprocess.run([sys.executable, str(ROOT / "patrol.py"), "sim", "vehicles", "--home", "32,abc"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 2 and "--home" in out.stderr
+
+
+async def test_a_port_taken_by_another_process_is_an_error_and_nothing_starts(tmp_path):
+    """SITL would fail to bind a taken port and we would talk to whatever holds it: refused up front."""
+    fake = tmp_path / "arducopter"
+    fake.write_text(FAKE_SITL.format(python=sys.executable, root=str(ROOT)))
+    fake.chmod(0o755)
+    base = free_port_block(2, 10)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", base + 10))
+    squatter.listen()
+    try:
+        fleet = SitlFleet(count=2, base_port=base, binary=str(fake), workdir=str(tmp_path / "run"))
+        with pytest.raises(SimError, match=f"port {base + 10} .*already taken"):
+            await fleet.start()
+        assert not list((tmp_path / "run").glob("*/argv.json"))  # no instance was started
+    finally:
+        squatter.close()
+
+
+async def test_a_failed_start_keeps_the_log_its_error_names(tmp_path):
+    """An instance that dies at start: the error names its log, and the log is still there to read."""
+    fake = tmp_path / "arducopter"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nprint('Unable to bind port: pretend failure')\nsys.exit(3)\n")
+    fake.chmod(0o755)
+    fleet = SitlFleet(count=1, base_port=free_port_block(1, 10), binary=str(fake), heartbeat_timeout_s=10)
+    with pytest.raises(SimError, match="exited with 3") as err:
+        await fleet.start()
+    log_path = Path(str(err.value).rsplit("see ", 1)[1])
+    try:
+        assert "pretend failure" in log_path.read_text()
+    finally:
+        shutil.rmtree(log_path.parent.parent)
