@@ -99,7 +99,7 @@ def read_plan(path: str | Path) -> Mission:
         raise PlanningError(f"cannot read plan file {path}: {exc}") from exc
     try:
         return plan_dict_to_mission(data)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
         raise PlanningError(f"plan file {path} is not a valid QGC plan: {exc!r}") from exc
 
 
