@@ -16,7 +16,7 @@ from common.geo import distance_m
 from common.values import (MAV_CMD_DO_CHANGE_SPEED, MAV_CMD_NAV_LAND, MAV_CMD_NAV_LOITER_TIME,
                            MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_CMD_NAV_TAKEOFF, MAV_CMD_NAV_WAYPOINT, Mission)
 from flight.config import EnergyConfig, SafetyConfig
-from flight.errors import FlightError, ParamError
+from flight.errors import FlightError, FlightTimeout, ParamError
 from flight.events import EventKind
 
 if TYPE_CHECKING:
@@ -208,11 +208,17 @@ class SortieEnergy:
 async def sortie_energy(vehicle: "Vehicle", mission: Mission) -> SortieEnergy:
     """The energy verdict for flying `mission` on `vehicle` now (reads BATT_CAPACITY)."""
     v, model = vehicle, vehicle.consumption
+    skip = "(FlightConfig.check_energy=False / --no-energy-check flies without this check)"
     try:
         model.capacity_mah = await v.params.get("BATT_CAPACITY")
     except ParamError as exc:
-        raise FlightError(f"cannot judge the battery: BATT_CAPACITY unreadable ({exc})", drone_id=v.drone_id) from exc
-    await v.wait_until(lambda s: s.battery_remaining_pct is not None, 10.0, what="battery telemetry (SYS_STATUS)")
+        raise FlightError(f"cannot judge the battery: BATT_CAPACITY unreadable ({exc.detail}) {skip}",
+                          drone_id=v.drone_id) from exc
+    try:
+        await v.wait_until(lambda s: s.battery_remaining_pct is not None, 10.0, what="battery telemetry")
+    except FlightTimeout as exc:
+        raise FlightError(f"cannot judge the battery: the vehicle reports no charge left (SYS_STATUS "
+                          f"battery_remaining; is BATT_MONITOR set?) {skip}", drone_id=v.drone_id) from exc
     s = v.state
     capacity = model.capacity_mah
     if s.battery_consumed_mah is not None and capacity > 0:
