@@ -75,9 +75,9 @@ async def test_patrol_fly_stays_with_the_vehicle_until_it_has_landed(sim_fleet, 
     fleet = await sim_fleet(count=1, speedup=40.0, battery_mah=13000)
     sv = fleet[0]
     home = (sv.truth.lat, sv.truth.lon)
-    plan = write_plan(tmp_path / "long.plan", get_sortie(home, [(450, 0), (450, 450)]))
+    plan = write_plan(tmp_path / "long.plan", get_sortie(home, [(300, 0), (300, 300)]))
     code, out, err = await run_patrol("fly", "--connect", sv.url, "--plan", str(plan), "--speedup", "40",
-                                      "--timeout", "1.5", timeout_s=60)
+                                      "--timeout", "1", timeout_s=60)
     assert code == 1 and "took longer than" in err, (out, err)
     assert "watching until it has landed" in out
     assert sv.truth.landed and not sv.truth.armed  # already down when patrol fly let go
