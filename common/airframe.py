@@ -25,6 +25,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
+# ArduCopter lands its last LAND_FINAL_M at LAND_SPEED (0.5 m/s by default), slower than the
+# profile's descent speed: part of every landing, planned or checked.
+LAND_FINAL_M, LAND_FINAL_SPEED_M_S = 10.0, 0.5
+
+
 class AirframeProfile(BaseModel):
     """One drone type. Add fields here (e.g. dock battery swaps) rather than beside it."""
 
@@ -61,6 +66,15 @@ class AirframeProfile(BaseModel):
     def sortie_budget_s(self) -> float:
         """Usable flight time of one full pack at cruise (endurance minus reserve)."""
         return self.endurance_min * 60.0 * (1.0 - self.reserve)
+
+    def landing_s(self, from_alt_m: float) -> float:
+        """Descent and landing from `from_alt_m`: the profile's descent speed, the last metres slower.
+
+        >>> round(AirframeProfile().landing_s(60.0), 1)
+        53.3
+        """
+        final = min(max(0.0, from_alt_m), LAND_FINAL_M)
+        return (max(0.0, from_alt_m) - final) / self.descent_speed_m_s + final / LAND_FINAL_SPEED_M_S
 
     def mah_for(self, cruise_s: float, hover_s: float) -> float:
         """Charge spent flying `cruise_s` at cruise and `hover_s` hovering, climbing or descending."""

@@ -16,7 +16,7 @@ from common.geo import distance_m
 from common.values import (MAV_CMD_DO_CHANGE_SPEED, MAV_CMD_NAV_LAND, MAV_CMD_NAV_LOITER_TIME,
                            MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_CMD_NAV_TAKEOFF, MAV_CMD_NAV_WAYPOINT, Mission)
 from flight.config import EnergyConfig, SafetyConfig
-from flight.errors import FlightError, ParamError
+from flight.errors import FlightError, FlightTimeout, ParamError
 from flight.events import EventKind
 
 if TYPE_CHECKING:
@@ -126,9 +126,8 @@ _LOCATED = (MAV_CMD_NAV_WAYPOINT, MAV_CMD_NAV_LOITER_TIME, MAV_CMD_NAV_LAND, MAV
             MAV_CMD_NAV_LOITER_UNLIM, MAV_CMD_NAV_LOITER_TURNS, MAV_CMD_NAV_SPLINE_WAYPOINT)
 
 
-# ArduCopter lands its last LAND_FINAL_M at LAND_SPEED (0.5 m/s by default) and, on RTL, hovers
-# RTL_LOIT_TIME (5 s) over home before descending: both are slower than the profile's descent.
-LAND_FINAL_M, LAND_FINAL_SPEED_M_S, RTL_LOITER_S = 10.0, 0.5, 5.0
+# On RTL ArduCopter hovers RTL_LOIT_TIME (5 s by default) over home before it descends.
+RTL_LOITER_S = 5.0
 
 
 def sortie_flight_s(mission: Mission, home: tuple[float, float], airframe: AirframeProfile) -> tuple[float, float]:
@@ -153,10 +152,6 @@ def sortie_flight_s(mission: Mission, home: tuple[float, float], airframe: Airfr
         rise = target_m - alt
         return rise / airframe.climb_speed_m_s if rise > 0 else -rise / airframe.descent_speed_m_s
 
-    def landing_s(from_m: float) -> float:
-        final = min(from_m, LAND_FINAL_M)
-        return (from_m - final) / airframe.descent_speed_m_s + final / LAND_FINAL_SPEED_M_S
-
     for item in mission.items[1:]:
         cmd = item.command
         if cmd == MAV_CMD_DO_CHANGE_SPEED and item.param2 > 0:
@@ -171,7 +166,7 @@ def sortie_flight_s(mission: Mission, home: tuple[float, float], airframe: Airfr
             leg_m = distance_m(*here, *target)
             cruise_s += leg_m / speed + (airframe.turn_time_s if leg_m > 1.0 else 0.0)
             if cmd == MAV_CMD_NAV_LAND:
-                hover_s += landing_s(alt)
+                hover_s += airframe.landing_s(alt)
                 here, alt, ends_away = target, 0.0, distance_m(*target, *home) > 5.0
                 continue
             hover_s += climb_to(item.alt_m)
@@ -180,7 +175,7 @@ def sortie_flight_s(mission: Mission, home: tuple[float, float], airframe: Airfr
                 hover_s += max(0.0, item.param1)
     if alt > 0 or ends_away:  # the RTL home (ours after the last item, or the mission's own) and its landing
         cruise_s += distance_m(*here, *home) / airframe.cruise_speed_m_s + airframe.turn_time_s
-        hover_s += RTL_LOITER_S + landing_s(alt)
+        hover_s += RTL_LOITER_S + airframe.landing_s(alt)
     return cruise_s, hover_s
 
 
@@ -213,11 +208,17 @@ class SortieEnergy:
 async def sortie_energy(vehicle: "Vehicle", mission: Mission) -> SortieEnergy:
     """The energy verdict for flying `mission` on `vehicle` now (reads BATT_CAPACITY)."""
     v, model = vehicle, vehicle.consumption
+    skip = "(FlightConfig.check_energy=False / --no-energy-check flies without this check)"
     try:
         model.capacity_mah = await v.params.get("BATT_CAPACITY")
     except ParamError as exc:
-        raise FlightError(f"cannot judge the battery: BATT_CAPACITY unreadable ({exc})", drone_id=v.drone_id) from exc
-    await v.wait_until(lambda s: s.battery_remaining_pct is not None, 10.0, what="battery telemetry (SYS_STATUS)")
+        raise FlightError(f"cannot judge the battery: BATT_CAPACITY unreadable ({exc.detail}) {skip}",
+                          drone_id=v.drone_id) from exc
+    try:
+        await v.wait_until(lambda s: s.battery_remaining_pct is not None, 10.0, what="battery telemetry")
+    except FlightTimeout as exc:
+        raise FlightError(f"cannot judge the battery: the vehicle reports no charge left (SYS_STATUS "
+                          f"battery_remaining; is BATT_MONITOR set?) {skip}", drone_id=v.drone_id) from exc
     s = v.state
     capacity = model.capacity_mah
     if s.battery_consumed_mah is not None and capacity > 0:

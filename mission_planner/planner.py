@@ -243,7 +243,7 @@ def plan_patrol(grids: GridSet, config: PlannerConfig | None = None, cells=None,
     budget_s = cfg.fleet.sortie_budget_s
     speed = cfg.fleet.cruise_speed_m_s
     top_alt = max(cfg.transit_alt_m(i) for i in range(len(roster)))
-    overhead_s = top_alt / cfg.fleet.climb_speed_m_s + top_alt / cfg.fleet.descent_speed_m_s
+    overhead_s = top_alt / cfg.fleet.climb_speed_m_s + cfg.fleet.airframe.landing_s(top_alt)
     reach_s = overhead_s + 2 * layer_change_s(cfg)  # takeoff, landing, down to and up from the cells
 
     # 1. Lanes.

@@ -35,6 +35,11 @@ class FleetSection(_Section):
     altitude_m: float = Field(60.0, gt=5, le=120, title="survey altitude AGL")
     dock: str | None = Field(None, title="dock grid_id all drones start from; default: spread over the docks")
     battery_pct: float = Field(100.0, gt=0, le=100, title="charge at the start of the run")
+    on_stop: Literal["return", "hold"] = Field(
+        "return", title="what airborne drones are told when the run stops (Ctrl-C, SIGTERM, its end): return = "
+                        "home along the routed return (never across a no-fly zone); hold = hover in GUIDED where "
+                        "they are for an operator to take over (a drone whose failsafe RTL from there would cross "
+                        "a no-fly zone is sent home instead)")
 
 
 class RidersSection(_Section):

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 GROUND_MSL_M = 10.0
 FINISH_GRACE_S = 5.0  # scenario seconds everything must stay done before the run ends early
 BATTERY_FAULT_TIMEOUT_S = 10.0
+LEAVE_SAFE_TIMEOUT_S = 600.0  # wall seconds the routed returns at shutdown may take before the links close
 # A battery fault "drained to pct" is the resting voltage of a LiPo pack at that charge, linear per
 # cell from 3.3 V (empty) to 4.2 V (full): 20 % of a 3S pack is 10.44 V, below ArduCopter's
 # default BATT_LOW_VOLT 10.5, so the vehicle's own low-battery failsafe acts.
@@ -162,9 +163,13 @@ class PatrolRun:
 
         ids = [d.drone_id for d in self.plan.drones]
         urls = [await self._relay(drone_id, url) for drone_id, url in zip(ids, self.urls[:len(ids)], strict=True)]
-        self.fleet = Fleet.from_urls(urls, config=FlightConfig.for_speedup(self.scenario.speedup, airframe=self.scenario.fleet.airframe), drone_ids=ids)
+        self.fleet = Fleet.from_urls(urls, config=FlightConfig.for_speedup(self.scenario.speedup,
+                                                                           airframe=self.scenario.fleet.airframe),
+                                     drone_ids=ids)
         await self.fleet.connect()
         self._undo.append(("fleet", self.fleet.close))
+        # undone first: airborne drones are sent home (or told to hold) while the links still work
+        self._undo.append(("fleet-home", self.leave_drones_safe))
         await asyncio.gather(*(v.wait_armable(timeout_s=60) for v in self.fleet))
 
     async def _relay(self, drone_id: str, url: str) -> str:
@@ -421,9 +426,41 @@ class PatrolRun:
             try:
                 result = undo()
                 if asyncio.iscoroutine(result):
-                    await asyncio.wait_for(result, 15)
+                    # a routed return is flown leg by leg before the links may close
+                    await asyncio.wait_for(result, LEAVE_SAFE_TIMEOUT_S if name == "fleet-home" else 15)
             except Exception as exc:
                 log.warning("stopping %s: %s", name, exc)
+
+    async def leave_drones_safe(self) -> None:
+        """Before the links close: every airborne drone flies home along the routed return (or
+        holds, by `fleet.on_stop`), never left to its GCS failsafe's straight-line RTL across a
+        no-fly zone. Each one's outcome is noted in the event store."""
+        from flight import FlightError
+
+        hold = self.scenario.fleet.on_stop == "hold"
+
+        async def one(v) -> None:
+            s = v.state
+            if not (s.link_ok and s.armed and s.airborne) or s.mode == "LAND":
+                return
+            fa = v.fence_avoidance
+            crosses = (fa is not None and not fa.onboard and s.pose is not None and s.home is not None
+                       and fa.return_crosses((s.pose.lat, s.pose.lon), s.home[:2]))
+            try:
+                if hold and not crosses:
+                    await v.action.hold()
+                    detail = "run stopped: holding in GUIDED where it is"
+                else:
+                    routed = await v.action.return_home()
+                    detail = ("run stopped: " + ("a failsafe RTL from here would cross a no-fly zone; " if hold else "")
+                              + (f"returned round the no-fly zones through {len(routed)} point(s), then RTL"
+                                 if routed else "sent home (RTL)"))
+            except FlightError as exc:
+                detail = f"run stopped: could not send it home: {exc}"
+            self.store.add(self.clock(), "note", "on_stop", drone=v.drone_id, detail=detail)
+            print(f"{v.drone_id}: {detail}", flush=True)
+
+        await asyncio.gather(*(one(v) for v in self.fleet))
 
     def write_report(self) -> dict:
         from runloop.report import write_report

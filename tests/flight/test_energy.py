@@ -75,9 +75,9 @@ async def test_patrol_fly_stays_with_the_vehicle_until_it_has_landed(sim_fleet, 
     fleet = await sim_fleet(count=1, speedup=40.0, battery_mah=13000)
     sv = fleet[0]
     home = (sv.truth.lat, sv.truth.lon)
-    plan = write_plan(tmp_path / "long.plan", get_sortie(home, [(450, 0), (450, 450)]))
+    plan = write_plan(tmp_path / "long.plan", get_sortie(home, [(300, 0), (300, 300)]))
     code, out, err = await run_patrol("fly", "--connect", sv.url, "--plan", str(plan), "--speedup", "40",
-                                      "--timeout", "1.5", timeout_s=60)
+                                      "--timeout", "1", timeout_s=60)
     assert code == 1 and "took longer than" in err, (out, err)
     assert "watching until it has landed" in out
     assert sv.truth.landed and not sv.truth.armed  # already down when patrol fly let go
@@ -108,3 +108,21 @@ def test_sortie_time_counts_legs_turns_climbs_and_the_landing():
     assert sum(sortie_flight_s(get_sortie(home, [(500, 0)], alt_m=60), home, AirframeProfile())) > sum(base)
     slow = AirframeProfile(cruise_speed_m_s=5.0)
     assert sortie_flight_s(get_sortie(home, [(500, 0)]), home, slow)[0] > base[0]
+
+
+def test_one_profile_in_the_planner_config_and_the_scenario_file():
+    """The sortie budget follows from the profile (half the pack: half the sortie); a misspelt
+    profile field is refused by name in the planner config and in the scenario file alike."""
+    from mission_planner import PlannerConfig
+    from mission_planner.errors import PlanningError
+    from runloop.errors import RunError
+    from runloop.scenario import parse_scenario
+
+    assert PlannerConfig().fleet.sortie_budget_s == 1200.0  # 25 min at 10 m/s, 20 % reserve
+    half = PlannerConfig.from_mapping({"fleet": {"airframe": {"pack_mah": 6500}}})
+    assert half.fleet.sortie_budget_s == 600.0 and half.fleet.cruise_speed_m_s == 10.0
+    with pytest.raises(PlanningError, match="pack_mAh"):
+        PlannerConfig.from_mapping({"fleet": {"airframe": {"pack_mAh": 6500}}})
+    with pytest.raises(RunError, match="pack_mAh"):
+        parse_scenario({"name": "x", "fleet": {"airframe": {"pack_mAh": 6500}}})
+    assert parse_scenario({"name": "x"}).fleet.airframe == AirframeProfile()

@@ -29,7 +29,7 @@ async def test_link_cut_and_battery_fault_reach_vehicles_started_elsewhere(sim_f
     drone 1 (longer than the controller's own link-loss verdict) trips its GCS failsafe, a battery
     fault at 20 % on drone 2 trips its low-battery failsafe; both return, and the report shows the
     faults and each failsafe with its cause and outcome."""
-    vehicles = await sim_fleet(count=2, speedup=20.0, home=DOCK_NE)
+    vehicles = await sim_fleet(count=2, speedup=20.0, home=DOCK_NE, battery_mah=5200)  # the scenario's pack
     scenario = parse_scenario({
         "name": "faults-over-wire", "seed": 3, "cells": ["DY-C0713", "DY-C0534"], "duration_s": 240,
         "speedup": 20, "fleet": {"drones": 2, "airframe": {"pack_mah": 5200}, "dock": "DOCK-NE"}, "riders": {"count": 1},

@@ -79,7 +79,7 @@ async def test_connect_base_flies_vehicles_started_elsewhere(mosquitto_broker, s
     would be) flies its sortie, sees a fire and a unit reaches it; scenario time is wall x speedup."""
     from runloop.scenario import parse_scenario
 
-    vehicles = await sim_fleet(count=1, speedup=20.0, home=(32.0089932, 119.5948464, 10.0))
+    vehicles = await sim_fleet(count=1, speedup=20.0, home=(32.0089932, 119.5948464, 10.0), battery_mah=4160)
     scenario = parse_scenario({
         "name": "connect-one", "seed": 7, "cells": ["DY-C0713"], "duration_s": 600, "speedup": 20,
         "fleet": {"drones": 1, "airframe": {"pack_mah": 4160}, "dock": "DOCK-NE"}, "riders": {"count": 1},
