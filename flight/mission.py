@@ -81,6 +81,13 @@ def storage_problems(items: Sequence[MissionItem], mission_type: int = MissionTy
     return out
 
 
+def sortie_storage_problems(mission: "Mission") -> list[str]:
+    """`storage_problems` of a sortie's fence, rally and mission lists, each line naming its list."""
+    lists = ((MissionType.FENCE, mission.fence_items()), (MissionType.RALLY, mission.rally_items()),
+             (MissionType.MISSION, mission.items))
+    return [f"{MISSION_TYPE_NAMES[mt]} {p}" for mt, items in lists for p in storage_problems(items, mt)]
+
+
 def _close(a: float, b: float, tol: float) -> bool:
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
@@ -415,9 +422,7 @@ class MissionClient:
         (MissionNotStorable). The fence goes up first so that the vehicle never holds a new
         mission with an old fence.
         """
-        problems = [f"{MISSION_TYPE_NAMES[mt]} {p}" for mt, items in
-                    ((MissionType.FENCE, mission.fence_items()), (MissionType.RALLY, mission.rally_items()),
-                     (MissionType.MISSION, mission.items)) for p in storage_problems(items, mt)]
+        problems = sortie_storage_problems(mission)
         if problems:
             raise MissionNotStorable(problems, drone_id=self._v.drone_id)
         await self.upload_verified(mission.fence_items(), MissionType.FENCE)
