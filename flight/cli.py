@@ -98,12 +98,8 @@ def _read_plan(path: Path):
         raise _InputError(f"cannot read plan {path}: {exc}") from exc
     if len(mission.items) < 2:
         raise _InputError(f"plan {path} has no mission items beyond home")
-    from common.values import MissionType
-    from flight.mission import storage_problems
-    problems = [f"{kind} {p}" for kind, items, mt in (("fence", mission.fence_items(), MissionType.FENCE),
-                                                      ("rally", mission.rally_items(), MissionType.RALLY),
-                                                      ("mission", mission.items, MissionType.MISSION))
-                for p in storage_problems(items, mt)]
+    from flight.mission import sortie_storage_problems
+    problems = sortie_storage_problems(mission)
     if problems:  # ArduCopter would refuse these or keep other numbers: nothing is uploaded
         raise _InputError(f"plan {path} cannot be flown on ArduCopter:\n  " + "\n  ".join(problems))
     return mission

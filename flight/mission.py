@@ -3,8 +3,10 @@
 Upload follows the MAVLink mission protocol as ArduCopter speaks it: MISSION_COUNT, then answer
 each MISSION_REQUEST / MISSION_REQUEST_INT with a MISSION_ITEM_INT, until MISSION_ACK. Every step
 is resent after `item_timeout_s` without an answer, so a lossy radio slows a transfer but does
-not break it. A verified upload then downloads the list again and compares it item by item
-(the mission's home item 0 excepted: the vehicle rewrites it with its real home).
+not break it. A verified upload first refuses what ArduCopter would refuse or change
+(nothing sent), then downloads the list again and compares each item with what ArduCopter keeps
+of it (common.ardupilot_storage; the mission's home item 0 excepted: the vehicle rewrites it
+with its real home). A failed transfer leaves the vehicle the last verified list, or none.
 """
 from __future__ import annotations
 
@@ -18,9 +20,8 @@ from typing import TYPE_CHECKING
 from common import ardupilot_storage as storage
 from common.ardupilot_storage import WireItem, f32
 from common.values import MissionItem, MissionType
-from flight.errors import (MAV_MISSION_RESULT_NAMES, MISSION_TYPE_NAMES, CommandRejected, MissionMismatch,
-                           MissionNotStorable, MissionTransferError)
-from flight.errors import FlightError
+from flight.errors import (MAV_MISSION_RESULT_NAMES, MISSION_TYPE_NAMES, CommandRejected, FlightError,
+                           MissionMismatch, MissionNotStorable, MissionTransferError)
 from flight.link import mav
 
 if TYPE_CHECKING:
@@ -80,6 +81,13 @@ def storage_problems(items: Sequence[MissionItem], mission_type: int = MissionTy
     return out
 
 
+def sortie_storage_problems(mission: "Mission") -> list[str]:
+    """`storage_problems` of a sortie's fence, rally and mission lists, each line naming its list."""
+    lists = ((MissionType.FENCE, mission.fence_items()), (MissionType.RALLY, mission.rally_items()),
+             (MissionType.MISSION, mission.items))
+    return [f"{MISSION_TYPE_NAMES[mt]} {p}" for mt, items in lists for p in storage_problems(items, mt)]
+
+
 def _close(a: float, b: float, tol: float) -> bool:
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
@@ -127,6 +135,7 @@ def first_mismatch(sent: Sequence[MissionItem], got: Sequence[MissionItem],
 
 
 def item_of(w: WireItem) -> MissionItem:
+    """A stored (wire) item as a MissionItem."""
     return MissionItem(w.command, w.x / 1e7, w.y / 1e7, float(w.z), frame=w.frame, param1=w.param1,
                        param2=w.param2, param3=w.param3, param4=w.param4, autocontinue=w.autocontinue)
 
@@ -413,9 +422,7 @@ class MissionClient:
         (MissionNotStorable). The fence goes up first so that the vehicle never holds a new
         mission with an old fence.
         """
-        problems = [f"{MISSION_TYPE_NAMES[mt]} {p}" for mt, items in
-                    ((MissionType.FENCE, mission.fence_items()), (MissionType.RALLY, mission.rally_items()),
-                     (MissionType.MISSION, mission.items)) for p in storage_problems(items, mt)]
+        problems = sortie_storage_problems(mission)
         if problems:
             raise MissionNotStorable(problems, drone_id=self._v.drone_id)
         await self.upload_verified(mission.fence_items(), MissionType.FENCE)
