@@ -82,3 +82,13 @@ async def test_every_recorded_item_reads_back_and_acks_as_on_arducopter(sim_flee
         await link.close()
     assert len(records) == 52 * 7 + 6
     assert not problems, f"{len(problems)} of {len(records)} differ:\n" + "\n".join(problems)
+
+
+def test_storage_model_docstring_examples_hold():
+    """The examples in common/ardupilot_storage.py run and give what they show."""
+    import doctest
+
+    import common.ardupilot_storage
+
+    result = doctest.testmod(common.ardupilot_storage)
+    assert result.failed == 0 and result.attempted > 0
