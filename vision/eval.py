@@ -10,8 +10,9 @@ sends an officer) against the labels:
   to first detection** is that alert's time minus the span's `start_s` (0 when raised before);
   a span with no such alert is **missed**.
 
-Writes a table on stdout, `DIR/eval.json`, each alert's snapshot under `DIR/snapshots/` and a
-contact sheet of every false alert, `DIR/false_alerts.png`. Progress (clip i/n) on stderr.
+Writes a table on stdout, `DIR/eval.json`, each alert's snapshot under `DIR/snapshots/` and
+contact sheets of every false alert, `DIR/false_alerts.png` (30 a page, then
+`false_alerts-2.png`...). Progress (clip i/n) on stderr.
 
 Labels file (tab-separated; `#` lines and blank lines are skipped):
 
@@ -44,6 +45,7 @@ LABEL_KINDS = ("fire", "smoke", "crowd", "stopped_vehicle", "intrusion", "none")
 # Kinds that are one incident on the ground: an alert of one is true under a span of any other.
 _FAMILY = {"fire": "fire", "smoke": "fire"}
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".ts")
+SHEET_TILES = 30  # false-alert snapshots per contact sheet page
 POSE_SUFFIXES = (".poses.jsonl", ".poses.csv", ".tlog")  # next to a clip: its telemetry
 
 
@@ -327,9 +329,23 @@ def evaluate(clips_dir: str | Path, labels_path: str | Path, out_dir: str | Path
                    "calm_clips": len(calm_clips),
                    "calm_clips_with_alerts": sum(1 for c in calm_clips if c["alerts"])},
     }
+    result["false_alert_sheets"] = write_false_alert_sheets(false_sheet, out_dir)
     (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    contact_sheet(false_sheet, out_dir / "false_alerts.png")
     return result
+
+
+def write_false_alert_sheets(tiles: dict[str, tuple[bytes, str]], out_dir: Path) -> list[str]:
+    """Contact sheets of the false alerts' snapshots, SHEET_TILES a page: false_alerts.png,
+    false_alerts-2.png, ... (hundreds of false alerts in one PNG would not open)."""
+    for old in out_dir.glob("false_alerts*.png"):
+        old.unlink()
+    items = list(tiles.items())
+    names = []
+    for page, i in enumerate(range(0, max(len(items), 1), SHEET_TILES), 1):
+        name = "false_alerts.png" if page == 1 else f"false_alerts-{page}.png"
+        contact_sheet(dict(items[i:i + SHEET_TILES]), out_dir / name)
+        names.append(name)
+    return names
 
 
 def register(subparsers) -> None:
@@ -360,5 +376,6 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"patrol eval: {exc}", file=sys.stderr)
         return 1
     print(format_table(result))
-    print(f"-> {args.out}/eval.json, {args.out}/false_alerts.png")
+    sheets = result["false_alert_sheets"]
+    print(f"-> {args.out}/eval.json, {args.out}/{sheets[0]}" + (f" (+{len(sheets) - 1} more pages)" if len(sheets) > 1 else ""))
     return 0

@@ -6,13 +6,14 @@ import json
 import shutil
 
 import cv2
+import numpy as np
 import pytest
 
 import patrol
 from common.values import CameraModel
 from sim.camera.scenarios import fires, write_synthetic_video
 from vision.errors import VisionError
-from vision.eval import Alert, LabelSpan, load_labels, score_clip
+from vision.eval import SHEET_TILES, Alert, LabelSpan, load_labels, score_clip, write_false_alert_sheets
 
 
 def span(kind, start_s, end_s, line=1):
@@ -104,3 +105,11 @@ def test_patrol_eval_names_the_bad_labels_line(tmp_path, capsys):
     labels.write_text("a.mp4\tfire\t0\t5\na.mp4\tfire\t5\n")
     assert patrol.main(["eval", str(tmp_path), str(labels)]) == 1
     assert f"labels file {labels} line 2" in capsys.readouterr().err
+
+
+def test_many_false_alerts_are_shown_on_pages_of_contact_sheets(tmp_path):
+    jpeg = cv2.imencode(".jpg", np.full((90, 160, 3), 128, np.uint8))[1].tobytes()
+    tiles = {f"inc-{i}": (jpeg, f"FALSE fire t={i}") for i in range(SHEET_TILES + 1)}
+    assert write_false_alert_sheets(tiles, tmp_path) == ["false_alerts.png", "false_alerts-2.png"]
+    first, second = (cv2.imread(str(tmp_path / n)) for n in ("false_alerts.png", "false_alerts-2.png"))
+    assert first.shape[0] == (SHEET_TILES // 3) * second.shape[0]  # a full page of rows, then one row
