@@ -73,7 +73,7 @@ def _match_incidents(store: EventStore, scenario: dict) -> list[IncidentOutcome]
     for ev in store.events("incident_start"):
         if ev.subject in by_name:  # where the world really put it (a stopped car snaps onto a road)
             o = by_name[ev.subject]
-            o.started_s = ev.t_s
+            o.started_s = ev.data.get("started_s", ev.t_s)
             o.lat, o.lon = ev.data.get("lat", o.lat), ev.data.get("lon", o.lon)
     for ev in store.events("truth_in_view"):
         o = by_name.get(ev.subject)
@@ -138,10 +138,15 @@ def _match_incidents(store: EventStore, scenario: dict) -> list[IncidentOutcome]
     return outcomes
 
 
+# A detection this much before its incident's start still matches it: an intruder is reported
+# within the zone's margin_m just before stepping in, and frames come at the camera's rate.
+START_TOLERANCE_S = 2.0
+
+
 def _had_started(outcome: IncidentOutcome, t_s: float) -> bool:
     """A detection can only be of a scripted incident that had started by then: a fire seen
     500 s before the scripted one ignites there is a false alert, not an early detection."""
-    return outcome.started_s is not None and outcome.started_s <= t_s
+    return outcome.started_s is not None and outcome.started_s <= t_s + START_TOLERANCE_S
 
 
 # ------------------------------------------------------------------------------ false alerts

@@ -118,6 +118,20 @@ def test_false_alerts_are_counted_but_pass_when_not_limited(tmp_path):
     assert len(report["false_alerts"]) == 1 and report["passed"], report["failures"]
 
 
+def test_a_detection_as_its_incident_starts_is_no_false_alert(tmp_path):
+    """The world records a timed fire's start at the step after its at_s (with the real start
+    in started_s); a detection 1 s before that real start (frame timing) is still the fire."""
+    store = EventStore(tmp_path)
+    store.set_meta("scenario", {"name": "on-time", "incidents": [FIRE], "incident_names": ["fire-1"],
+                                "pass": {"max_false_alerts": 0}})
+    store.add(9.0, "detection", "inc-d1-1", state="new", kind="fire", lat=32.01001, lon=119.59501, drone_id="drone01")
+    store.add(14.0, "incident_start", "fire-1", kind="fire", lat=FIRE["lat"], lon=FIRE["lon"], started_s=10.0)
+    store.close()
+    report = build_report(tmp_path)
+    assert report["incidents"][0]["started_s"] == 10.0 and report["incidents"][0]["detected_s"] == 9.0
+    assert report["false_alerts"] == [] and report["passed"], report["failures"]
+
+
 def test_report_files_and_cli_exit_status(tmp_path, capsys):
     """`patrol report RUN_DIR` writes json, html (inline SVG map + timeline) and png; exit 1 on failure."""
     get_recorded_run(tmp_path)
