@@ -187,6 +187,7 @@ class ClipRun:
     pipeline_frames_per_s: float
     pose: bool
     snapshots: dict[str, bytes]
+    error: str | None = None  # the video failed part-way (or at once): scored on what was seen
 
 
 def run_clip(clip: Path, config: VisionConfig, on_progress: Callable[[int, float], None] | None = None) -> ClipRun:
@@ -196,7 +197,10 @@ def run_clip(clip: Path, config: VisionConfig, on_progress: Callable[[int, float
     if tel_path is not None:
         g = config.geolocation
         telemetry = load_telemetry(tel_path, max_gap_s=g.max_telemetry_gap_s, offset_s=g.telemetry_offset_s)
-    source = FileSource(clip)
+    try:
+        source = FileSource(clip)
+    except VisionError as exc:
+        return ClipRun([], 0, 0.0, 0.0, 0.0, telemetry is not None, {}, str(exc))
     pipe = IncidentPipeline(config, camera=config.camera.model(), drone_id="")
     alerts: list[Alert] = []
     snapshots: dict[str, bytes] = {}
@@ -212,15 +216,20 @@ def run_clip(clip: Path, config: VisionConfig, on_progress: Callable[[int, float
                 if inc.snapshot_jpeg:
                     snapshots[inc.id] = inc.snapshot_jpeg
 
-    for frame in source:
-        t_s = frame.t_s
-        collect(pipe.process(frame.image, t_s, telemetry.pose_at(t_s) if telemetry else None))
-        frames += 1
-        if on_progress and frames % 100 == 0:
-            on_progress(frames, t_s)
+    error = None
+    try:
+        for frame in source:
+            t_s = frame.t_s
+            collect(pipe.process(frame.image, t_s, telemetry.pose_at(t_s) if telemetry else None))
+            frames += 1
+            if on_progress and frames % 100 == 0:
+                on_progress(frames, t_s)
+    except VisionError as exc:  # a truncated or corrupt tail: what was seen before it still counts
+        error = str(exc)
     collect(pipe.close(t_s))
     wall_s = time.perf_counter() - started
-    return ClipRun(alerts, frames, frames / source.fps, wall_s, pipe.frames_per_s, telemetry is not None, snapshots)
+    return ClipRun(alerts, frames, frames / source.fps, wall_s, pipe.frames_per_s, telemetry is not None, snapshots,
+                   error)
 
 
 def _fmt_t(v: float | None) -> str:
@@ -302,12 +311,15 @@ def evaluate(clips_dir: str | Path, labels_path: str | Path, out_dir: str | Path
         fps = run.frames / run.wall_s if run.wall_s else 0.0
         frames_all, wall_all, seconds_all = frames_all + run.frames, wall_all + run.wall_s, seconds_all + run.duration_s
         calm = all(s.kind == "none" for s in labels[name])
-        clips_out.append({"clip": name, "calm": calm, "pose": run.pose, "duration_s": round(run.duration_s, 2),
+        clips_out.append({"clip": name, "error": run.error, "calm": calm, "pose": run.pose,
+                          "duration_s": round(run.duration_s, 2),
                           "frames": run.frames, "frames_per_s": round(fps, 1),
                           "pipeline_frames_per_s": round(run.pipeline_frames_per_s, 1),
                           "classes": {k: v.as_dict() for k, v in scores.items()},
                           "alerts": [asdict(a) for a in run.alerts], "missed": missed})
         n_false = sum(not a.true for a in run.alerts)
+        if run.error:
+            print(f"clip {i}/{len(names)}: {name}: {run.error}", file=progress, flush=True)
         print(f"clip {i}/{len(names)}: {name}: {len(run.alerts)} alerts ({n_false} false), {len(missed)} missed, "
               f"{fps:.0f} frames/s", file=progress, flush=True)
     hours = seconds_all / 3600.0
@@ -318,6 +330,7 @@ def evaluate(clips_dir: str | Path, labels_path: str | Path, out_dir: str | Path
     result = {
         "labels": str(labels_path), "clips_dir": str(clips_dir), "tolerance_s": tolerance_s,
         "skipped": missing, "unlabelled": unlabelled,
+        "errors": {c["clip"]: c["error"] for c in clips_out if c["error"]},
         "clips": clips_out,
         "classes": {k: v.as_dict() for k, v in sorted(totals.items())},
         "totals": {"clips": len(clips_out), "hours": round(hours, 4), "frames": frames_all,
@@ -376,6 +389,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"patrol eval: {exc}", file=sys.stderr)
         return 1
     print(format_table(result))
+    for clip, error in result["errors"].items():
+        print(f"patrol eval: {clip}: {error}", file=sys.stderr)
     sheets = result["false_alert_sheets"]
     print(f"-> {args.out}/eval.json, {args.out}/{sheets[0]}" + (f" (+{len(sheets) - 1} more pages)" if len(sheets) > 1 else ""))
-    return 0
+    return 1 if result["errors"] else 0

@@ -74,13 +74,17 @@ def test_patrol_eval_scores_labelled_synthetic_clips(tmp_path, capsys):
     labels.write_text("# file\tkind\tstart_s\tend_s\tview\tnote\n"
                       "fires.mp4\tfire\t2.5\t6\tdrone_nadir\tfire-0 in view from ~3 s\n"
                       "fires.mp4\tcrowd\t0\t6\tdrone_nadir\tnot there: must be counted missed\n"
-                      "fires_calm.mp4\tnone\t0\t6\tdrone_nadir\tcalm (deliberately wrong)\n")
+                      "fires_calm.mp4\tnone\t0\t6\tdrone_nadir\tcalm (deliberately wrong)\n"
+                      "broken.mp4\tnone\t0\t6\tdrone_nadir\tcut off\n")
+    (clips / "broken.mp4").write_bytes(files["video"].read_bytes()[:3000])
     out = tmp_path / "out"
 
-    assert patrol.main(["eval", str(clips), str(labels), "--out", str(out)]) == 0
+    # The broken clip is named and fails the run; the others are scored all the same.
+    assert patrol.main(["eval", str(clips), str(labels), "--out", str(out)]) == 1
 
     result = json.loads((out / "eval.json").read_text())
-    labelled, calm = result["clips"]
+    labelled, calm, broken = result["clips"]
+    assert list(result["errors"]) == ["broken.mp4"] and "broken.mp4" in broken["error"]
     assert (labelled["clip"], labelled["pose"], calm["clip"], calm["pose"]) == ("fires.mp4", True, "fires_calm.mp4", False)
     fire = labelled["classes"]["fire"]
     assert fire["alerts"] >= 1 and fire["false"] == 0 and fire["found"] == 1
@@ -95,7 +99,8 @@ def test_patrol_eval_scores_labelled_synthetic_clips(tmp_path, capsys):
     sheet = cv2.imread(str(out / "false_alerts.png"))
     assert sheet.shape[1] == 3 * 320
     captured = capsys.readouterr()
-    assert "clip 1/2: fires.mp4" in captured.err and "clip 2/2: fires_calm.mp4" in captured.err
+    assert "clip 1/3: fires.mp4" in captured.err and "clip 2/3: fires_calm.mp4" in captured.err
+    assert "patrol eval: broken.mp4: " in captured.err
     assert "fires_calm.mp4" in captured.out and "calm clips with an alert" in captured.out
 
 
