@@ -8,10 +8,12 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 import patrol
 from common.values import CameraModel
 from sim.camera.scenarios import fires, write_synthetic_video
+from vision.config import FireConfig
 from vision.errors import VisionError
 from vision.eval import SHEET_TILES, Alert, LabelSpan, load_labels, score_clip, write_false_alert_sheets
 
@@ -77,10 +79,17 @@ def test_patrol_eval_scores_labelled_synthetic_clips(tmp_path, capsys):
                       "fires_calm.mp4\tnone\t0\t6\tdrone_nadir\tcalm (deliberately wrong)\n"
                       "broken.mp4\tnone\t0\t6\tdrone_nadir\tcut off\n")
     (clips / "broken.mp4").write_bytes(files["video"].read_bytes()[:3000])
+    # The synthetic camera draws its flames in the very colours the colour/flicker detector
+    # looks for: trusted on its own there, through the config eval hands to the pipeline.
+    fire = {"window_frames": 4}
+    if "colour_alone" in FireConfig.model_fields:
+        fire["colour_alone"] = True
+    config = tmp_path / "vision.yaml"
+    config.write_text(yaml.safe_dump({"fire": fire}))
     out = tmp_path / "out"
 
     # The broken clip is named and fails the run; the others are scored all the same.
-    assert patrol.main(["eval", str(clips), str(labels), "--out", str(out)]) == 1
+    assert patrol.main(["eval", str(clips), str(labels), "--out", str(out), "--config", str(config)]) == 1
 
     result = json.loads((out / "eval.json").read_text())
     labelled, calm, broken = result["clips"]
