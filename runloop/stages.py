@@ -305,7 +305,9 @@ class PatrolRun:
                       for r in self.drones.drones.values() if r.vehicle.state.pose is not None and r.vehicle.state.armed]
             for inc in self.world.step(t, drones):
                 lat, lon = inc.lat_lon
-                self.store.add(t, "incident_start", inc.name, kind=str(inc.spec.kind), lat=lat, lon=lon)
+                # started_s: when it really began (a timed one at its at_s, before this step).
+                self.store.add(t, "incident_start", inc.name, kind=str(inc.spec.kind), lat=lat, lon=lon,
+                               started_s=inc.started_s)
             await asyncio.sleep(self.clock.wall_s(0.5))
 
     async def script_faults(self, stop: asyncio.Event) -> None:
