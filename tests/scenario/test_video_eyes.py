@@ -168,7 +168,7 @@ async def test_live_stream_that_drops_is_reopened_and_its_fires_reported(mosquit
     store = EventStore(tmp_path)
     publisher = DetectionPublisher(BrokerConfig(url=mosquitto_broker.url), client_id="test-video-eyes")
     await publisher.__aenter__()
-    vcfg = VisionConfig()
+    vcfg = VisionConfig().for_synthetic_camera()  # the video is rendered by the synthetic camera
     eyes = VideoEyes("drone01", vehicle, camera.url, SimpleNamespace(restricted_zones=list), ScenarioClock(1.0), store,
                      publisher, model, 5.0, vcfg, IncidentRegistry(vcfg.incidents, id_prefix="inc"))
     eyes.stall_timeout_s, eyes.reopen_wait_s = 1.0, 0.5
