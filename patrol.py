@@ -4,6 +4,7 @@
     patrol sim      built-in ArduCopter-compatible vehicles, SITL launcher  (sim)
     patrol fly      fly one .plan on one vehicle; `patrol fleet` a plan dir  (flight)
     patrol watch    incidents in a video / stream                          (vision)
+    patrol eval     score vision on labelled clips: true/false/missed alerts (vision)
     patrol dispatch the MQTT controller; `patrol rider` the officer's app   (dispatch)
     patrol run      a patrol from a scenario file: plan, fly, see, dispatch, report (runloop)
     patrol demo     the bundled Danyang scenario on the embedded broker and built-in simulator

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     p.add_argument("--synthetic", metavar="SCENARIO",
                    help="render a synthetic scenario (calm, fires, crowds, stopped_vehicles, intrusions) and watch it")
     p.set_defaults(func=run_watch)
+    from .eval import register as register_eval  # here: vision.eval uses this module's contact sheet
+
+    register_eval(subparsers)
 
 
 def _parse_zone(text: str) -> list[tuple[float, float]]:
