@@ -178,8 +178,8 @@ class PeopleModelConfig(Section):
     person_score: float = Field(0.4, gt=0, le=1)
     vehicle_score: float = Field(0.4, gt=0, le=1, title="a person riding/inside a vehicle box is not a pedestrian")
     tiles: int = Field(1, ge=1, le=3, title="n x n tiles of the frame per model run (small people from high up)")
-    standing_window_s: float = Field(1.0, gt=0, title="a person is standing if someone stood within ...")
-    standing_max_move: float = Field(0.35, gt=0, title="... this many box sizes this long ago")
+    standing_window_s: float = Field(2.0, gt=0, title="a person is standing when, this long ago, their track was ...")
+    standing_max_move: float = Field(0.35, gt=0, title="... within this many box sizes of where it is now")
     crowd_radius_sizes: float = Field(4.0, gt=0, title="members within this many person-box sizes of the centre")
     crowd_hold_s: float = Field(2.0, ge=0, title="standing people held this long before a crowd is reported")
 

@@ -10,15 +10,15 @@ times a second) and what it found is carried between its runs:
   were hits (the incident stage keeps it open between them).
 - `PeopleModel`: people and vehicles from a COCO model. A person inside a vehicle box (a rider,
   a driver) is not a pedestrian. Positions are kept on the stabilised image mosaic (ego-motion),
-  so a person is *standing* when someone stood within `standing_max_move` box sizes of them
-  `standing_window_s` ago. A crowd is `min_people` standing people within `crowd_radius_sizes`
+  and each person is followed from model frame to model frame; a person is *standing* when
+  their track is within `standing_max_move` box sizes of where it was `standing_window_s` ago. A crowd is `min_people` standing people within `crowd_radius_sizes`
   person-box sizes of their centre, held `crowd_hold_s`: no metres needed, so it works without
   telemetry; moving traffic and walkers never make one.
 """
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -90,13 +90,31 @@ class _Person:
     box: tuple[float, float, float, float]  # current frame, full px
 
 
+@dataclass(eq=False)
+class _PersonTrack:
+    """One person followed from model frame to model frame (one-to-one, nearest first)."""
+
+    person: _Person
+    born_t: float
+    seen_t: float
+    history: deque = field(default_factory=lambda: deque(maxlen=64))  # (t, mx, my)
+
+    def standing(self, t_s: float, window_s: float, max_move: float) -> bool:
+        """Seen for window_s and within max_move box sizes of where it was window_s ago."""
+        if t_s - self.born_t < window_s:
+            return False
+        then = next((h for h in reversed(self.history) if h[0] <= t_s - window_s), None)
+        p = self.person
+        return then is not None and float(np.hypot(p.mx - then[1], p.my - then[2])) <= max_move * p.size
+
+
 class PeopleModel:
     def __init__(self, detector: OnnxDetector, cfg: PeopleModelConfig, min_people: int) -> None:
         self.detector = detector
         self.cfg = cfg
         self.min_people = min_people
         self._next_t = -1e9
-        self._frames: deque[tuple[float, list[_Person]]] = deque(maxlen=64)
+        self._tracks: list[_PersonTrack] = []
         self.vehicle_boxes: list[tuple[float, float, float, float]] = []  # work px, last model frame
         self.vehicles_t = -1e9
         self._crowd_since: float | None = None
@@ -123,6 +141,32 @@ class PeopleModel:
                     out.append(Detection(d.cls, d.score, (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)))
         return out
 
+    def _follow(self, people: list[_Person], t_s: float) -> None:
+        """Each person to the nearest free track within half a box size (closest pairs first):
+        in a dense walking crowd "someone stood here a second ago" is true of everyone."""
+        pairs = []
+        for i, p in enumerate(people):
+            for j, tr in enumerate(self._tracks):
+                d = float(np.hypot(p.mx - tr.person.mx, p.my - tr.person.my))
+                if d <= 0.5 * max(p.size, 1.0):
+                    pairs.append((d, i, j))
+        used_p, used_t = set(), set()
+        for _, i, j in sorted(pairs):
+            if i in used_p or j in used_t:
+                continue
+            used_p.add(i)
+            used_t.add(j)
+            tr = self._tracks[j]
+            tr.person, tr.seen_t = people[i], t_s
+            tr.history.append((t_s, people[i].mx, people[i].my))
+        for i, p in enumerate(people):
+            if i not in used_p:
+                tr = _PersonTrack(p, t_s, t_s)
+                tr.history.append((t_s, p.mx, p.my))
+                self._tracks.append(tr)
+        # A person missed by one or two model frames keeps their track (occlusion in a crowd).
+        self._tracks = [tr for tr in self._tracks if t_s - tr.seen_t <= 3.5 * self.cfg.every_s]
+
     def update(self, bgr_full: np.ndarray, t_s: float, scale: float, h_ref: np.ndarray) -> list[Sighting]:
         c = self.cfg
         if t_s < self._next_t:
@@ -145,13 +189,9 @@ class PeopleModel:
             cx, cy = d.centre
             p = h_ref @ np.array([cx / scale, cy / scale, 1.0])
             people.append(_Person(float(p[0] / p[2]), float(p[1] / p[2]), d.size / scale, d.box))
-        past = [ps for t, ps in self._frames if t <= t_s - c.standing_window_s]
-        before = past[-1] if past else None
-        self._frames.append((t_s, people))
-        if before is None:
-            return []
-        standing = [p for p in people if any(np.hypot(p.mx - q.mx, p.my - q.my) <= c.standing_max_move * p.size
-                                             for q in before)]
+        self._follow(people, t_s)
+        standing = [tr.person for tr in self._tracks if tr.seen_t == t_s
+                    and tr.standing(t_s, c.standing_window_s, c.standing_max_move)]
         best: list[_Person] = []
         for seed in standing:
             r = c.crowd_radius_sizes * float(np.median([p.size for p in standing]))
