@@ -248,14 +248,17 @@ class IncidentPipeline:
                 cv2.circle(mask, (int(cx * cscale), int(cy * cscale)), radius, 255, -1)
             exclude = mask
 
-        blobs = self.motion.update(cv2.GaussianBlur(gray, (3, 3), 0), h_work, t_s, m_per_px, exclude)
+        # Motion blobs are people and vehicles only by their size in metres: with no scale they
+        # would feed nothing (crowd and stopped-vehicle-by-size are off), so they are not computed.
+        blobs = self.motion.update(cv2.GaussianBlur(gray, (3, 3), 0), h_work, t_s, m_per_px, exclude) if has_scale else []
 
         def full_gray_roi(x0: int, y0: int, x1: int, y1: int):
             if x0 < 0 or y0 < 0 or x1 > full_w or y1 > full_h or x1 <= x0 or y1 <= y0:
                 return None
             return cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
 
-        tracks = self.tracker.update(blobs, h_work, t_s, full_gray_roi, scale, m_per_px, to_ground, (ww, wh))
+        tracks = (self.tracker.update(blobs, h_work, t_s, full_gray_roi, scale, m_per_px, to_ground, (ww, wh))
+                  if has_scale else [])
         self.tracks = tracks
 
         sightings: list[Sighting] = []
