@@ -7,6 +7,7 @@ where it happens (for the report's no-alert-lost check).
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -31,6 +32,8 @@ class Recorder:
                                                   (f"{topic_prefix}/escalations", 1)],
                                    name="run-recorder")
         self.unit_positions: dict[str, tuple[float, float, str]] = {}
+        for stale in (store.path.parent / "snapshots").glob("*.jpg"):  # a previous run's, same ids
+            stale.unlink()
         self.incidents: dict[str, dict] = {}
 
     async def run(self, stop) -> None:
@@ -55,6 +58,7 @@ class Recorder:
                     self.store.add(t, "alert", payload["alert_id"], unit_id=unit,
                                    incident_id=payload["incident"]["id"], distance_m=payload.get("distance_m"),
                                    eta_wall_s=payload.get("eta_s"))
+                    self._keep_snapshot(payload["incident"]["id"], payload.get("snapshot"))
                 else:
                     self.store.add(t, "alert_cancel", payload.get("alert_id", ""), unit_id=unit,
                                    reason=payload.get("reason"))
@@ -70,6 +74,21 @@ class Recorder:
         elif parts[0] == "escalations":
             self.store.add(t, "escalation", (payload.get("incident") or {}).get("id", ""),
                            reason=payload.get("reason"))
+
+    def _keep_snapshot(self, incident_id: str, snapshot_b64: str | None) -> None:
+        """The first alert snapshot of each incident, as RUN_DIR/snapshots/<id>.jpg for the report."""
+        from runloop.report import snapshot_name
+
+        if not snapshot_b64:
+            return
+        path = self.store.path.parent / "snapshots" / f"{snapshot_name(incident_id)}.jpg"
+        if path.exists():
+            return
+        try:
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(base64.b64decode(snapshot_b64, validate=True))
+        except (OSError, ValueError) as exc:  # a missing picture must not stop the record
+            log.warning("alert snapshot of %s not kept: %s", incident_id, exc)
 
 
 def record_rider_receipts(fleet, store: EventStore, clock: ScenarioClock) -> None:

@@ -3,14 +3,16 @@ event store alone (`patrol report RUN_DIR` rebuilds them for any finished run).
 
 Per scripted incident: kind, true position, when it started, first came into a camera's view,
 was detected / alerted / accepted / reached / resolved, geolocation error, drone and unit.
-Plus coverage of the cells, missed incidents, failsafes and faults, sorties, and `passed` with
-the reason for every failed criterion. The map is drawn from the data (no map tiles).
+Plus false alerts (incidents vision raised where no scripted incident was under way, with
+their alert snapshots), coverage of the cells, missed incidents, failsafes and faults, sorties,
+and `passed` with the reason for every failed criterion. The map is drawn from the data (no map tiles).
 """
 from __future__ import annotations
 
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,7 @@ def _match_incidents(store: EventStore, scenario: dict) -> list[IncidentOutcome]
             continue
         best, best_d = None, MATCH_RADIUS_M
         for o in outcomes:
-            if o.kind != d.get("kind"):
+            if o.kind != d.get("kind") or not _had_started(o, ev.t_s):
                 continue
             dist = distance_m(o.lat, o.lon, d["lat"], d["lon"])
             if dist <= best_d:
@@ -134,6 +136,56 @@ def _match_incidents(store: EventStore, scenario: dict) -> list[IncidentOutcome]
         if o and o.overwatch_drone is None:
             o.overwatch_drone = ev.subject
     return outcomes
+
+
+def _had_started(outcome: IncidentOutcome, t_s: float) -> bool:
+    """A detection can only be of a scripted incident that had started by then: a fire seen
+    500 s before the scripted one ignites there is a false alert, not an early detection."""
+    return outcome.started_s is not None and outcome.started_s <= t_s
+
+
+# ------------------------------------------------------------------------------ false alerts
+def _false_alerts(store: EventStore, run_dir: Path, outcomes: list[IncidentOutcome]) -> list[dict[str, Any]]:
+    """Incidents vision raised that match no scripted incident under way when raised (nor are
+    a duplicate of one): each sends an officer for nothing. With its alerts and snapshot."""
+    matched = {o.incident_id for o in outcomes if o.incident_id} | {d for o in outcomes for d in o.duplicate_ids}
+    alerts: dict[str, list[dict]] = {}
+    for ev in store.events("alert"):
+        alerts.setdefault(ev.data.get("incident_id", ""), []).append({"alert_id": ev.subject,
+                                                                      "unit_id": ev.data.get("unit_id")})
+    out: dict[str, dict[str, Any]] = {}
+    for ev in store.events("detection"):
+        if ev.subject in matched or ev.subject in out:
+            continue
+        d = ev.data
+        snap = Path("snapshots") / f"{snapshot_name(ev.subject)}.jpg"
+        out[ev.subject] = {"incident_id": ev.subject, "kind": d.get("kind"), "t_s": round(ev.t_s, 1),
+                           "drone_id": d.get("drone_id"), "lat": d.get("lat"), "lon": d.get("lon"),
+                           "confidence": d.get("confidence"), "alerts": alerts.get(ev.subject, []),
+                           "snapshot": str(snap) if (run_dir / snap).is_file() else None}
+    return list(out.values())
+
+
+def snapshot_name(incident_id: str) -> str:
+    """The file name (without .jpg) under RUN_DIR/snapshots/ of an incident's alert snapshot."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", incident_id)[:80] or "_"
+
+
+def _false_alerts_html(report: dict) -> str:
+    rows = []
+    for f in report.get("false_alerts", []):
+        img = (f'<img src="{html.escape(f["snapshot"])}" width="240" alt="snapshot">' if f.get("snapshot")
+               else "no snapshot")
+        units = ", ".join(f"{a['alert_id']} to {a['unit_id']}" for a in f["alerts"]) or "not alerted"
+        where = "—" if f.get("lat") is None else f"{f['lat']:.6f}, {f['lon']:.6f}"
+        rows.append(f"<tr><td>{html.escape(str(f['incident_id']))}</td><td>{html.escape(str(f['kind']))}</td>"
+                    f"<td>{f['t_s']}</td><td>{html.escape(str(f.get('drone_id')))}</td><td>{where}</td>"
+                    f"<td>{html.escape(units)}</td><td>{img}</td></tr>")
+    if not rows:
+        return "<h2>False alerts</h2><p>none</p>"
+    return ("<h2>False alerts</h2><p>Incidents vision raised where no scripted incident was under way.</p>"
+            "<table><tr><th>incident</th><th>kind</th><th>t s</th><th>drone</th><th>where</th><th>alerts</th>"
+            "<th>snapshot</th></tr>" + "".join(rows) + "</table>")
 
 
 def _alerts_lost(store: EventStore) -> list[str]:
@@ -259,9 +311,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         errors = [{"t_s": round(e.t_s, 1), "stage": e.subject, **e.data} for e in store.events("stage_error")]
         video = [{"t_s": round(e.t_s, 1), "event": e.kind, "drone_id": e.subject.removeprefix("eyes-"), **e.data}
                  for e in store.events("video_opened", "video_lost", "video_ended")]
-        extra_detections = sorted({e.subject for e in store.events("detection")}
-                                  - {o.incident_id for o in outcomes if o.incident_id}
-                                  - {d for o in outcomes for d in o.duplicate_ids})
+        false_alerts = _false_alerts(store, run_dir, outcomes)
         run = store.meta("run", {})
     finally:
         store.close()
@@ -304,6 +354,9 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         pct = coverage.get("coverage_pct", 0.0)
         if pct < criteria["min_coverage_pct"]:
             failures.append(f"coverage {pct:.1f} % below {criteria['min_coverage_pct']} %")
+    if criteria.get("max_false_alerts") is not None and len(false_alerts) > criteria["max_false_alerts"]:
+        failures.append(f"{len(false_alerts)} false alerts (at most {criteria['max_false_alerts']}): "
+                        + ", ".join(f"{f['incident_id']} {f['kind']} at {f['t_s']} s" for f in false_alerts))
     for f in refused:  # the scenario was not exercised as written: the trainer must know
         failures.append(f"fault not injected: {f['fault']} on drone {f.get('drone')} at {f['t_s']} s: "
                         f"{f.get('reason')}")
@@ -319,7 +372,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         "criteria": criteria,
         "incidents": [o.as_dict() for o in outcomes],
         "missed_incidents": [o.name for o in outcomes if o.detected_s is None],
-        "unmatched_detections": extra_detections,
+        "false_alerts": false_alerts,
         "alerts_lost": lost,
         "coverage": coverage,
         "sorties": sorties,
@@ -582,7 +635,8 @@ dots true incident positions, crosses where vision placed them, triangles docks.
 {_map_svg(run_dir, report)}
 <h2>Incidents</h2><table><tr>{head}</tr>{body}</table>
 <p>Missed: {html.escape(', '.join(report['missed_incidents']) or 'none')}. Alerts lost:
-{html.escape(', '.join(report['alerts_lost']) or 'none')}. Other detections: {html.escape(', '.join(report['unmatched_detections']) or 'none')}.</p>
+{html.escape(', '.join(report['alerts_lost']) or 'none')}. False alerts: {len(report['false_alerts'])}.</p>
+{_false_alerts_html(report)}
 <h2>Timeline (scenario seconds)</h2>{_timeline_svg(report)}
 <h2>Coverage</h2><p>{cov.get('coverage_pct', 0):.1f} % of the {len(cov.get('cells', {}))} cells' flyable area seen
 (cells fully seen: {cov.get('cells_seen', 0)}).</p>

@@ -138,6 +138,7 @@ class PassCriteria(_Section):
     max_alert_latency_s: float | None = Field(None, gt=0, title="scenario seconds from detection to alert")
     max_geolocation_error_m: float | None = Field(None, gt=0)
     min_coverage_pct: float | None = Field(None, ge=0, le=100)
+    max_false_alerts: int | None = Field(None, ge=0, title="incidents raised where no scripted one was under way")
 
 
 class CameraSection(_Section):

@@ -34,6 +34,7 @@ def get_recorded_run(run_dir, *, crowd_alert_received: bool = True, criteria: di
     store.add(42.1, "alert_received", "A1", unit_id="M01")
     store.add(47.0, "ack", "A1", unit_id="M01", action="accept")
     store.add(90.0, "ack", "A1", unit_id="M01", action="arrived")
+    store.add(20.0, "incident_start", "crowd-2", kind="crowd", lat=CROWD["lat"], lon=CROWD["lon"])
     store.add(60.0, "detection", "inc-crowd-2", state="new", kind="crowd", lat=32.0070, lon=119.5947, drone_id="drone02")
     store.add(100.0, "alert", "A2", unit_id="M02", incident_id="inc-crowd-2")
     if crowd_alert_received:
@@ -75,6 +76,46 @@ def test_report_passes_when_the_criteria_hold(tmp_path):
     report = build_report(get_recorded_run(tmp_path, criteria={"all_incidents_detected": True,
                                                                "min_coverage_pct": 95}))
     assert report["passed"], report["failures"]
+
+
+def get_run_with_an_early_fire(run_dir, max_false_alerts: int | None = 0):
+    """A fire scripted to ignite at 510 s, and vision calling a fire on that spot at 10 s
+    (alerted, with its snapshot kept by the recorder), then the real one at 515 s."""
+    store = EventStore(run_dir)
+    store.set_meta("scenario", {"name": "early", "incidents": [{**FIRE, "at_s": 510.0}], "incident_names": ["fire-1"],
+                                "pass": {"all_incidents_detected": True, "max_false_alerts": max_false_alerts}})
+    store.set_meta("run", {"ended_s": 600.0})
+    store.add(10.0, "detection", "inc-d1-1", state="new", kind="fire", lat=32.01001, lon=119.59501,
+              drone_id="drone01", confidence=0.8)
+    store.add(11.0, "alert", "A1", unit_id="M01", incident_id="inc-d1-1")
+    store.add(510.0, "incident_start", "fire-1", kind="fire", lat=FIRE["lat"], lon=FIRE["lon"])
+    store.add(515.0, "detection", "inc-d1-2", state="new", kind="fire", lat=32.01002, lon=119.59502,
+              drone_id="drone01", confidence=0.9)
+    store.close()
+    (run_dir / "snapshots").mkdir()
+    (run_dir / "snapshots" / "inc-d1-1.jpg").write_bytes(b"\xff\xd8 a jpeg")
+    return run_dir
+
+
+def test_an_alert_raised_before_its_incident_started_is_false(tmp_path):
+    """The fire seen at 10 s is not the fire that ignites there at 510 s: it is a false alert,
+    listed with its alert and snapshot, and the run fails its max_false_alerts of 0."""
+    report = write_report(get_run_with_an_early_fire(tmp_path))
+    (fire,) = report["incidents"]
+    assert (fire["incident_id"], fire["detected_s"]) == ("inc-d1-2", 515.0)
+    (false,) = report["false_alerts"]
+    assert (false["incident_id"], false["kind"], false["t_s"], false["drone_id"]) == ("inc-d1-1", "fire", 10.0, "drone01")
+    assert false["alerts"] == [{"alert_id": "A1", "unit_id": "M01"}]
+    assert false["snapshot"] == "snapshots/inc-d1-1.jpg"
+    assert not report["passed"]
+    assert report["failures"] == ["1 false alerts (at most 0): inc-d1-1 fire at 10.0 s"]
+    page = (tmp_path / "report.html").read_text()
+    assert '<img src="snapshots/inc-d1-1.jpg"' in page and "inc-d1-1" in page
+
+
+def test_false_alerts_are_counted_but_pass_when_not_limited(tmp_path):
+    report = build_report(get_run_with_an_early_fire(tmp_path, max_false_alerts=None))
+    assert len(report["false_alerts"]) == 1 and report["passed"], report["failures"]
 
 
 def test_report_files_and_cli_exit_status(tmp_path, capsys):

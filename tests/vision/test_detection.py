@@ -115,3 +115,12 @@ def test_calm_footage_raises_no_alerts():
     assert not run.truth
     news = [e for _, e in run.events if e.state.value == "new"]
     assert not news, [f"{e.incident.kind.value}@{e.incident.first_seen_s:.1f}s" for e in news]
+
+
+def test_a_yellow_car_sliding_into_view_by_a_red_roof_is_no_fire():
+    """The patrol's eyes (640x360 at 5 frames/s, 5 m/s) pass a yellow car parked by a red roof.
+    It was reported as a fire twice: entering over the frame edge at ~5 s (the band of ground
+    just come into view, empty in the previous frame, counted as flicker) and mid-frame at ~14 s
+    (its rim, blending with the roof as it moved by fractions of a pixel, swung its colour)."""
+    run = run_scenario(scenarios.standing_vehicles(seed=4, n=0), size=(640, 360), fps=5.0, duration_s=16.0)
+    assert not run.get_new("fire")

@@ -23,6 +23,7 @@ from ..config import FireConfig
 from .base import Blob
 
 _KERNEL5 = np.ones((5, 5), np.uint8)
+_KERNEL3 = np.ones((3, 3), np.uint8)
 
 
 @dataclass
@@ -70,8 +71,11 @@ class FireDetector:
             self._cands.clear()
             prev = None
         hgt, wid = mask.shape
+        prev_seen = None  # where the warped previous mask holds data (not ground just come into view)
         if prev is not None:
             prev = cv2.warpPerspective(prev, h_prev_to_cur, (wid, hgt), flags=cv2.INTER_NEAREST)
+            prev_seen = cv2.warpPerspective(np.full((hgt, wid), 255, np.uint8), h_prev_to_cur, (wid, hgt),
+                                            flags=cv2.INTER_NEAREST, borderValue=0)
         if not cv2.countNonZero(mask):
             self._cands.clear()
             return []
@@ -103,21 +107,31 @@ class FireDetector:
             cand.seen_t = t_s
             cand.hits += 1
             # Mean green of the flame pixels: flames swing between orange and yellow frame to frame.
-            cand.green.append(cv2.mean(bgr[y:y + h, x:x + w], mask=mask[y:y + h, x:x + w])[1])
+            # Inside the rim where there is an inside: a rigid yellow thing's rim pixels blend
+            # with the ground differently as it moves by fractions of a pixel, and swung the mean.
+            roi_mask = mask[y:y + h, x:x + w]
+            inner = cv2.erode(roi_mask, _KERNEL3)
+            cand.green.append(cv2.mean(bgr[y:y + h, x:x + w],
+                                       mask=inner if cv2.countNonZero(inner) >= c.min_area_px else roi_mask)[1])
             if prev is not None and best is cand:
                 # Compare with the previous mask shifted by the region's own motion, so a rigid
                 # orange thing sliding across the view (a car) is not taken for flicker.
                 dx, dy = int(round(step[0])), int(round(step[1]))
                 px0, py0 = x - dx, y - dy
-                # Regions cut by the frame edge change shape as the view moves; the colour-swing
-                # test, not this one, keeps an orange roof sliding into view from passing.
                 if 0 <= px0 and 0 <= py0 and px0 + w <= wid and py0 + h <= hgt:
                     roi_now = mask[y:y + h, x:x + w]
-                    roi_prev = prev[py0:py0 + h, px0:px0 + w]
-                    changed = cv2.countNonZero(cv2.bitwise_xor(roi_now, roi_prev))
-                    # ...and unshifted: a static region whose centroid jitters is not flicker either.
-                    in_place = cv2.countNonZero(cv2.bitwise_xor(roi_now, prev[y:y + h, x:x + w]))
-                    cand.change.append(min(changed, in_place) / max(area, 1))
+                    # Only ground the previous frame saw counts: the band just come into view is
+                    # empty in the warped previous mask, and a yellow car sliding in over the
+                    # frame edge by a red roof "flickered" there into a false fire.
+                    seen = cv2.bitwise_and(prev_seen[y:y + h, x:x + w], prev_seen[py0:py0 + h, px0:px0 + w])
+                    seen_area = cv2.countNonZero(cv2.bitwise_and(roi_now, seen))
+                    if seen_area >= area / 2:
+                        changed = cv2.countNonZero(cv2.bitwise_and(
+                            cv2.bitwise_xor(roi_now, prev[py0:py0 + h, px0:px0 + w]), seen))
+                        # ...and unshifted: a static region whose centroid jitters is not flicker either.
+                        in_place = cv2.countNonZero(cv2.bitwise_and(cv2.bitwise_xor(roi_now, prev[y:y + h, x:x + w]),
+                                                                    seen))
+                        cand.change.append(min(changed, in_place) / max(seen_area, 1))
             matched.append(cand)
         self._cands = matched
         out: list[Blob] = []
