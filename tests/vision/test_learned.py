@@ -85,3 +85,11 @@ def test_fire_class_alone_needs_support():
     assert run_fire(lambda run: fire) == []
     assert run_fire(lambda run: fire, flames=[(550.0, 440.0)])
     assert run_fire(lambda run: fire + [Detection("smoke", 0.35, (450, 200, 700, 400))])
+
+
+def test_tiles_put_boxes_back_in_frame_pixels():
+    """With tiles (small people from high up) each tile's boxes come back where they are in the frame."""
+    model = PeopleModel(ScriptedModel(lambda run: [person(20, 40, h=40)]),
+                        PeopleModelConfig(tiles=2), min_people=5)
+    dets = model._detect(FRAME)
+    assert sorted(d.centre for d in dets) == [(20, 40), (20, 40 + 324), (20 + 576, 40), (20 + 576, 40 + 324)]
