@@ -163,7 +163,7 @@ class ModelsConfig(Section):
 class FireModelConfig(Section):
     """Fire/smoke from the learned model, held over several model frames (one frame can be wrong)."""
 
-    every_s: float = Field(0.7, gt=0, title="run the smoke/fire model this often")
+    every_s: float = Field(0.5, gt=0, title="run the smoke/fire model this often")
     window: int = Field(4, ge=1, title="model frames looked back over")
     min_hits: int = Field(3, ge=1, title="of them with smoke (or supported fire) before an alarm")
     smoke_score: float = Field(0.5, gt=0, le=1, title="smoke alone at this score is a hit (clean on calm footage)")
