@@ -45,7 +45,7 @@ class DroneEyes:
         # The map vision works against: the scenario's restricted zones (intrusions) and the
         # traffic lanes of the scene in view (a car standing on one is found by appearance; set
         # per frame in _look, since scenes may overlap and each lays out its own roads).
-        self.pipeline = IncidentPipeline(vision_config, camera=camera, drone_id=drone_id, cell_lookup=cell_lookup,
+        self.pipeline = IncidentPipeline(vision_config.for_synthetic_camera(), camera=camera, drone_id=drone_id, cell_lookup=cell_lookup,
                                          registry=registry, restricted_zones=world.restricted_zones())
         self._roads_of = None
         self._cameras: dict[int, object] = {}

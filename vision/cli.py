@@ -30,6 +30,11 @@ def register(subparsers) -> None:
     p.add_argument("--telemetry", help="pose track (.jsonl, .csv or .tlog) for lat/lon of incidents")
     p.add_argument("--camera", help="camera file (YAML/JSON: width_px, height_px, hfov_deg, gimbal_pitch_deg)")
     p.add_argument("--config", help="vision config YAML (sections of VisionConfig)")
+    p.add_argument("--models", metavar="DIR", help="directory of the ONNX detectors (default: config models.dir or "
+                                                   "env PATROL_MODELS); see docs/vision.md for the files")
+    p.add_argument("--altitude-m", type=float, metavar="M",
+                   help="camera height above ground when there is no telemetry: gives the scale that sizing "
+                        "people and vehicles from motion needs")
     p.add_argument("--zone", action="append", default=[], metavar="LAT,LON;LAT,LON;...",
                    help="restricted zone polygon (repeatable)")
     p.add_argument("--out", default="watch-out", help="output directory (default watch-out)")
@@ -94,6 +99,8 @@ def watch(source, out_dir: Path, telemetry: Telemetry | None, config: VisionConf
     snaps_dir = out_dir / "snapshots"
     snaps_dir.mkdir(exist_ok=True)
     pipe = IncidentPipeline(config, camera=config.camera.model(), drone_id=drone_id, restricted_zones=zones)
+    for line in pipe.classes_off(with_telemetry=telemetry is not None):
+        print(f"note: {line}", file=progress)
     best: dict[str, tuple[bytes, str]] = {}
     started = time.perf_counter()
     last_report = started
@@ -140,6 +147,13 @@ def run_watch(args: argparse.Namespace) -> int:
         config = load_config(args.config) if args.config else VisionConfig()
         if args.camera:
             config = config.model_copy(update={"camera": load_camera(args.camera)})
+        if args.models:
+            config = config.model_copy(update={"models": config.models.model_copy(update={"dir": Path(args.models)})})
+        if args.altitude_m is not None:
+            if not args.altitude_m > 0:
+                raise VisionError(f"--altitude-m {args.altitude_m}: must be above 0")
+            config = config.model_copy(update={"geolocation": config.geolocation.model_copy(
+                update={"assumed_alt_m": args.altitude_m})})
         zones = [_parse_zone(z) for z in args.zone]
         out_dir = Path(args.out)
         source_spec, telemetry_path = args.source, args.telemetry
@@ -153,7 +167,7 @@ def run_watch(args: argparse.Namespace) -> int:
             source_spec, telemetry_path = str(files["video"]), str(files["telemetry"])
             zones += [list(z) for z in scenario.scene.restricted_zones]
             config = config.model_copy(update={"camera": config.camera.model_copy(
-                update={"width_px": 1280, "height_px": 720, "hfov_deg": 82.0})})
+                update={"width_px": 1280, "height_px": 720, "hfov_deg": 82.0})}).for_synthetic_camera()
         if not source_spec:
             raise VisionError("give a SOURCE (video file, stream URL or image folder) or --synthetic SCENARIO")
         telemetry = None
@@ -162,6 +176,8 @@ def run_watch(args: argparse.Namespace) -> int:
             telemetry = load_telemetry(telemetry_path, max_gap_s=g.max_telemetry_gap_s, offset_s=g.telemetry_offset_s)
         else:
             print("no --telemetry: incidents will carry pixel boxes but no lat/lon", file=sys.stderr)
+        if args.models and not Path(args.models).is_dir():
+            raise VisionError(f"--models {args.models}: not a directory")
         source = open_source(source_spec, fps=args.fps)
         watch(source, out_dir, telemetry, config, zones, drone_id=args.drone_id)
         return 0

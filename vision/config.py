@@ -6,6 +6,7 @@ Thresholds are documented where they live; defaults are tuned on the synthetic c
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -83,6 +84,8 @@ class FireConfig(Section):
     min_flicker: float = Field(0.22, ge=0, title="share of flame pixels changing frame to frame")
     min_colour_swing: float = Field(6.0, ge=0, title="mean frame-to-frame change of the flame's green level")
     max_drift_m: float = Field(3.0, gt=0, title="a flame does not drive away")
+    colour_alone: bool = Field(False, title="alarm on colour + flicker without the smoke/fire model: only for the "
+                               "synthetic camera (on real video sunlit leaves, lamps and taxis flicker too)")
 
 
 class CrowdConfig(Section):
@@ -128,7 +131,8 @@ class GeolocationConfig(Section):
     alt_error_m: float = Field(1.0, ge=0)
     telemetry_offset_s: float = Field(0.0, title="added to frame time before looking up the pose")
     max_telemetry_gap_s: float = Field(1.0, gt=0)
-    assumed_alt_m: float = Field(60.0, gt=0, title="for sizing objects when there is no telemetry")
+    assumed_alt_m: float | None = Field(None, gt=0, title="altitude for sizing objects without telemetry (patrol watch "
+                                        "--altitude-m); None = scale unknown: size-based classes are off")
 
 
 class IncidentConfig(Section):
@@ -145,14 +149,39 @@ class SnapshotConfig(Section):
     min_interval_s: float = Field(1.0, ge=0)
 
 
-class DnnConfig(Section):
-    """Optional OpenCV-DNN detector; an ONNX model given by path (never downloaded)."""
+class ModelsConfig(Section):
+    """Pretrained ONNX detectors (vision/models.py): looked up in `dir`, checked by sha256."""
 
-    model_path: Path | None = None
-    input_size_px: int = Field(640, ge=32)
-    score_threshold: float = Field(0.5, gt=0, le=1)
-    class_kinds: dict[int, str] = Field(default_factory=dict, title="class id -> fire|person|vehicle")
-    every_n_frames: int = Field(10, ge=1)
+    dir: Path | None = Field(None, title="models directory; None = env PATROL_MODELS; neither = no models")
+    backend: Literal["auto", "onnxruntime", "cv2"] = Field("auto", title="auto = onnxruntime when installed")
+    threads: int = Field(1, ge=1, le=16, title="threads per model run")
+    people_vehicles: str = Field("yolox_nano_416.onnx", title="COCO person/vehicle model file; '' = none")
+    fire_smoke: str = Field("auto", title="smoke/fire model file; auto = the int8 one with onnxruntime, else fp32; "
+                                          "'' = none")
+
+
+class FireModelConfig(Section):
+    """Fire/smoke from the learned model, held over several model frames (one frame can be wrong)."""
+
+    every_s: float = Field(0.5, gt=0, title="run the smoke/fire model this often")
+    window: int = Field(4, ge=1, title="model frames looked back over")
+    min_hits: int = Field(3, ge=1, title="of them with smoke (or supported fire) before an alarm")
+    smoke_score: float = Field(0.5, gt=0, le=1, title="smoke alone at this score is a hit (clean on calm footage)")
+    fire_score: float = Field(0.6, gt=0, le=1, title="the fire class, only with support (sunlit forest scores 0.7 alone)")
+    support_smoke_score: float = Field(0.3, gt=0, le=1, title="smoke this strong in the frame supports a fire box")
+
+
+class PeopleModelConfig(Section):
+    """People (crowds) from the COCO model, scale-free: distances in person-box sizes."""
+
+    every_s: float = Field(0.33, gt=0, title="run the person/vehicle model this often")
+    person_score: float = Field(0.4, gt=0, le=1)
+    vehicle_score: float = Field(0.4, gt=0, le=1, title="a person riding/inside a vehicle box is not a pedestrian")
+    tiles: int = Field(1, ge=1, le=3, title="n x n tiles of the frame per model run (small people from high up)")
+    standing_window_s: float = Field(2.0, gt=0, title="a person is standing when, this long ago, their track was ...")
+    standing_max_move: float = Field(0.35, gt=0, title="... within this many box sizes of where it is now")
+    crowd_radius_sizes: float = Field(4.0, gt=0, title="members within this many person-box sizes of the centre")
+    crowd_hold_s: float = Field(2.0, ge=0, title="standing people held this long before a crowd is reported")
 
 
 class VisionConfig(Section):
@@ -168,7 +197,9 @@ class VisionConfig(Section):
     geolocation: GeolocationConfig = GeolocationConfig()
     incidents: IncidentConfig = IncidentConfig()
     snapshot: SnapshotConfig = SnapshotConfig()
-    dnn: DnnConfig = DnnConfig()
+    models: ModelsConfig = ModelsConfig()
+    fire_model: FireModelConfig = FireModelConfig()
+    people_model: PeopleModelConfig = PeopleModelConfig()
 
     @model_validator(mode="after")
     def _resolutions(self) -> "VisionConfig":
@@ -176,6 +207,11 @@ class VisionConfig(Section):
         if p.ego_width_px > p.work_width_px or p.colour_width_px > p.work_width_px:
             raise ValueError("processing: ego_width_px and colour_width_px must not exceed work_width_px")
         return self
+
+    def for_synthetic_camera(self) -> "VisionConfig":
+        """The classical detectors trusted on their own, as the synthetic camera (sim/camera) needs:
+        its flames are drawn from the very colours the colour/flicker detector looks for."""
+        return self.model_copy(update={"fire": self.fire.model_copy(update={"colour_alone": True})})
 
 
 def load_config(path: str | Path) -> VisionConfig:

@@ -26,10 +26,12 @@ from common.values import CameraModel, IncidentEvent, IncidentKind, IncidentStat
 from .config import VisionConfig
 from .detectors import (CrowdDetector, FireDetector, IntrusionDetector, LaneVehicleDetector, MotionDetector,
                         Sighting, StoppedVehicleDetector)
+from .detectors.learned import FireSmokeModel, PeopleModel
 from .egomotion import EgoMotion
-from .errors import VisionError
+from .errors import ModelMissingError, VisionError
 from .geolocate import Projector
 from .incidents import IncidentRegistry, Observation, event
+from .models import ModelStore
 from .snapshot import annotate, encode_jpeg
 from .tracker import Track, Tracker
 
@@ -44,6 +46,10 @@ def _scale_h(h: np.ndarray | None, s: float) -> np.ndarray | None:
         return None
     m = np.diag([s, s, 1.0])
     return m @ h @ np.diag([1 / s, 1 / s, 1.0])
+
+
+def _in_box(x: float, y: float, box: tuple[float, float, float, float]) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
 
 class IncidentPipeline:
@@ -73,6 +79,10 @@ class IncidentPipeline:
         self.stopped: StoppedVehicleDetector | None = None
         self._stopped_mosaic = StoppedVehicleDetector(self.cfg.stopped_vehicle)  # without telemetry
         self.intrusion: IntrusionDetector | None = None
+        self.fire_model: FireSmokeModel | None = None
+        self.people_model: PeopleModel | None = None
+        self.models_missing: dict[str, str] = {}  # "fire" / "people" -> why the model is not there
+        self._load_models()
         self._h_ref = np.eye(3)  # current work px -> first-frame mosaic (no-telemetry positions)
         self.frames = 0
         self.registered_frames = 0
@@ -81,6 +91,49 @@ class IncidentPipeline:
         self._geo_mode: bool | None = None
         self.tracks: list[Track] = []
         self.last_sightings: list[Sighting] = []
+
+    def _load_models(self) -> None:
+        """The learned detectors from the models directory; a missing file turns its classes off
+        (with the reason kept for the user), a wrong checksum or layout is an error."""
+        m = self.cfg.models
+        if not m.fire_smoke and not m.people_vehicles:
+            return
+        store = ModelStore.from_config(m)
+        fire_file = m.fire_smoke
+        if fire_file == "auto":
+            fire_file = ("light_yolov8_flame_640_int8.onnx" if store.backend == "onnxruntime"
+                         else "light_yolov8_flame_640.onnx")
+        if fire_file:
+            try:
+                self.fire_model = FireSmokeModel(store.detector(fire_file), self.cfg.fire_model)
+            except ModelMissingError as exc:
+                self.models_missing["fire"] = str(exc)
+        if m.people_vehicles:
+            try:
+                self.people_model = PeopleModel(store.detector(m.people_vehicles), self.cfg.people_model,
+                                                self.cfg.crowd.min_people)
+            except ModelMissingError as exc:
+                self.models_missing["people"] = str(exc)
+
+    def classes_off(self, with_telemetry: bool) -> list[str]:
+        """What this pipeline will not report, and why (for the user, once per run)."""
+        off = []
+        scale = with_telemetry or self.cfg.geolocation.assumed_alt_m is not None
+        if self.fire_model is None and not self.cfg.fire.colour_alone:
+            off.append(f"fire/smoke: off, no smoke/fire model ({self.models_missing.get('fire', 'disabled')}); "
+                       "colour alone is not trusted on real video")
+        elif self.fire_model is None:
+            off.append("fire/smoke: colour and flicker only (no smoke/fire model): expect false fires on real video")
+        if self.people_model is None and not scale:
+            off.append(f"crowd: off, no person model ({self.models_missing.get('people', 'disabled')}) and no scale "
+                       "(no telemetry, no --altitude-m) to size people from motion")
+        elif not scale:
+            off.append("crowd: from the person model only (no telemetry, no --altitude-m: motion blobs are not sized)")
+        if not scale:
+            off.append("stopped_vehicle: off, sizes need metres (no telemetry, no --altitude-m)")
+        if not with_telemetry:
+            off.append("intrusion: off, zones need the drone's position (no telemetry)")
+        return off
 
     # --- set-up that needs the first pose -------------------------------------------------
     def _ensure_frame(self, pose: Pose) -> LocalFrame:
@@ -154,7 +207,10 @@ class IncidentPipeline:
             log.warning("%s: no telemetry at t=%.2fs; reporting pixel boxes without lat/lon",
                         self.drone_id or "vision", t_s)
 
-        assumed_mpp = cfg.geolocation.assumed_alt_m / camera.focal_px * scale
+        # Without telemetry or a given altitude there is no scale: metres below are a working
+        # guess for gating tracks only, and size-based classes are off.
+        has_scale = projector is not None or cfg.geolocation.assumed_alt_m is not None
+        assumed_mpp = (cfg.geolocation.assumed_alt_m or 60.0) / camera.focal_px * scale
         geo_mode = projector is not None
         if geo_mode != self._geo_mode:
             # Telemetry came or went: track positions switch between map metres and the image
@@ -192,23 +248,41 @@ class IncidentPipeline:
                 cv2.circle(mask, (int(cx * cscale), int(cy * cscale)), radius, 255, -1)
             exclude = mask
 
-        blobs = self.motion.update(cv2.GaussianBlur(gray, (3, 3), 0), h_work, t_s, m_per_px, exclude)
+        # Motion blobs are people and vehicles only by their size in metres: with no scale they
+        # would feed nothing (crowd and stopped-vehicle-by-size are off), so they are not computed.
+        blobs = self.motion.update(cv2.GaussianBlur(gray, (3, 3), 0), h_work, t_s, m_per_px, exclude) if has_scale else []
 
         def full_gray_roi(x0: int, y0: int, x1: int, y1: int):
             if x0 < 0 or y0 < 0 or x1 > full_w or y1 > full_h or x1 <= x0 or y1 <= y0:
                 return None
             return cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
 
-        tracks = self.tracker.update(blobs, h_work, t_s, full_gray_roi, scale, m_per_px, to_ground, (ww, wh))
+        tracks = (self.tracker.update(blobs, h_work, t_s, full_gray_roi, scale, m_per_px, to_ground, (ww, wh))
+                  if has_scale else [])
         self.tracks = tracks
 
         sightings: list[Sighting] = []
-        for b in fire_blobs:
+        if self.fire_model is not None and self.fire_model.due(t_s):
+            fs = full_w / cw
+            flames = [(x * fs, y * fs) for x, y in self.fire.candidate_centres]
+            for s in self.fire_model.update(frame, t_s, flames, scale):
+                s.ground = to_ground(s.x, s.y)
+                sightings.append(s)
+        if self.people_model is not None:
+            for s in self.people_model.update(frame, t_s, scale, self._h_ref):
+                s.ground = to_ground(s.x, s.y)
+                sightings.append(s)
+        for b in (fire_blobs if cfg.fire.colour_alone else ()):
             x, y = b.x * cscale, b.y * cscale
             bx, by, bw, bh = b.bbox
             sightings.append(Sighting("fire", b.key, x, y, (int(bx * cscale), int(by * cscale), int(bw * cscale) + 1,
                                                               int(bh * cscale) + 1), b.confidence, to_ground(x, y)))
-        sightings += self.crowd.update(tracks, t_s)
+        if has_scale:
+            # People sized from motion; where the person model saw a vehicle, it is not people.
+            pm = self.people_model
+            vboxes = pm.vehicle_boxes if pm is not None and t_s - pm.vehicles_t <= 1.0 else []
+            walkers = [tr for tr in tracks if not any(_in_box(tr.x, tr.y, b) for b in vboxes)]
+            sightings += self.crowd.update(walkers, t_s)
         if projector is not None and self.stopped is not None and self.intrusion is not None:
             sightings += self.stopped.update(tracks, t_s)
             sightings += self.intrusion.update(tracks, t_s)
@@ -216,7 +290,7 @@ class IncidentPipeline:
             if footprint is not None:
                 ground_to_work = np.diag([1 / scale, 1 / scale, 1.0]) @ projector.world_to_image
                 sightings += self.lane_vehicles.update(work, ground_to_work, footprint, t_s, m_per_px, to_ground)
-        elif projector is None:
+        elif projector is None and cfg.geolocation.assumed_alt_m is not None:
             # Stopped vehicles work on mosaic positions too (no lat/lon to report, but a box).
             sightings += self._stopped_mosaic.update(tracks, t_s)
         self.last_sightings = sightings

@@ -35,7 +35,7 @@ def _core_contrast(patch: np.ndarray, bbox: tuple[int, int, int, int], scale: fl
     return abs(core_sum / core.size - (total - core_sum) / ring_n)
 
 
-@dataclass
+@dataclass(eq=False)  # a track is itself: value comparison (its whole history) made list.remove O(history)
 class Track:
     id: int
     x: float  # work px in the current frame
@@ -109,15 +109,25 @@ class Tracker:
             moved = cv2.perspectiveTransform(pts, h_prev_to_cur).reshape(-1, 2)
             for tr, (x, y) in zip(self.tracks, moved):
                 tr.x, tr.y = float(x), float(y)
-        free = list(self.tracks)
+        # Nearest free track per blob (biggest blobs first), vectorised: real traffic footage
+        # brings hundreds of blobs and tracks a frame.
+        old = list(self.tracks)
+        old_xy = np.array([[tr.x, tr.y] for tr in old], np.float64).reshape(-1, 2)
+        free = np.ones(len(old), bool)
         matched: set[int] = set()
         for blob in sorted(blobs, key=lambda b: -b.area_px):
             mpp = m_per_px(blob.x, blob.y)
             gate_px = max(4.0, cfg.gate_m / mpp) if mpp > 0 else 8.0
-            best = min(free, key=lambda tr: (tr.x - blob.x) ** 2 + (tr.y - blob.y) ** 2, default=None)
-            if best is not None and math.hypot(best.x - blob.x, best.y - blob.y) <= gate_px:
-                free.remove(best)
-                tr = best
+            best = None
+            if free.any():
+                d2 = (old_xy[:, 0] - blob.x) ** 2 + (old_xy[:, 1] - blob.y) ** 2
+                d2[~free] = np.inf
+                i = int(np.argmin(d2))
+                if d2[i] <= gate_px * gate_px:
+                    best = i
+            if best is not None:
+                free[best] = False
+                tr = old[best]
                 tr.hits += 1
             else:
                 tr = Track(next(self._ids), blob.x, blob.y, blob.bbox, born_t=t_s)

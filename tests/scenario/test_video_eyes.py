@@ -28,7 +28,10 @@ async def test_recorded_video_is_watched_instead_of_the_synthetic_camera(mosquit
     """Drone 1 flies its sortie; its eyes replay the recording from take-off. The fires in it are
     reported from drone01, placed near where the drone was, and a unit is alerted."""
     vehicles = await sim_fleet(count=1, speedup=20.0, home=(32.0089932, 119.5948464, 10.0))
-    scenario = parse_scenario({**ONE_DRONE, "pass": {"sorties_completed": True}})
+    # The recording was rendered by the synthetic camera, whose flames the colour detector alone
+    # is trusted with (real video needs the smoke/fire model).
+    scenario = parse_scenario({**ONE_DRONE, "pass": {"sorties_completed": True},
+                               "vision": {"fire": {"colour_alone": True}}})
     report = await run_patrol(scenario, tmp_path, broker_url=mosquitto_broker.url, live=False,
                               connect_base=vehicles.urls[0], video={"1": str(fire_recording)})
     assert not report["stage_errors"], report["stage_errors"]
@@ -168,7 +171,7 @@ async def test_live_stream_that_drops_is_reopened_and_its_fires_reported(mosquit
     store = EventStore(tmp_path)
     publisher = DetectionPublisher(BrokerConfig(url=mosquitto_broker.url), client_id="test-video-eyes")
     await publisher.__aenter__()
-    vcfg = VisionConfig()
+    vcfg = VisionConfig().for_synthetic_camera()  # the video is rendered by the synthetic camera
     eyes = VideoEyes("drone01", vehicle, camera.url, SimpleNamespace(restricted_zones=list), ScenarioClock(1.0), store,
                      publisher, model, 5.0, vcfg, IncidentRegistry(vcfg.incidents, id_prefix="inc"))
     eyes.stall_timeout_s, eyes.reopen_wait_s = 1.0, 0.5

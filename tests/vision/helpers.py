@@ -28,7 +28,7 @@ def run_scenario(scenario: Scenario, config: VisionConfig | None = None, size=(1
     """with_roads: hand the pipeline the scene's lanes as road zones (as the patrol's eyes do)."""
     camera = CameraModel(size[0], size[1], 82.0)
     cam = SyntheticCamera(scenario.scene, camera)
-    pipe = IncidentPipeline(config or VisionConfig(), camera=camera, drone_id="d1",
+    pipe = IncidentPipeline((config or VisionConfig()).for_synthetic_camera(), camera=camera, drone_id="d1",
                             restricted_zones=scenario.scene.restricted_zones,
                             road_zones=scenario.scene.road_zones() if with_roads else None)
     run = Run(duration_s=duration_s or scenario.duration_s)

@@ -26,13 +26,20 @@ def synthetic_files(tmp_path_factory):
     return write_synthetic_video(_fire_scenario(), tmp_path_factory.mktemp("video"), CameraModel(640, 360, 82.0))
 
 
+def _colour_fire_config(tmp_path):
+    """The synthetic camera's flames are found by colour and flicker alone (no smoke/fire model)."""
+    path = tmp_path / "vision.yaml"
+    path.write_text("fire:\n  colour_alone: true\nmodels:\n  fire_smoke: ''\n  people_vehicles: ''\n")
+    return str(path)
+
+
 def test_watch_cli_writes_incidents_snapshots_and_sheet(synthetic_files, tmp_path, capsys):
     """`patrol watch VIDEO --telemetry POSES` finds the fire, places it and writes its outputs."""
     cam = tmp_path / "cam.yaml"
     cam.write_text("width_px: 640\nheight_px: 360\nhfov_deg: 82\n")
     out = tmp_path / "out"
     rc = patrol.main(["watch", str(synthetic_files["video"]), "--telemetry", str(synthetic_files["telemetry"]),
-                      "--camera", str(cam), "--out", str(out)])
+                      "--camera", str(cam), "--out", str(out), "--config", _colour_fire_config(tmp_path)])
     assert rc == 0
     lines = [json.loads(x) for x in (out / "incidents.jsonl").read_text().splitlines()]
     fires = [x for x in lines if x["kind"] == "fire"]
@@ -47,9 +54,33 @@ def test_watch_cli_writes_incidents_snapshots_and_sheet(synthetic_files, tmp_pat
 def test_watch_without_telemetry_reports_pixel_boxes(synthetic_files, tmp_path):
     """No telemetry: the fire is still reported, with a box and no lat/lon."""
     out = tmp_path / "out"
-    assert patrol.main(["watch", str(synthetic_files["video"]), "--out", str(out)]) == 0
+    assert patrol.main(["watch", str(synthetic_files["video"]), "--out", str(out),
+                        "--config", _colour_fire_config(tmp_path)]) == 0
     lines = [json.loads(x) for x in (out / "incidents.jsonl").read_text().splitlines()]
     assert any(x["kind"] == "fire" and x["lat"] is None and x["bbox_px"] for x in lines)
+
+
+def test_watch_without_models_says_what_is_off_and_raises_no_colour_fire(synthetic_files, tmp_path, capsys,
+                                                                         monkeypatch):
+    """Real video, no models, no telemetry: colour alone is not trusted, so the fire-coloured
+    flicker raises nothing, and the user is told once which classes are off and why."""
+    monkeypatch.delenv("PATROL_MODELS", raising=False)
+    out = tmp_path / "out"
+    assert patrol.main(["watch", str(synthetic_files["video"]), "--out", str(out)]) == 0
+    lines = [json.loads(x) for x in (out / "incidents.jsonl").read_text().splitlines()]
+    assert not [x for x in lines if x["kind"] == "fire"]
+    err = capsys.readouterr().err
+    assert err.count("fire/smoke: off, no smoke/fire model") == 1
+    assert "crowd: off" in err and "stopped_vehicle: off, sizes need metres" in err
+    assert "PATROL_MODELS" in err
+
+
+def test_altitude_gives_the_scale_for_size_based_classes(monkeypatch):
+    """--altitude-m (or telemetry) turns the size-based classes back on."""
+    monkeypatch.delenv("PATROL_MODELS", raising=False)
+    pipe = IncidentPipeline(VisionConfig.model_validate({"geolocation": {"assumed_alt_m": 40.0}}))
+    assert not [x for x in pipe.classes_off(with_telemetry=False) if x.startswith(("crowd", "stopped"))]
+    assert patrol.main(["watch", "x.mp4", "--altitude-m", "-3"]) == 1
 
 
 def test_corrupt_and_truncated_video_give_vision_errors(synthetic_files, tmp_path):
@@ -138,7 +169,7 @@ def test_two_drones_over_one_fire_make_one_incident():
     news = []
     for seed, (drone, centre) in enumerate((("d1", (0.0, 0.0)), ("d2", (8.0, -6.0)))):
         cam = SyntheticCamera(scenario.scene, camera, seed=seed)
-        pipe = IncidentPipeline(VisionConfig(), camera=camera, drone_id=drone, registry=registry,
+        pipe = IncidentPipeline(VisionConfig().for_synthetic_camera(), camera=camera, drone_id=drone, registry=registry,
                                 cell_lookup=lambda lat, lon: "G-0001")
         flight = HoverFlight(centre, alt_m=60.0, drone_id=drone)
         for i in range(90):
