@@ -193,7 +193,8 @@ class PatrolRun:
         self.camera = CameraModel(sc.camera.width_px, sc.camera.height_px, sc.camera.hfov_deg)
         self.world = World.build(sc)
         self.world.set_cells(self._cell_of)
-        self.ledger = CoverageLedger(self.plan.flyable_polygons_m, self.grids.projector, self.camera)
+        self.ledger = CoverageLedger(self.plan.flyable_polygons_m, self.grids.projector, self.camera,
+                                     parts_m=shift_parts_m(self.plan) if sc.shift is not None else None)
         self.drones = DroneOps(self.fleet, self.plan, self.grids, self.planner_config, sc, self.clock, self.store,
                                self.ledger)
         if self.sim is not None:
@@ -377,6 +378,9 @@ class PatrolRun:
             if t >= self.scenario.duration_s:
                 self.store.add(t, "run_end", "duration")
                 break
+            if self.drones.ending and self.drones.all_finished:
+                self.store.add(t, "run_end", "shift ended")  # the operator's "end shift": all drones home
+                break
             done = (self.drones.all_finished and all(i.started_s is not None for i in self.world.incidents)
                     and not self.dispatcher.cases and not any(r.overwatch_incident for r in self.drones.drones.values()))
             if done:
@@ -432,6 +436,19 @@ class PatrolRun:
         from runloop.report import write_report
 
         return write_report(self.out)
+
+
+def shift_parts_m(plan) -> dict:
+    """(grid_id, part) -> the ground that part's lanes show, for a ledger counting part visits the
+    way the shift's schedule plans them (a cell too big for one battery has several parts)."""
+    from mission_planner.lanes import seen_area
+
+    flyable = plan.flyable_polygons_m
+    out = {}
+    for u in plan.units:
+        out[(u.grid_id, u.part)] = (flyable[u.grid_id] if u.parts == 1
+                                    else seen_area(u.lanes, plan.footprint_m).intersection(flyable[u.grid_id]))
+    return out
 
 
 def battery_voltage_for(pct: float, full_v: float) -> float:
