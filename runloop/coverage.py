@@ -140,6 +140,7 @@ class CoverageLedger:
                           "first_seen_s": None if c.first_seen_s is None else round(c.first_seen_s, 1),
                           "last_seen_s": None if c.last_seen_s is None else round(c.last_seen_s, 1)}
                       for g, c in self.cells.items()},
-            "parts": [{"grid_id": k[0], "part": k[1], "visits_s": [round(t, 1) for t in p.visits_s]}
+            "parts": [{"grid_id": k[0], "part": k[1], "area_m2": round(p.area.area, 1),
+                       "visits_s": [round(t, 1) for t in p.visits_s]}
                       for k, p in self.parts.items()],
         }

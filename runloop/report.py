@@ -263,6 +263,12 @@ def build_report(run_dir: Path) -> dict[str, Any]:
                                   - {o.incident_id for o in outcomes if o.incident_id}
                                   - {d for o in outcomes for d in o.duplicate_ids})
         run = store.meta("run", {})
+        shift = None
+        if scenario.get("shift") is not None:  # the shift's revisit section (runloop/shift_report.py)
+            from runloop.shift_report import shift_summary, store_events
+
+            shift = shift_summary(coverage, store.meta("cell_targets", {}), store_events(store),
+                                  run.get("ended_s") or scenario.get("duration_s", 0.0))
     finally:
         store.close()
 
@@ -307,6 +313,10 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     for f in refused:  # the scenario was not exercised as written: the trainer must know
         failures.append(f"fault not injected: {f['fault']} on drone {f.get('drone')} at {f['t_s']} s: "
                         f"{f.get('reason')}")
+    if shift is not None:
+        from runloop.shift_report import shift_failures
+
+        failures.extend(shift_failures(shift, criteria))
     if errors:
         failures.append(f"stage errors: {'; '.join(e['stage'] + ': ' + str(e.get('error')) for e in errors)}")
 
@@ -330,6 +340,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         "overwatch": overwatch,
         "stage_errors": errors,
         "video": video,  # real video sources (--video): opened, lost, ended
+        "shift": shift,  # per cell visits and longest gaps, drones lost (runloop/shift_report.py)
     }
 
 
@@ -549,6 +560,8 @@ def _timeline_svg(report: dict, width: int = 900) -> str:
 
 
 def _html(run_dir: Path, report: dict) -> str:
+    from runloop.shift_report import shift_html
+
     verdict = "PASSED" if report["passed"] else "FAILED"
     colour = "#1e8449" if report["passed"] else "#c0392b"
     cols = ["name", "kind", "started_s", "in_view_s", "detected_s", "geolocation_error_m", "drone_id",
@@ -588,6 +601,7 @@ dots true incident positions, crosses where vision placed them, triangles docks.
 (cells fully seen: {cov.get('cells_seen', 0)}).</p>
 <h2>Sorties</h2><table><tr><th>drone</th><th>sortie</th><th>start s</th><th>end s</th><th>outcome</th><th>detail</th></tr>{sorties}</table>
 <h2>Failsafes</h2><table><tr><th>t s</th><th>drone</th><th>cause</th><th>outcome</th></tr>{fs_rows}</table>
+{shift_html(report.get("shift"))}
 <h2>Faults injected</h2><ul>{faults}</ul>
 <h2>Vehicle failsafe and link events</h2><ul>{safes}</ul>
 </body></html>"""
@@ -686,4 +700,11 @@ def write_report(run_dir: Path) -> dict[str, Any]:
         _png(run_dir, report, run_dir / "report.png")
     except Exception as exc:  # the PNG is a convenience; the JSON and HTML are the record
         report.setdefault("notes", []).append(f"report.png not drawn: {exc}")
+    if report.get("shift"):
+        from runloop.shift_report import coverage_png
+
+        try:
+            coverage_png(report["shift"], run_dir / "coverage.png")
+        except Exception as exc:
+            report.setdefault("notes", []).append(f"coverage.png not drawn: {exc}")
     return report

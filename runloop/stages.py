@@ -91,6 +91,9 @@ class PatrolRun:
                                      "sorties": [[s.drone_id, s.sortie_id, list(s.grid_ids), s.start_s, s.duration_s]
                                                  for s in self.plan.sorties],
                                      "planning_s": round(time.perf_counter() - t0, 3)})
+        if sc.shift is not None:  # what the shift report measures each cell's gaps against
+            self.store.set_meta("cell_targets", {g: {"kind": self.grids.cell(g).kind, "revisit_s": sc.shift.revisit_s.get(
+                self.grids.cell(g).kind, self.grids.cell(g).revisit_min * 60.0)} for g in planned})
         self.store.set_meta("cells_geo", {g: outer_rings_latlon(self.grids.cell(g).polygon_wgs84) for g in planned})
         self.store.set_meta("docks", [{"grid_id": d.grid_id, "lat": d.lat, "lon": d.lon} for d in self.grids.docks
                                       if d.grid_id == dock])

@@ -61,4 +61,4 @@ def test_each_pass_over_a_cell_is_a_visit_and_a_graze_is_not():
     ledger.update_visits()
     assert ledger.parts[("W", 0)].visits_s == [129.0, 729.0]
     assert ledger.last_visits() == {("W", 0): 729.0}
-    assert ledger.summary()["parts"][0] == {"grid_id": "W", "part": 0, "visits_s": [129.0, 729.0]}
+    assert ledger.summary()["parts"][0] == {"grid_id": "W", "part": 0, "area_m2": 6400.0, "visits_s": [129.0, 729.0]}
