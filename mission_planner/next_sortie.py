@@ -48,6 +48,7 @@ class ShiftWeights:
     min_stale: float = 0.25  # parts seen within this share of their revisit target are not worth a flight
 
 
+URGENT = 1e6  # urgency of a cell the operator asked for, above any staleness
 TERRITORY_M = 1000.0  # a dock's own parts: no more than this further from it than from the nearest dock
 CANDIDATES = 100
 TOP_UP_TRIES = 4  # parts considered for one sortie (enough to fill a battery several times)
@@ -113,7 +114,8 @@ class SortieChooser:
         out[1:, 1:] = sub
         return out
 
-    def urgency(self, now_s: float, last_seen_s: Seen, hot_spots=(), shift_start_s: float = 0.0) -> np.ndarray:
+    def urgency(self, now_s: float, last_seen_s: Seen, hot_spots=(), shift_start_s: float = 0.0,
+                urgent: Collection[str] = ()) -> np.ndarray:
         """Weighted staleness per unit, in revisit targets (1.0 = due now)."""
         seen_raw = np.array([_last_seen(last_seen_s, u.grid_id, u.part, math.nan) for u in self.units], float)
         seen = np.where(np.isnan(seen_raw), shift_start_s, seen_raw)
@@ -126,24 +128,29 @@ class SortieChooser:
                 weight[near] *= w.incident_boost
         out = weight * np.maximum(stale, 1.0) / self.target_s  # never seen: worth flying from the start
         out[(stale < w.min_stale * self.target_s) & ~np.isnan(seen_raw)] = 0.0
+        if urgent:  # the operator's "patrol these cells now": before anything else
+            ask = np.array([u.grid_id in urgent for u in self.units])
+            out[ask] = URGENT + np.maximum(stale[ask], 1.0) / self.target_s[ask]
         return out
 
     def next_sortie(self, drone_id: str, now_s: float, last_seen_s: Seen, claimed: Collection = (),
                     hot_spots=(), dock_id: str | None = None, sortie_id: str = "shift01",
-                    shift_start_s: float = 0.0, budget_s: float | None = None) -> Sortie | None:
+                    shift_start_s: float = 0.0, budget_s: float | None = None,
+                    urgent: Collection[str] = ()) -> Sortie | None:
         """The sortie `drone_id` should fly from `dock_id` (default its planned dock) at `now_s`:
         the most urgent reachable part first, then the parts that add most urgency per second of
         flight, until the battery budget is full. None when nothing is stale enough to fly.
 
         `claimed`: grid_ids (or (grid_id, part)) other drones are flying now; `hot_spots`:
-        (x_m, y_m, t_s) of recent incidents in the grid's metres.
+        (x_m, y_m, t_s) of recent incidents in the grid's metres; `urgent`: grid_ids the operator
+        asked for, flown before anything else.
         """
         dock_id = dock_id or self.docks.get(drone_id) or self.grids.docks[0].grid_id
         dock = self.grids.dock(dock_id)
         budget = min(self.budget_s, budget_s or self.budget_s)
         overhead = self.plan.overhead_s
         dd = self.dock_distances(dock_id)
-        score = self.urgency(now_s, last_seen_s, hot_spots, shift_start_s)
+        score = self.urgency(now_s, last_seen_s, hot_spots, shift_start_s, urgent)
         reach = overhead + self.slack_s + 2 * (dd + self.radius) / self.speed + self.work <= budget
         free = np.array([u.grid_id not in claimed and (u.grid_id, u.part) not in claimed for u in self.units])
         ok = reach & free & (score > 0)

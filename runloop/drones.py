@@ -70,6 +70,7 @@ class DroneOps:
         self.chooser = None
         self.ending = False  # the operator ended the shift: fly home, no new sorties
         self.hot_spots: list[tuple[float, float, float]] = []  # (x_m, y_m, t_s) of incidents reported
+        self.urgent: dict[str, float] = {}  # grid_id -> when the operator asked for it ("patrol these cells now")
         first = None
         if self.shift is not None:
             from mission_planner.next_sortie import SortieChooser, first_cycle
@@ -105,6 +106,10 @@ class DroneOps:
 
         rec.queue = list(rec.sorties)
         while not stop.is_set() and rec.state != DroneState.LOST:
+            if rec.paused and not self.ending:
+                rec.state = DroneState.PAUSED
+                await asyncio.sleep(self.clock.wall_s(2.0))
+                continue
             if rec.queue and not self.ending:
                 sortie = rec.queue.pop(0)
                 if not await self.clock.sleep_until(sortie.start_s, stop):
@@ -224,8 +229,13 @@ class DroneOps:
                 continue
             rec.state = DroneState.READY
             t = self.clock()
+            last = self.ledger.last_visits()
+            for g, asked in list(self.urgent.items()):  # seen since the operator asked: done
+                if all(t_seen > asked for (gg, _), t_seen in last.items() if gg == g) and any(
+                        gg == g for gg, _ in last):
+                    del self.urgent[g]
             try:
-                sortie = self.chooser.next_sortie(rec.drone_id, t, self.ledger.last_visits(),
+                sortie = self.chooser.next_sortie(rec.drone_id, t, last, urgent=set(self.urgent),
                                                   claimed=self.claimed_cells(rec), hot_spots=self.hot_spots,
                                                   dock_id=rec.dock_id, sortie_id=f"shift{len(rec.replanned) + 1:02d}")
             except Exception as exc:  # a planner bug must not ground the fleet silently
@@ -239,6 +249,12 @@ class DroneOps:
                 return sortie
             await self.clock.sleep_until(t + SHIFT_RETRY_S, stop)
         return None
+
+    def patrol_now(self, cells) -> None:
+        t = self.clock()
+        for g in cells:
+            self.urgent[g] = t
+        self.store.add(t, "patrol_now", "", cells=list(cells))
 
     def note_incident(self, lat: float, lon: float, t_s: float) -> None:
         """An incident was reported here: its neighbourhood weighs more for a while."""

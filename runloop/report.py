@@ -158,8 +158,11 @@ def _sorties(store: EventStore) -> list[dict]:
             row["outcome"] = "completed" if ev.kind == "sortie_done" else "aborted"
             row["detail"] = ev.data.get("detail", "")
     resumed = {(ev.subject, ev.data.get("sortie", "")): ev.data for ev in store.events("sortie_replanned")}
+    pooled = {(ev.subject, ev.data.get("sortie", "")) for ev in store.events("cells_returned")}  # a shift's
     for key, row in out.items():
-        if row["outcome"] == "aborted" and key in resumed:
+        if row["outcome"] == "aborted" and key in pooled:
+            row["outcome"] = "aborted, its cells back in the shift's pool"
+        elif row["outcome"] == "aborted" and key in resumed:
             row["outcome"] = ("aborted, remaining cells re-planned" if resumed[key].get("cells")
                               else "aborted, its cells already seen")
     return list(out.values())
@@ -289,7 +292,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     if criteria.get("sorties_completed"):
         bad = [f"{s['drone_id']}/{s['sortie']} ({s['outcome']})" for s in sorties
                if s["outcome"] not in ("completed", "aborted, remaining cells re-planned",
-                                       "aborted, its cells already seen")]
+                                       "aborted, its cells already seen", "aborted, its cells back in the shift's pool")]
         if not sorties:
             bad = ["no sortie flown"]
         if bad:

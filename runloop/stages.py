@@ -220,6 +220,12 @@ class PatrolRun:
         self.drones.dispatcher = self.dispatcher
         self.recorder = Recorder(self.broker, self.store, self.clock)
 
+    def init_operator(self) -> None:
+        """Operator commands over MQTT (runloop/operator.py): patrol cells now, pause/resume, end shift."""
+        from runloop.operator import OperatorControl
+
+        self.operator = OperatorControl(self.broker, self.drones, self.store, self.clock)
+
     async def wait_dispatcher_connected(self, timeout_s: float = 20.0) -> None:
         try:
             await self.dispatcher.session.wait_connected(timeout_s)
