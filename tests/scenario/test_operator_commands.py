@@ -68,3 +68,20 @@ def test_commands_the_run_cannot_carry_out_say_why():
     one_sweep = ShiftDrones(shift=False)
     apply_command(parse_command(command(command="end_shift")), one_sweep)  # ending works either way
     assert one_sweep.done == [("end_shift",)]
+
+
+def test_doc_examples_are_accepted():
+    """docs/mqtt-api.md's operator command examples validate (its result example names a real error)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "mqtt-api.md").read_text()
+    commands = re.findall(r"```json operator-command\n(.*?)```", text, re.S)
+    assert len(commands) == 3
+    drones = ShiftDrones()
+    for block in commands:
+        apply_command(parse_command(block.encode()), drones)
+    assert [d[0] for d in drones.done] == ["patrol_now", "pause", "end_shift"]
+    result = json.loads(re.findall(r"```json operator-result\n(.*?)```", text, re.S)[0])
+    with pytest.raises(OperatorError, match=re.escape(result["error"])):
+        apply_command(parse_command(command(command="patrol_cells", cells=["DY-X"])), ShiftDrones())
