@@ -122,10 +122,11 @@ class SortieChooser:
         stale = np.maximum(0.0, now_s - seen)
         weight = self.weight.copy()
         w = self.weights
+        near = np.zeros(len(self.units), bool)  # several reports of one incident boost once
         for x, y, t in hot_spots:
             if now_s - t <= w.incident_boost_s:
-                near = np.hypot(self.centres[:, 0] - x, self.centres[:, 1] - y) <= w.incident_radius_m + self.radius
-                weight[near] *= w.incident_boost
+                near |= np.hypot(self.centres[:, 0] - x, self.centres[:, 1] - y) <= w.incident_radius_m + self.radius
+        weight[near] *= w.incident_boost
         out = weight * np.maximum(stale, 1.0) / self.target_s  # never seen: worth flying from the start
         out[(stale < w.min_stale * self.target_s) & ~np.isnan(seen_raw)] = 0.0
         if urgent:  # the operator's "patrol these cells now": before anything else

@@ -180,12 +180,17 @@ class DroneOps:
     async def _dock_service(self, rec: DroneRecord, sortie, stop: asyncio.Event) -> bool:
         """Home, disarmed, a charged pack in: True when the drone can fly again."""
         rec.state = DroneState.LANDING
+        landed = asyncio.create_task(rec.vehicle.wait_disarmed(timeout_s=self.clock.wall_s(LANDED_TIMEOUT_S)))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({landed, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not landed.done():  # the run ends: nothing to wait for
+            landed.cancel()
+            return False
         try:
-            await rec.vehicle.wait_disarmed(timeout_s=self.clock.wall_s(LANDED_TIMEOUT_S))
+            landed.result()
         except Exception as exc:
-            if stop.is_set():
-                return False
-            self._lose(rec, f"not back on its dock: {exc}", sortie)
+            self._lose(rec, f"not back on its dock: {exc or 'timed out'}", sortie)
             return False
         if not rec.vehicle.state.link_ok:
             self._lose(rec, "link lost on the dock", sortie)

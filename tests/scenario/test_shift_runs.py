@@ -83,6 +83,7 @@ async def test_end_shift_brings_every_drone_home_and_writes_the_report(mosquitto
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)  # 1,500 scenario s with three drones' vision: minutes on a loaded machine
 async def test_a_crowd_gathering_after_the_first_sweep_is_found(mosquitto_broker, tmp_path):
     """danyang-shift as written: the crowd starts at 825 s, after every cell was seen once; the
     live schedule's next pass finds it; every cell is seen at least twice, none left unseen
