@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--broker", metavar="URL", help="MQTT broker (default: an embedded one for this run)")
     run.add_argument("--out", default=None, help="run directory (default runs/<scenario>-<time>)")
     run.add_argument("--speedup", type=float, default=None, help="override the scenario's speedup")
+    run.add_argument("--until", type=float, default=None, metavar="S",
+                     help="end the run (the shift) at this scenario second instead of the scenario's duration_s")
     run.add_argument("--no-live", action="store_true", help="no live table")
     run.add_argument("--video", metavar="DRONE=SOURCE", action="append", type=_video_source, default=[],
                      help="a drone's real video instead of the synthetic camera: drone01=rtsp://HOST/cam, "
@@ -99,7 +101,7 @@ def _video_source(text: str) -> tuple[str, str]:
 def run_demo(args: argparse.Namespace) -> int:
     """The bundled Danyang scenario: 3 drones, 4 riders, a fire, a crowd and a stopped vehicle."""
     args.scenario, args.sitl, args.connect_base, args.broker, args.speedup = "danyang-demo", False, None, None, None
-    args.video = []
+    args.video, args.until = [], None
     return cmd_run(args)
 
 
@@ -111,6 +113,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
         if args.speedup:
             scenario = scenario.model_copy(update={"speedup": args.speedup})
+        if getattr(args, "until", None) is not None:
+            if not 0 < args.until <= 48 * 3600:
+                raise RunError(f"--until {args.until:g}: must be between 0 and {48 * 3600} scenario seconds")
+            scenario = scenario.model_copy(update={"duration_s": args.until})
     except RunError as exc:
         print(f"patrol run: {exc}", file=sys.stderr)
         return 2
@@ -180,6 +186,7 @@ async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live
         run.init_dispatcher()
         await run.start_publisher()
         run.init_riders()
+        run.init_operator()
         run.init_eyes()
         if web:
             from runloop.web import start_web_view
@@ -192,6 +199,7 @@ async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live
                 tg.create_task(run.dispatcher.run(stop), name="dispatcher")
                 await run.wait_dispatcher_connected()  # before units publish retained presence (amqtt, docs/run.md)
                 tg.create_task(run.recorder.run(stop), name="recorder")
+                tg.create_task(run.operator.run(stop), name="operator")
                 tg.create_task(run.riders.run(stop), name="riders")
                 tg.create_task(run.drones.run(stop), name="drones")
                 for eyes in run.eyes:

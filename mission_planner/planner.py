@@ -114,6 +114,10 @@ class PatrolPlan:
     horizon_s: float
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # What a live schedule needs to build further sorties without planning again (next_sortie.py).
+    units: tuple = ()  # WorkUnit per cell part
+    transit: TransitGraph | None = None
+    overhead_s: float = 0.0  # takeoff + landing at the highest layer, as the planned sorties
 
     @property
     def footprint_width_m(self) -> float:
@@ -369,7 +373,8 @@ def plan_patrol(grids: GridSet, config: PlannerConfig | None = None, cells=None,
                 makespan = max(makespan, s.end_s)
     timings["missions"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    plan = PatrolPlan(cfg, grids, tuple(drone_plans), reports, sweeps, makespan, horizon_s, timings, tuple(warnings))
+    plan = PatrolPlan(cfg, grids, tuple(drone_plans), reports, sweeps, makespan, horizon_s, timings, tuple(warnings),
+                      tuple(units), graph, overhead_s)
     assert_plan_safe(plan)
     return plan
 

@@ -17,6 +17,37 @@ from shapely.geometry import Polygon
 from common.values import CameraModel, Pose
 
 MIN_SEEING_ALT_M = 20.0  # below this (take-off, landing) the frames are not counted as patrol coverage
+VISIT_FRACTION = 0.8  # a part counts as visited once this share of it was seen within VISIT_WINDOW_S
+VISIT_WINDOW_S = 900.0  # what was seen longer ago than this does not add to a visit
+
+
+@dataclass
+class PartLedger:
+    """One cell part of the plan (a cell, or a battery-sized run of its lanes): its visits.
+
+    Frames are gathered in batches stamped with their newest frame; a visit is counted at the
+    batch that brings the part seen within the window to VISIT_FRACTION, then it starts again.
+    """
+
+    key: tuple[str, int]
+    area: object
+    pieces: list = field(default_factory=list)
+    newest_s: float = 0.0
+    batches: list = field(default_factory=list)  # (t_s, geometry)
+    visits_s: list = field(default_factory=list)
+
+    def update(self) -> float | None:
+        if not self.pieces:
+            return None
+        self.batches.append((self.newest_s, shapely.union_all(self.pieces).intersection(self.area)))
+        self.pieces = []
+        self.batches = [(t, g) for t, g in self.batches if t >= self.newest_s - VISIT_WINDOW_S]
+        seen = shapely.union_all([g for _, g in self.batches])
+        if self.area.area > 0 and seen.area >= VISIT_FRACTION * self.area.area:
+            self.visits_s.append(self.newest_s)
+            self.batches = []
+            return self.newest_s
+        return None
 
 
 @dataclass
@@ -39,12 +70,18 @@ class CellLedger:
 
 
 class CoverageLedger:
-    def __init__(self, flyable_m: dict[str, object], projector, camera: CameraModel):
+    def __init__(self, flyable_m: dict[str, object], projector, camera: CameraModel,
+                 parts_m: dict[tuple[str, int], object] | None = None):
+        """parts_m: (grid_id, part) -> the ground that part's lanes show (default one part per cell)."""
         self.projector = projector
         self.camera = camera
         self.cells = {g: CellLedger(g, a) for g, a in flyable_m.items()}
         self._tree = shapely.STRtree([c.area for c in self.cells.values()])
         self._ids = list(self.cells)
+        parts_m = parts_m or {(g, 0): a for g, a in flyable_m.items()}
+        self.parts = {k: PartLedger(k, a) for k, a in parts_m.items() if not a.is_empty}
+        self._part_keys = list(self.parts)
+        self._part_tree = shapely.STRtree([p.area for p in self.parts.values()])
 
     def footprint_m(self, pose: Pose) -> Polygon:
         """The nadir camera's ground rectangle, image width across the heading."""
@@ -72,7 +109,19 @@ class CoverageLedger:
                 cell.first_seen_s = t_s
             cell.last_seen_s = t_s
             touched.append(cell.grid_id)
+        for i in self._part_tree.query(fp, predicate="intersects"):
+            part = self.parts[self._part_keys[int(i)]]
+            part.pieces.append(fp)
+            part.newest_s = t_s
         return touched
+
+    def update_visits(self) -> list[tuple[str, int]]:
+        """Count the visits the frames since the last call complete; returns the parts visited."""
+        return [k for k, p in self.parts.items() if p.update() is not None]
+
+    def last_visits(self) -> dict[tuple[str, int], float]:
+        """(grid_id, part) -> scenario s of its last completed visit (parts never visited are absent)."""
+        return {k: p.visits_s[-1] for k, p in self.parts.items() if p.visits_s}
 
     def fraction(self, grid_id: str) -> float:
         return self.cells[grid_id].fraction()
@@ -91,4 +140,7 @@ class CoverageLedger:
                           "first_seen_s": None if c.first_seen_s is None else round(c.first_seen_s, 1),
                           "last_seen_s": None if c.last_seen_s is None else round(c.last_seen_s, 1)}
                       for g, c in self.cells.items()},
+            "parts": [{"grid_id": k[0], "part": k[1], "area_m2": round(p.area.area, 1),
+                       "visits_s": [round(t, 1) for t in p.visits_s]}
+                      for k, p in self.parts.items()],
         }

@@ -4,6 +4,12 @@ return (battery, failsafe) re-plan the cells the coverage ledger says are still 
 
 Overwatch goes to the closest airborne drone with energy to spare (battery above
 `overwatch.min_battery_pct`, not already holding over something else).
+
+With a `shift:` section the patrol does not stop after the first cycle: every drone back on its
+dock gets a pack swap (`common.dock_service`) and then the sortie the coverage ledger says is most
+needed (`mission_planner.next_sortie`), until the run ends or the operator ends the shift. A drone
+whose sorties keep failing, or that does not come home, is out of the shift; the cells it did not
+see go back into the pool.
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from common.dock_service import DroneState, PackPool
 from common.geo import distance_m
 from common.values import Incident
 from runloop.clock import ScenarioClock
@@ -22,6 +29,9 @@ log = logging.getLogger(__name__)
 SHARE_OVERWATCH_M = 45.0  # a drone already holding this close to a new incident watches both
 POSE_RECORD_EVERY_S = 1.0  # scenario seconds between recorded poses (map and replay)
 LEDGER_EVERY_S = 0.5
+VISITS_EVERY_S = 2.0  # scenario seconds between counting completed cell visits
+SHIFT_RETRY_S = 30.0  # a ready drone nothing was stale enough for asks again this much later
+LANDED_TIMEOUT_S = 600.0  # scenario seconds a drone may take to come home after a failed sortie
 
 
 @dataclass
@@ -38,6 +48,10 @@ class DroneRecord:
     overwatch_incident: str | None = None  # the incident it flew to hold over
     watching: dict = field(default_factory=dict)  # every incident it holds over: id -> (lat, lon)
     finished: bool = False
+    state: str = DroneState.READY  # flying / landing / swapping / ready / paused / lost
+    queue: list = field(default_factory=list)  # planned sorties not flown yet
+    failures: int = 0  # sorties in a row that failed
+    paused: bool = False  # held on the dock by the operator
 
 
 class DroneOps:
@@ -52,8 +66,23 @@ class DroneOps:
         self.store = store
         self.ledger = ledger
         self.drones: dict[str, DroneRecord] = {}
+        self.shift = scenario.shift
+        self.chooser = None
+        self.ending = False  # the operator ended the shift: fly home, no new sorties
+        self.hot_spots: list[tuple[float, float, float]] = []  # (x_m, y_m, t_s) of incidents reported
+        self.urgent: dict[str, float] = {}  # grid_id -> when the operator asked for it ("patrol these cells now")
+        first = None
+        if self.shift is not None:
+            from mission_planner.next_sortie import SortieChooser, first_cycle
+
+            self.chooser = SortieChooser(plan, self.shift.weights_value())
+            first = first_cycle(plan)
+            self.packs = {dp.dock_id: PackPool(self.shift.service_at(dp.dock_id)) for dp in plan.drones}
         for dp, v in zip(plan.drones, fleet):
-            sorties = [s for s in dp.sorties if s.cycle <= 1] or list(dp.sorties[:1])
+            if first is not None:
+                sorties = first[dp.drone_id]
+            else:
+                sorties = [s for s in dp.sorties if s.cycle <= 1] or list(dp.sorties[:1])
             self.drones[dp.drone_id] = DroneRecord(dp.drone_id, v, dp.dock_id, sorties, total=len(sorties))
         self._lock = asyncio.Lock()
         self.dispatcher = None  # set by the run: drone states go to its retained ≈1 Hz topic
@@ -75,14 +104,25 @@ class DroneOps:
     async def _fly_drone(self, rec: DroneRecord, stop: asyncio.Event) -> None:
         from flight import FlightError, fly_sortie
 
-        queue = list(rec.sorties)
-        while queue and not stop.is_set():
-            sortie = queue.pop(0)
-            if not await self.clock.sleep_until(sortie.start_s, stop):
+        rec.queue = list(rec.sorties)
+        while not stop.is_set() and rec.state != DroneState.LOST:
+            if rec.paused and not self.ending:
+                rec.state = DroneState.PAUSED
+                await asyncio.sleep(self.clock.wall_s(2.0))
+                continue
+            if rec.queue and not self.ending:
+                sortie = rec.queue.pop(0)
+                if not await self.clock.sleep_until(sortie.start_s, stop):
+                    break
+            elif self.chooser is not None and not self.ending:
+                sortie = await self._next_shift_sortie(rec, stop)
+                if sortie is None:
+                    break
+            else:
                 break
-            rec.current, rec.cells = sortie.sortie_id, tuple(sortie.grid_ids)
+            rec.current, rec.cells, rec.state = sortie.sortie_id, tuple(sortie.grid_ids), DroneState.FLYING
             self.store.add(self.clock(), "sortie_start", rec.drone_id, sortie=sortie.sortie_id,
-                           grid_ids=list(sortie.grid_ids))
+                           grid_ids=list(sortie.grid_ids), purpose=sortie.purpose)
             fly = asyncio.create_task(fly_sortie(rec.vehicle, sortie.mission, progress=lambda m: log.info("%s", m)))
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({fly, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -93,23 +133,148 @@ class DroneOps:
             try:
                 report = fly.result()
                 rec.done += 1
+                rec.failures = 0
                 self.store.add(self.clock(), "sortie_done", rec.drone_id, sortie=sortie.sortie_id,
                                detail=report.summary())
             except FlightError as exc:
                 seen = {g: round(self.ledger.fraction(g), 3) for g in sortie.grid_ids}
                 self.store.add(self.clock(), "sortie_aborted", rec.drone_id, sortie=sortie.sortie_id, detail=str(exc),
                                seen_fraction=seen)
-                remaining = self.ledger.remaining(sortie.grid_ids)
-                if not remaining:
-                    # Other drones' cameras (transits, overwatch) saw the rest: nothing to fly again.
-                    self.store.add(self.clock(), "sortie_replanned", rec.drone_id, sortie=sortie.sortie_id, cells=[],
-                                   new_sorties=[], detail="every cell of the sortie already seen")
-                elif not stop.is_set():
-                    replanned = await self._replan(rec, sortie, remaining)
-                    queue[:0] = replanned
-                    rec.replanned += replanned
+                rec.failures += 1
+                if self.chooser is not None:
+                    # The shift's ledger puts the unseen cells back into the pool by itself: they stay stale.
+                    self.store.add(self.clock(), "cells_returned", rec.drone_id, sortie=sortie.sortie_id,
+                                   cells=self._unvisited(sortie))
+                    if rec.failures >= self.shift.lost_after_failures:
+                        self._lose(rec, f"{rec.failures} sorties in a row failed (last: {exc})", sortie)
+                        break
+                else:
+                    remaining = self.ledger.remaining(sortie.grid_ids)
+                    if not remaining:
+                        # Other drones' cameras (transits, overwatch) saw the rest: nothing to fly again.
+                        self.store.add(self.clock(), "sortie_replanned", rec.drone_id, sortie=sortie.sortie_id,
+                                       cells=[], new_sorties=[], detail="every cell of the sortie already seen")
+                    elif not stop.is_set():
+                        replanned = await self._replan(rec, sortie, remaining)
+                        rec.queue[:0] = replanned
+                        rec.replanned += replanned
+            rec.current, rec.cells = "", ()
+            if self.chooser is not None and not stop.is_set():
+                if not await self._dock_service(rec, sortie, stop):
+                    break
         rec.current, rec.cells = "", ()
         rec.finished = True
+
+    # ------------------------------------------------------------------ the shift
+    def _unvisited(self, sortie) -> list[str]:
+        """Cells of a sortie with a part not visited since the sortie started."""
+        last = self.ledger.last_visits()
+        return sorted({g for g, p, _ in sortie.parts if last.get((g, p), -1.0) < sortie.start_s})
+
+    def _lose(self, rec: DroneRecord, why: str, sortie=None) -> None:
+        rec.state = DroneState.LOST
+        cells = self._unvisited(sortie) if sortie is not None else []
+        self.store.add(self.clock(), "drone_lost", rec.drone_id, reason=why, cells_returned=cells)
+        log.warning("%s is out of the shift: %s", rec.drone_id, why)
+
+    async def _dock_service(self, rec: DroneRecord, sortie, stop: asyncio.Event) -> bool:
+        """Home, disarmed, a charged pack in: True when the drone can fly again."""
+        rec.state = DroneState.LANDING
+        landed = asyncio.create_task(rec.vehicle.wait_disarmed(timeout_s=self.clock.wall_s(LANDED_TIMEOUT_S)))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({landed, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not landed.done():  # the run ends: nothing to wait for
+            landed.cancel()
+            return False
+        try:
+            landed.result()
+        except Exception as exc:
+            self._lose(rec, f"not back on its dock: {exc or 'timed out'}", sortie)
+            return False
+        if not rec.vehicle.state.link_ok:
+            self._lose(rec, "link lost on the dock", sortie)
+            return False
+        rec.state = DroneState.SWAPPING
+        landed = self.clock()
+        ready = self.packs[rec.dock_id].swap(landed)
+        self.store.add(landed, "pack_swap", rec.drone_id, dock=rec.dock_id, ready_s=round(ready, 1))
+        full_v = self.battery_full_v.pop(rec.drone_id, None)
+        if full_v is not None:  # the swap ends a scripted battery fault, over the wire like it began
+            try:
+                await asyncio.wait_for(rec.vehicle.params.set("SIM_BATT_VOLTAGE", full_v), 10)
+            except Exception as exc:
+                self.store.add(self.clock(), "stage_error", f"drones-{rec.drone_id}",
+                               error=f"battery fault not cleared after the swap: {exc or 'timed out'}")
+        if not await self.clock.sleep_until(ready, stop):
+            return False
+        sim_vehicle = self.sim_vehicles.get(rec.drone_id)
+        if sim_vehicle is not None:
+            sim_vehicle.faults.drain_battery_to(100.0)  # the new pack
+        rec.state = DroneState.READY
+        return True
+
+    def claimed_cells(self, rec: DroneRecord) -> set:
+        """What the other drones fly now or have planned: left to them."""
+        out: set = set()
+        for other in self.drones.values():
+            if other is rec or other.state == DroneState.LOST:
+                continue
+            out.update(other.cells)
+            for s in other.queue:
+                out.update((g, p) for g, p, _ in s.parts)
+        return out
+
+    async def _next_shift_sortie(self, rec: DroneRecord, stop: asyncio.Event):
+        """Wait (paused, or nothing stale enough) until the ledger gives this drone a sortie."""
+        while not stop.is_set() and not self.ending and rec.state != DroneState.LOST:
+            if rec.paused:
+                rec.state = DroneState.PAUSED
+                await asyncio.sleep(self.clock.wall_s(2.0))
+                continue
+            rec.state = DroneState.READY
+            t = self.clock()
+            last = self.ledger.last_visits()
+            for g, asked in list(self.urgent.items()):  # seen since the operator asked: done
+                if all(t_seen > asked for (gg, _), t_seen in last.items() if gg == g) and any(
+                        gg == g for gg, _ in last):
+                    del self.urgent[g]
+            try:
+                sortie = self.chooser.next_sortie(rec.drone_id, t, last, urgent=set(self.urgent),
+                                                  claimed=self.claimed_cells(rec), hot_spots=self.hot_spots,
+                                                  dock_id=rec.dock_id, sortie_id=f"shift{len(rec.replanned) + 1:02d}")
+            except Exception as exc:  # a planner bug must not ground the fleet silently
+                self.store.add(t, "stage_error", f"drones-{rec.drone_id}", error=f"next sortie: {exc!r}")
+                sortie = None
+            if sortie is not None:
+                rec.total += 1
+                rec.replanned.append(sortie)  # drawn on the live map like the re-planned ones
+                self.store.add(t, "sortie_chosen", rec.drone_id, sortie=sortie.sortie_id,
+                               grid_ids=list(sortie.grid_ids), duration_s=round(sortie.duration_s, 1))
+                return sortie
+            await self.clock.sleep_until(t + SHIFT_RETRY_S, stop)
+        return None
+
+    def patrol_now(self, cells) -> None:
+        t = self.clock()
+        for g in cells:
+            self.urgent[g] = t
+        self.store.add(t, "patrol_now", "", cells=list(cells))
+
+    def note_incident(self, lat: float, lon: float, t_s: float) -> None:
+        """An incident was reported here: its neighbourhood weighs more for a while."""
+        x, y = self.grids.projector.lonlat_to_m(lon, lat)
+        self.hot_spots.append((float(x), float(y), t_s))
+
+    def pause(self, drone_id: str, paused: bool) -> None:
+        self.drones[drone_id].paused = paused
+        self.store.add(self.clock(), "drone_paused" if paused else "drone_resumed", drone_id)
+
+    def end_shift(self) -> None:
+        """No new sorties; the sorties in the air finish and land."""
+        if not self.ending:
+            self.ending = True
+            self.store.add(self.clock(), "shift_ending", "")
 
     async def _replan(self, rec: DroneRecord, sortie, remaining: list[str]) -> list:
         """The unseen cells of an aborted sortie, planned again from the drone's dock after a battery swap."""
@@ -168,6 +333,8 @@ class DroneOps:
         """Dispatcher hook: keep the closest drone with energy to spare over the incident."""
         if incident.lat is None or incident.lon is None:
             return
+        if self.chooser is not None:
+            self.note_incident(incident.lat, incident.lon, self.clock())
         async with self._lock:
             if any(incident.id in r.watching for r in self.drones.values()):
                 return
@@ -222,8 +389,13 @@ class DroneOps:
     # ------------------------------------------------------------------ telemetry -> ledger, store
     async def _watch(self, stop: asyncio.Event) -> None:
         last_pose: dict[str, float] = {}
+        last_visits = 0.0
         while not stop.is_set():
             t = self.clock()
+            if t - last_visits >= VISITS_EVERY_S:
+                last_visits = t
+                for g, p in self.ledger.update_visits():
+                    self.store.add(t, "cell_visit", g, part=p)
             for rec in self.drones.values():
                 s = rec.vehicle.state
                 if s.pose is None:

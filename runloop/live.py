@@ -42,6 +42,7 @@ class DroneLive:
     done: int  # sorties flown
     total: int  # sorties planned
     watching: tuple[str, ...]  # incidents it holds overwatch over
+    state: str = ""  # flying / landing / swapping / ready / paused / lost (common.dock_service.DroneState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,19 @@ def _opt(value) -> float | None:
     return None if value is None else float(value)
 
 
+LANDING_MODES = {"LAND", "RTL", "SMART_RTL"}
+
+
+def drone_state(rec) -> str:
+    """What the drone is doing in its sortie / dock cycle (the vehicle's own state wins in the air)."""
+    state = str(getattr(rec, "state", "") or "")
+    if state in ("lost", "paused", "swapping"):
+        return state
+    if getattr(rec.vehicle.state, "armed", False):
+        return "landing" if rec.vehicle.state.mode in LANDING_MODES else "flying"
+    return "ready" if state in ("flying", "landing", "") else state
+
+
 def live_state(t_s: float, drones, recorder, world) -> LiveState:
     """The snapshot of a run's drones (runloop.drones.DroneOps), what the recorder heard from the
     broker (incidents, unit positions) and the scripted world."""
@@ -110,7 +124,7 @@ def live_state(t_s: float, drones, recorder, world) -> LiveState:
             lat=pose.lat if pose else None, lon=pose.lon if pose else None,
             alt_rel_m=pose.alt_rel_m if pose else None, heading_deg=pose.heading_deg if pose else None,
             battery_pct=_opt(s.battery_remaining_pct), sortie=rec.current or "", done=rec.done, total=rec.total,
-            watching=watching))
+            watching=watching, state=drone_state(rec)))
     incident_rows = []
     for iid, rec in sorted(recorder.incidents.items()):
         inc = rec.get("incident") or {}
@@ -132,12 +146,12 @@ def live_state(t_s: float, drones, recorder, world) -> LiveState:
 
 def format_table(state: LiveState) -> str:
     lines = [f"patrol  t={state.t_s:7.1f} s"]
-    lines.append(f"{'drone':<9}{'mode':<9}{'alt m':>7}{'batt %':>8}  {'sortie':<12}{'done':>6}  overwatch")
+    lines.append(f"{'drone':<9}{'mode':<9}{'state':<10}{'alt m':>7}{'batt %':>8}  {'sortie':<12}{'done':>6}  overwatch")
     for d in state.drones:
         alt = f"{d.alt_rel_m:.0f}" if d.alt_rel_m is not None else "-"
         batt = f"{d.battery_pct:.0f}" if d.battery_pct is not None else "-"
         mode = d.mode + ("" if d.link_ok else "!")
-        lines.append(f"{d.drone_id:<9}{mode:<9}{alt:>7}{batt:>8}  {d.sortie or '-':<12}"
+        lines.append(f"{d.drone_id:<9}{mode:<9}{d.state or '-':<10}{alt:>7}{batt:>8}  {d.sortie or '-':<12}"
                      f"{d.done}/{d.total:<4}  {', '.join(d.watching)}")
     lines.append(f"{'incident':<28}{'kind':<17}{'status':<12}unit")
     for i in state.incidents:

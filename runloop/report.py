@@ -215,8 +215,11 @@ def _sorties(store: EventStore) -> list[dict]:
             row["outcome"] = "completed" if ev.kind == "sortie_done" else "aborted"
             row["detail"] = ev.data.get("detail", "")
     resumed = {(ev.subject, ev.data.get("sortie", "")): ev.data for ev in store.events("sortie_replanned")}
+    pooled = {(ev.subject, ev.data.get("sortie", "")) for ev in store.events("cells_returned")}  # a shift's
     for key, row in out.items():
-        if row["outcome"] == "aborted" and key in resumed:
+        if row["outcome"] == "aborted" and key in pooled:
+            row["outcome"] = "aborted, its cells back in the shift's pool"
+        elif row["outcome"] == "aborted" and key in resumed:
             row["outcome"] = ("aborted, remaining cells re-planned" if resumed[key].get("cells")
                               else "aborted, its cells already seen")
     return list(out.values())
@@ -318,6 +321,12 @@ def build_report(run_dir: Path) -> dict[str, Any]:
                  for e in store.events("video_opened", "video_lost", "video_ended")]
         false_alerts = _false_alerts(store, run_dir, outcomes)
         run = store.meta("run", {})
+        shift = None
+        if scenario.get("shift") is not None:  # the shift's revisit section (runloop/shift_report.py)
+            from runloop.shift_report import shift_summary, store_events
+
+            shift = shift_summary(coverage, store.meta("cell_targets", {}), store_events(store),
+                                  run.get("ended_s") or scenario.get("duration_s", 0.0))
     finally:
         store.close()
 
@@ -338,7 +347,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     if criteria.get("sorties_completed"):
         bad = [f"{s['drone_id']}/{s['sortie']} ({s['outcome']})" for s in sorties
                if s["outcome"] not in ("completed", "aborted, remaining cells re-planned",
-                                       "aborted, its cells already seen")]
+                                       "aborted, its cells already seen", "aborted, its cells back in the shift's pool")]
         if not sorties:
             bad = ["no sortie flown"]
         if bad:
@@ -365,6 +374,10 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     for f in refused:  # the scenario was not exercised as written: the trainer must know
         failures.append(f"fault not injected: {f['fault']} on drone {f.get('drone')} at {f['t_s']} s: "
                         f"{f.get('reason')}")
+    if shift is not None:
+        from runloop.shift_report import shift_failures
+
+        failures.extend(shift_failures(shift, criteria))
     if errors:
         failures.append(f"stage errors: {'; '.join(e['stage'] + ': ' + str(e.get('error')) for e in errors)}")
 
@@ -388,6 +401,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         "overwatch": overwatch,
         "stage_errors": errors,
         "video": video,  # real video sources (--video): opened, lost, ended
+        "shift": shift,  # per cell visits and longest gaps, drones lost (runloop/shift_report.py)
     }
 
 
@@ -607,6 +621,8 @@ def _timeline_svg(report: dict, width: int = 900) -> str:
 
 
 def _html(run_dir: Path, report: dict) -> str:
+    from runloop.shift_report import shift_html
+
     verdict = "PASSED" if report["passed"] else "FAILED"
     colour = "#1e8449" if report["passed"] else "#c0392b"
     cols = ["name", "kind", "started_s", "in_view_s", "detected_s", "geolocation_error_m", "drone_id",
@@ -647,6 +663,7 @@ dots true incident positions, crosses where vision placed them, triangles docks.
 (cells fully seen: {cov.get('cells_seen', 0)}).</p>
 <h2>Sorties</h2><table><tr><th>drone</th><th>sortie</th><th>start s</th><th>end s</th><th>outcome</th><th>detail</th></tr>{sorties}</table>
 <h2>Failsafes</h2><table><tr><th>t s</th><th>drone</th><th>cause</th><th>outcome</th></tr>{fs_rows}</table>
+{shift_html(report.get("shift"))}
 <h2>Faults injected</h2><ul>{faults}</ul>
 <h2>Vehicle failsafe and link events</h2><ul>{safes}</ul>
 </body></html>"""
@@ -745,4 +762,11 @@ def write_report(run_dir: Path) -> dict[str, Any]:
         _png(run_dir, report, run_dir / "report.png")
     except Exception as exc:  # the PNG is a convenience; the JSON and HTML are the record
         report.setdefault("notes", []).append(f"report.png not drawn: {exc}")
+    if report.get("shift"):
+        from runloop.shift_report import coverage_png
+
+        try:
+            coverage_png(report["shift"], run_dir / "coverage.png")
+        except Exception as exc:
+            report.setdefault("notes", []).append(f"coverage.png not drawn: {exc}")
     return report

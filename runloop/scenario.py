@@ -144,6 +144,60 @@ class PassCriteria(_Section):
     max_geolocation_error_m: float | None = Field(None, gt=0)
     min_coverage_pct: float | None = Field(None, ge=0, le=100)
     max_false_alerts: int | None = Field(None, ge=0, title="incidents raised where no scripted one was under way")
+    max_revisit_gap_s: RevisitGapCriteria | None = Field(None, title="shift: longest unseen stretch per grid kind")
+
+
+class DockServiceSection(_Section):
+    """What a dock does between two sorties of a drone (common.dock_service.DockService)."""
+
+    swap_s: float = Field(180.0, ge=0, le=3600, title="pack out, charged pack in, checks")
+    spare_packs: int | None = Field(None, ge=0, le=100, title="charged spares at the dock; default never short")
+    charge_min: float = Field(60.0, gt=0, le=600, title="one pack from empty to full on the dock's charger")
+
+    def service(self):
+        from common.dock_service import DockService
+
+        return DockService(swap_s=self.swap_s, spare_packs=self.spare_packs, charge_s=self.charge_min * 60.0)
+
+
+class ShiftSection(_Section):
+    """A patrol shift: after the first cycle (the plan), the coverage ledger decides what each
+    drone back on its dock flies next (mission_planner.next_sortie), until the run ends."""
+
+    revisit_s: dict[Literal["special", "comprehensive"], float] = Field(
+        default_factory=dict, title="target revisit per grid kind (default: each cell's revisit_min)")
+    weights: dict[Literal["special", "comprehensive"], float] = Field(
+        default_factory=lambda: {"special": 4.0, "comprehensive": 1.0}, title="staleness weight per grid kind")
+    cell_weights: dict[str, float] = Field(default_factory=dict, title="grid_id -> weight (wins over its kind)")
+    incident_boost: float = Field(3.0, ge=1, le=100, title="weight times this near an incident reported lately")
+    incident_radius_m: float = Field(400.0, ge=0, le=5000)
+    incident_boost_s: float = Field(1800.0, ge=0, title="how long an incident makes its neighbourhood weigh more")
+    dock_service: DockServiceSection = DockServiceSection()
+    docks: dict[str, DockServiceSection] = Field(default_factory=dict, title="per dock grid_id, instead of dock_service")
+    lost_after_failures: int = Field(2, ge=1, le=10, title="sorties in a row that fail before a drone is out")
+
+    @field_validator("revisit_s", "weights", "cell_weights")
+    @classmethod
+    def _positive(cls, value: dict) -> dict:
+        bad = [k for k, v in value.items() if not v > 0]
+        if bad:
+            raise ValueError(f"must be > 0: {', '.join(map(str, bad))}")
+        return value
+
+    def weights_value(self):
+        from mission_planner.next_sortie import ShiftWeights
+
+        return ShiftWeights(kinds=dict(self.weights), cells=dict(self.cell_weights), revisit_s=dict(self.revisit_s),
+                            incident_boost=self.incident_boost, incident_radius_m=self.incident_radius_m,
+                            incident_boost_s=self.incident_boost_s)
+
+    def service_at(self, dock_id: str):
+        return self.docks.get(dock_id, self.dock_service).service()
+
+
+class RevisitGapCriteria(_Section):
+    special: float | None = Field(None, gt=0, title="longest a special cell may go unseen, scenario s")
+    comprehensive: float | None = Field(None, gt=0, title="longest an ordinary cell may go unseen, scenario s")
 
 
 class CameraSection(_Section):
@@ -178,6 +232,7 @@ class Scenario(_Section):
     pass_: PassCriteria = Field(PassCriteria(), alias="pass")
     camera: CameraSection = CameraSection()
     overwatch: OverwatchSection = OverwatchSection()
+    shift: ShiftSection | None = Field(None, title="keep patrolling until duration_s (default: one sweep)")
     vision: dict[str, Any] = Field(default_factory=dict, title="vision/ config sections (VisionConfig keys)")
     source: Path | None = Field(None, exclude=True, title="the file this was read from")
 
@@ -187,6 +242,11 @@ class Scenario(_Section):
             for d in (f.link_cut, f.battery):
                 if d is not None and d.drone > self.fleet.drones:
                     raise ValueError(f"fault at {f.at_s} s names drone {d.drone}, the fleet has {self.fleet.drones}")
+        if self.shift is not None:
+            cells = set(self.cells or [])
+            unknown = sorted(g for g in self.shift.cell_weights if cells and g not in cells)
+            if unknown:
+                raise ValueError(f"shift.cell_weights names cells the scenario does not patrol: {', '.join(unknown)}")
         names = [z.name for z in self.restricted_zones]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

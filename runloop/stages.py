@@ -90,6 +90,9 @@ class PatrolRun:
                                      "sorties": [[s.drone_id, s.sortie_id, list(s.grid_ids), s.start_s, s.duration_s]
                                                  for s in self.plan.sorties],
                                      "planning_s": round(time.perf_counter() - t0, 3)})
+        if sc.shift is not None:  # what the shift report measures each cell's gaps against
+            self.store.set_meta("cell_targets", {g: {"kind": self.grids.cell(g).kind, "revisit_s": sc.shift.revisit_s.get(
+                self.grids.cell(g).kind, self.grids.cell(g).revisit_min * 60.0)} for g in planned})
         self.store.set_meta("cells_geo", {g: outer_rings_latlon(self.grids.cell(g).polygon_wgs84) for g in planned})
         self.store.set_meta("docks", [{"grid_id": d.grid_id, "lat": d.lat, "lon": d.lon} for d in self.grids.docks
                                       if d.grid_id == dock])
@@ -195,7 +198,8 @@ class PatrolRun:
         self.camera = CameraModel(sc.camera.width_px, sc.camera.height_px, sc.camera.hfov_deg)
         self.world = World.build(sc)
         self.world.set_cells(self._cell_of)
-        self.ledger = CoverageLedger(self.plan.flyable_polygons_m, self.grids.projector, self.camera)
+        self.ledger = CoverageLedger(self.plan.flyable_polygons_m, self.grids.projector, self.camera,
+                                     parts_m=shift_parts_m(self.plan) if sc.shift is not None else None)
         self.drones = DroneOps(self.fleet, self.plan, self.grids, self.planner_config, sc, self.clock, self.store,
                                self.ledger)
         if self.sim is not None:
@@ -217,6 +221,12 @@ class PatrolRun:
                                      on_release=self.drones.release)
         self.drones.dispatcher = self.dispatcher
         self.recorder = Recorder(self.broker, self.store, self.clock)
+
+    def init_operator(self) -> None:
+        """Operator commands over MQTT (runloop/operator.py): patrol cells now, pause/resume, end shift."""
+        from runloop.operator import OperatorControl
+
+        self.operator = OperatorControl(self.broker, self.drones, self.store, self.clock)
 
     async def wait_dispatcher_connected(self, timeout_s: float = 20.0) -> None:
         try:
@@ -381,6 +391,9 @@ class PatrolRun:
             if t >= self.scenario.duration_s:
                 self.store.add(t, "run_end", "duration")
                 break
+            if self.drones.ending and self.drones.all_finished:
+                self.store.add(t, "run_end", "shift ended")  # the operator's "end shift": all drones home
+                break
             done = (self.drones.all_finished and all(i.started_s is not None for i in self.world.incidents)
                     and not self.dispatcher.cases and not any(r.overwatch_incident for r in self.drones.drones.values()))
             if done:
@@ -468,6 +481,19 @@ class PatrolRun:
         from runloop.report import write_report
 
         return write_report(self.out)
+
+
+def shift_parts_m(plan) -> dict:
+    """(grid_id, part) -> the ground that part's lanes show, for a ledger counting part visits the
+    way the shift's schedule plans them (a cell too big for one battery has several parts)."""
+    from mission_planner.lanes import seen_area
+
+    flyable = plan.flyable_polygons_m
+    out = {}
+    for u in plan.units:
+        out[(u.grid_id, u.part)] = (flyable[u.grid_id] if u.parts == 1
+                                    else seen_area(u.lanes, plan.footprint_m).intersection(flyable[u.grid_id]))
+    return out
 
 
 def battery_voltage_for(pct: float, full_v: float) -> float:

@@ -48,3 +48,17 @@ def test_a_pass_along_the_edge_sees_part_of_the_cell():
     assert 0.1 < ledger.fraction("W") < 0.2
     summary = ledger.summary()
     assert 0 < summary["coverage_pct"] < 100 and summary["cells_seen"] == 0
+
+
+def test_each_pass_over_a_cell_is_a_visit_and_a_graze_is_not():
+    """Two passes over W 600 s apart are two visits of W; a pass beside it (12 m strip) is none."""
+    ledger = get_ledger()
+    fly_north(ledger, 40.0, t0=100.0)
+    assert ledger.update_visits() == [("W", 0)]
+    fly_north(ledger, 120.0, t0=400.0)  # along W's edge
+    assert ledger.update_visits() == []
+    fly_north(ledger, 40.0, t0=700.0)
+    ledger.update_visits()
+    assert ledger.parts[("W", 0)].visits_s == [129.0, 729.0]
+    assert ledger.last_visits() == {("W", 0): 729.0}
+    assert ledger.summary()["parts"][0] == {"grid_id": "W", "part": 0, "area_m2": 6400.0, "visits_s": [129.0, 729.0]}

@@ -1,0 +1,87 @@
+"""Operator commands over MQTT (runloop/operator.py): every payload validated, errors named."""
+import json
+
+import pytest
+
+from runloop.operator import OperatorError, apply_command, parse_command
+
+
+def command(**fields) -> bytes:
+    return json.dumps({"schema": "patrol.operator-command/1", "command_id": "op-1", **fields}).encode()
+
+
+class ShiftDrones:
+    """What apply_command drives on a run's DroneOps, recorded."""
+
+    def __init__(self, shift=True):
+        self.chooser = object() if shift else None
+        self.plan = type("Plan", (), {"cells": {"DY-C0713": None, "DY-C0534": None}})()
+        self.drones = {"drone01": None, "drone02": None}
+        self.done = []
+
+    def end_shift(self):
+        self.done.append(("end_shift",))
+
+    def patrol_now(self, cells):
+        self.done.append(("patrol_now", tuple(cells)))
+
+    def pause(self, drone_id, paused):
+        self.done.append(("pause", drone_id, paused))
+
+
+def test_each_command_reaches_the_drones():
+    drones = ShiftDrones()
+    apply_command(parse_command(command(command="patrol_cells", cells=["DY-C0534"])), drones)
+    apply_command(parse_command(command(command="pause_drone", drone="2")), drones)
+    apply_command(parse_command(command(command="resume_drone", drone="drone02")), drones)
+    apply_command(parse_command(command(command="end_shift")), drones)
+    assert drones.done == [("patrol_now", ("DY-C0534",)), ("pause", "drone02", True), ("pause", "drone02", False),
+                           ("end_shift",)]
+
+
+@pytest.mark.parametrize("payload, error", [
+    (b"{not json", "not JSON"),
+    (b"[1, 2]", "must be a JSON object"),
+    (command(command="launch_all"), "command: Input should be"),
+    (command(command="patrol_cells"), "patrol_cells needs cells"),
+    (command(command="pause_drone"), "pause_drone needs drone"),
+    (command(command="end_shift", drone="1"), "end_shift takes no drone"),
+    (command(command="end_shift", force=True), "force: unknown key"),
+    (json.dumps({"schema": "patrol.operator-command/2", "command_id": "x", "command": "end_shift"}).encode(),
+     "schema: Input should be"),
+    (command(command="pause_drone", drone="../../etc"), "drone: String should match pattern"),
+])
+def test_bad_payloads_are_refused_naming_what_is_wrong(payload, error):
+    with pytest.raises(ValueError, match=error):
+        parse_command(payload)
+
+
+def test_commands_the_run_cannot_carry_out_say_why():
+    drones = ShiftDrones()
+    with pytest.raises(OperatorError, match="cells not patrolled in this run: DY-X"):
+        apply_command(parse_command(command(command="patrol_cells", cells=["DY-C0713", "DY-X"])), drones)
+    with pytest.raises(OperatorError, match=r"no drone '7' \(this patrol flies drone01, drone02\)"):
+        apply_command(parse_command(command(command="pause_drone", drone="7")), drones)
+    with pytest.raises(OperatorError, match="one sweep"):
+        apply_command(parse_command(command(command="pause_drone", drone="1")), ShiftDrones(shift=False))
+    assert drones.done == []  # nothing half done
+    one_sweep = ShiftDrones(shift=False)
+    apply_command(parse_command(command(command="end_shift")), one_sweep)  # ending works either way
+    assert one_sweep.done == [("end_shift",)]
+
+
+def test_doc_examples_are_accepted():
+    """docs/mqtt-api.md's operator command examples validate (its result example names a real error)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "mqtt-api.md").read_text()
+    commands = re.findall(r"```json operator-command\n(.*?)```", text, re.S)
+    assert len(commands) == 3
+    drones = ShiftDrones()
+    for block in commands:
+        apply_command(parse_command(block.encode()), drones)
+    assert [d[0] for d in drones.done] == ["patrol_now", "pause", "end_shift"]
+    result = json.loads(re.findall(r"```json operator-result\n(.*?)```", text, re.S)[0])
+    with pytest.raises(OperatorError, match=re.escape(result["error"])):
+        apply_command(parse_command(command(command="patrol_cells", cells=["DY-X"])), ShiftDrones())
