@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SHARE_OVERWATCH_M = 45.0  # a drone already holding this close to a new incident watches both
 POSE_RECORD_EVERY_S = 1.0  # scenario seconds between recorded poses (map and replay)
 LEDGER_EVERY_S = 0.5
-VISITS_EVERY_S = 2.0  # scenario seconds between counting completed cell visits
+VISITS_EVERY_S = 3.0  # scenario seconds between counting completed cell visits (a shift's)
 SHIFT_RETRY_S = 30.0  # a ready drone nothing was stale enough for asks again this much later
 LANDED_TIMEOUT_S = 600.0  # scenario seconds a drone may take to come home after a failed sortie
 
@@ -392,7 +392,7 @@ class DroneOps:
         last_visits = 0.0
         while not stop.is_set():
             t = self.clock()
-            if t - last_visits >= VISITS_EVERY_S:
+            if self.chooser is not None and t - last_visits >= VISITS_EVERY_S:
                 last_visits = t
                 for g, p in self.ledger.update_visits():
                     self.store.add(t, "cell_visit", g, part=p)
