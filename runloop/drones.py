@@ -235,9 +235,8 @@ class DroneOps:
             rec.state = DroneState.READY
             t = self.clock()
             last = self.ledger.last_visits()
-            for g, asked in list(self.urgent.items()):  # seen since the operator asked: done
-                if all(t_seen > asked for (gg, _), t_seen in last.items() if gg == g) and any(
-                        gg == g for gg, _ in last):
+            for g, asked in list(self.urgent.items()):  # every part seen since the operator asked: done
+                if all(last.get((u.grid_id, u.part), -1.0) > asked for u in self.chooser.units if u.grid_id == g):
                     del self.urgent[g]
             try:
                 sortie = self.chooser.next_sortie(rec.drone_id, t, last, urgent=set(self.urgent),
