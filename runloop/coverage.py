@@ -72,16 +72,16 @@ class CellLedger:
 class CoverageLedger:
     def __init__(self, flyable_m: dict[str, object], projector, camera: CameraModel,
                  parts_m: dict[tuple[str, int], object] | None = None):
-        """parts_m: (grid_id, part) -> the ground that part's lanes show (default one part per cell)."""
+        """parts_m: (grid_id, part) -> the ground that part's lanes show, for a shift's visit counts
+        (`update_visits`); without it visits are not counted (one sweep needs only the coverage)."""
         self.projector = projector
         self.camera = camera
         self.cells = {g: CellLedger(g, a) for g, a in flyable_m.items()}
         self._tree = shapely.STRtree([c.area for c in self.cells.values()])
         self._ids = list(self.cells)
-        parts_m = parts_m or {(g, 0): a for g, a in flyable_m.items()}
-        self.parts = {k: PartLedger(k, a) for k, a in parts_m.items() if not a.is_empty}
+        self.parts = {k: PartLedger(k, a) for k, a in (parts_m or {}).items() if not a.is_empty}
         self._part_keys = list(self.parts)
-        self._part_tree = shapely.STRtree([p.area for p in self.parts.values()])
+        self._part_tree = shapely.STRtree([p.area for p in self.parts.values()]) if self.parts else None
 
     def footprint_m(self, pose: Pose) -> Polygon:
         """The nadir camera's ground rectangle, image width across the heading."""
@@ -109,7 +109,7 @@ class CoverageLedger:
                 cell.first_seen_s = t_s
             cell.last_seen_s = t_s
             touched.append(cell.grid_id)
-        for i in self._part_tree.query(fp, predicate="intersects"):
+        for i in (self._part_tree.query(fp, predicate="intersects") if self._part_tree is not None else ()):
             part = self.parts[self._part_keys[int(i)]]
             part.pieces.append(fp)
             part.newest_s = t_s

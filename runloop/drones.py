@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SHARE_OVERWATCH_M = 45.0  # a drone already holding this close to a new incident watches both
 POSE_RECORD_EVERY_S = 1.0  # scenario seconds between recorded poses (map and replay)
 LEDGER_EVERY_S = 0.5
-VISITS_EVERY_S = 2.0  # scenario seconds between counting completed cell visits
+VISITS_EVERY_S = 3.0  # scenario seconds between counting completed cell visits (a shift's)
 SHIFT_RETRY_S = 30.0  # a ready drone nothing was stale enough for asks again this much later
 LANDED_TIMEOUT_S = 600.0  # scenario seconds a drone may take to come home after a failed sortie
 
@@ -235,9 +235,8 @@ class DroneOps:
             rec.state = DroneState.READY
             t = self.clock()
             last = self.ledger.last_visits()
-            for g, asked in list(self.urgent.items()):  # seen since the operator asked: done
-                if all(t_seen > asked for (gg, _), t_seen in last.items() if gg == g) and any(
-                        gg == g for gg, _ in last):
+            for g, asked in list(self.urgent.items()):  # every part seen since the operator asked: done
+                if all(last.get((u.grid_id, u.part), -1.0) > asked for u in self.chooser.units if u.grid_id == g):
                     del self.urgent[g]
             try:
                 sortie = self.chooser.next_sortie(rec.drone_id, t, last, urgent=set(self.urgent),
@@ -392,7 +391,7 @@ class DroneOps:
         last_visits = 0.0
         while not stop.is_set():
             t = self.clock()
-            if t - last_visits >= VISITS_EVERY_S:
+            if self.chooser is not None and t - last_visits >= VISITS_EVERY_S:
                 last_visits = t
                 for g, p in self.ledger.update_visits():
                     self.store.add(t, "cell_visit", g, part=p)

@@ -52,7 +52,9 @@ def test_a_pass_along_the_edge_sees_part_of_the_cell():
 
 def test_each_pass_over_a_cell_is_a_visit_and_a_graze_is_not():
     """Two passes over W 600 s apart are two visits of W; a pass beside it (12 m strip) is none."""
-    ledger = get_ledger()
+    plain = get_ledger()
+    ledger = CoverageLedger({g: c.area for g, c in plain.cells.items()}, plain.projector, plain.camera,
+                            parts_m={(g, 0): c.area for g, c in plain.cells.items()})
     fly_north(ledger, 40.0, t0=100.0)
     assert ledger.update_visits() == [("W", 0)]
     fly_north(ledger, 120.0, t0=400.0)  # along W's edge

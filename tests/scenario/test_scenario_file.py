@@ -145,3 +145,22 @@ def test_scripted_incidents_start_at_their_time_by_default():
     assert crowd.started_s is None
     assert world.restricted_zones() == [[tuple(v) for v in ZONE]]
 
+
+
+def test_a_shift_section_is_checked_like_the_rest(tmp_path, capsys):
+    """Shift settings with a wrong kind, a zero weight or an unknown key are refused by name;
+    `--until` outside the allowed range too; nothing is started."""
+    import patrol
+
+    bad = tmp_path / "bad-shift.yaml"
+    bad.write_text("name: bad-shift\nshift: {revisit_s: {school: 300}, weights: {special: 0}, "
+                   "dock_service: {swap_min: 2}}\n")
+    assert patrol.main(["run", "--scenario", str(bad), "--out", str(tmp_path / "run"), "--no-live"]) == 2
+    err = capsys.readouterr().err
+    assert "shift.revisit_s.school.[key]: Input should be 'special' or 'comprehensive'" in err
+    assert "shift.weights: Value error, must be > 0: special" in err
+    assert "shift.dock_service.swap_min: unknown key" in err
+    assert patrol.main(["run", "--scenario", "danyang-shift", "--until", "0", "--out", str(tmp_path / "run"),
+                        "--no-live"]) == 2
+    assert "--until 0: must be between 0 and 172800" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
