@@ -14,6 +14,7 @@ and watched without a pose.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -109,7 +110,9 @@ def main() -> None:
     ap.add_argument("--clip", default=str(DEFAULT_CLIP), help="a real clip, scaled to 720p")
     args = ap.parse_args()
     models = _models_dir(args.models)
-    if models:
+    if models and importlib.util.find_spec("vision.models") is None:
+        print(f"models: {models} found, but this vision package has no learned detectors: classical pipeline only")
+    elif models:
         os.environ["PATROL_MODELS"] = str(models)  # inherited by the worker processes
         print(f"models: {models} (PATROL_MODELS); the pipeline runs the learned detectors it finds there")
     else:
