@@ -6,9 +6,9 @@ sends an officer) against the labels:
 - an alert is **true** when a labelled span of its kind (fire and smoke are one family: a fire
   alert under a smoke plume is a real fire) covers its time, `tolerance_s` either side; every
   other alert is **false** (`none` rows only document spans where nothing may be reported);
-- a labelled span is **found** by the first true alert of its family within it, and its **time
-  to first detection** is that alert's time minus the span's `start_s` (0 when raised before);
-  a span with no such alert is **missed**.
+- a labelled span is **found** by the first true alert of its family raised within it, or
+  raised before and still open then; its **time to first detection** is that alert's time
+  minus the span's `start_s` (0 when raised before); a span with no such alert is **missed**.
 
 Writes a table on stdout, `DIR/eval.json`, each alert's snapshot under `DIR/snapshots/` and
 contact sheets of every false alert, `DIR/false_alerts.png` (30 a page, then
@@ -109,6 +109,7 @@ class Alert:
     t_s: float
     confidence: float
     bbox_px: list | None
+    end_s: float | None = None  # when the incident ended (None: still open)
     true: bool = False
     span_line: int | None = None  # the labels-file line of the span that makes it true
     snapshot: str | None = None
@@ -155,8 +156,11 @@ def score_clip(spans: list[LabelSpan], alerts: list[Alert], duration_s: float,
     for s in real:
         sc = scores.setdefault(s.kind, ClassScore())
         sc.labelled += 1
-        hits = [a.t_s for a in alerts if family(a.kind) == family(s.kind)
-                and s.start_s - tolerance_s <= a.t_s <= s.end_s + tolerance_s]
+        # Raised within the span, or a true alert of its family raised before and still open
+        # then (smoke reported at 2.5 s, its flames labelled from 9.5 s: the fire is known).
+        hits = [a.t_s for a in alerts if family(a.kind) == family(s.kind) and a.true
+                and a.t_s <= s.end_s + tolerance_s
+                and (a.end_s is None or a.end_s >= s.start_s - tolerance_s)]
         if hits:
             sc.found += 1
             sc.first_detection_s.append(max(0.0, min(hits) - s.start_s))
@@ -215,6 +219,10 @@ def run_clip(clip: Path, config: VisionConfig, on_progress: Callable[[int, float
                                     list(inc.bbox_px) if inc.bbox_px else None))
                 if inc.snapshot_jpeg:
                     snapshots[inc.id] = inc.snapshot_jpeg
+            elif ev.state == IncidentState.END:
+                for a in alerts:
+                    if a.incident_id == inc.id and a.end_s is None:
+                        a.end_s = round(t_s, 2)
 
     error = None
     try:

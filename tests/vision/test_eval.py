@@ -23,7 +23,7 @@ def span(kind, start_s, end_s, line=1):
 
 
 def alert(kind, t_s):
-    return Alert(f"inc-{kind}-{t_s}", kind, t_s, 0.9, None)
+    return Alert(f"inc-{kind}-{t_s}", kind, t_s, 0.9, None, end_s=t_s + 2.0)  # ended 2 s later
 
 
 def test_alerts_are_true_only_inside_a_labelled_span_of_their_kind():
@@ -43,6 +43,19 @@ def test_alerts_are_true_only_inside_a_labelled_span_of_their_kind():
     assert (crowd.alerts, crowd.false, crowd.labelled, crowd.missed) == (1, 1, 1, 1)
     assert missed == [{"kind": "crowd", "start_s": 50, "end_s": 55, "line": 5}]
     assert fire.false_per_hour == pytest.approx(60.0)
+
+
+def test_a_fire_reported_from_its_smoke_and_still_open_finds_the_flames_labelled_later():
+    spans = [span("none", 0, 2.5, 2), span("smoke", 2.5, 44.5, 3), span("fire", 9.5, 44.5, 4)]
+    smoke_first = Alert("inc-1", "fire", 3.5, 0.9, None, end_s=46.0)
+    false_at_start = Alert("inc-0", "fire", 0.5, 0.9, None, end_s=46.0)  # open all along, but false
+    scores, missed = score_clip(spans, [false_at_start, smoke_first], duration_s=48.0, tolerance_s=1.0)
+    assert (scores["fire"].true, scores["fire"].false) == (1, 1)
+    assert scores["smoke"].first_detection_s == [1.0] and scores["fire"].first_detection_s == [0.0]
+    assert missed == []
+    ended = Alert("inc-2", "fire", 3.5, 0.9, None, end_s=6.0)  # over before the flames showed
+    scores, missed = score_clip(spans, [ended], duration_s=48.0, tolerance_s=1.0)
+    assert [m["kind"] for m in missed] == ["fire"]
 
 
 def test_an_alert_after_its_span_ended_is_false_and_the_span_missed():
