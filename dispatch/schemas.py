@@ -98,6 +98,13 @@ class DetectionMessage(Strict):
     def _snapshot(cls, value: str | None) -> str | None:
         return _check_b64(value, None)
 
+    @field_validator("incident")
+    @classmethod
+    def _seen(cls, value: IncidentPayload) -> IncidentPayload:
+        if value.kind == IncidentKind.REPORTED:
+            raise ValueError("a detection is never of kind reported (alarms go to alarms/{source})")
+        return value
+
     def snapshot_bytes(self) -> bytes | None:
         return base64.b64decode(self.snapshot) if self.snapshot else None
 

@@ -101,3 +101,58 @@ async def test_an_alarm_given_by_grid_cell_is_placed_at_the_cell(rig):
     alert = (await wait_until(lambda: unit.shown, 3, "M01 alerted"))[0]
     assert (alert.incident.lat, alert.incident.lon) == pytest.approx(cell_centre)
     assert alert.incident.grid_id == "DY-C0713" and 95 < alert.distance_m < 105
+
+
+# ------------------------------------------------------------------------------ the webhook
+async def post_alarm(url: str, body: bytes, token: str | None = None, query: str = "") -> tuple[int, bytes]:
+    """POST /alarms to the web view as an integration would; (status, body)."""
+    host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    writer.write(f"POST /alarms{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, answer = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), answer
+
+
+@pytest.mark.mosquitto
+async def test_the_webhook_needs_the_control_token(rig, monkeypatch):
+    """POST /alarms on the run's web view: refused without a token (401), with the view token or
+    a wrong one (403); with the control token a bad alarm is a 400 naming what is wrong, a good
+    one opens the incident (201) and alerts the unit, and posting it again opens nothing (200)."""
+    from types import SimpleNamespace
+
+    from runloop import web
+    from runloop.web import Permission, PlanLayer, WebOptions, start_web_view
+
+    monkeypatch.setattr(web, "plan_layer", lambda *a: PlanLayer())
+    await rig.start_dispatcher(ack_timeout_s=10)
+    unit = await rig.add_unit("M01", 200, 0)
+    await rig.wait_units_known("M01")
+    recorded = []
+    run = SimpleNamespace(clock=lambda: 12.0, plan=None, grids=None, dock=None, drones=None, recorder=None, world=None,
+                          scenario=SimpleNamespace(name="webhook"), dispatcher=rig.dispatcher,
+                          store=SimpleNamespace(add=lambda *a, **k: recorded.append((a, k))))
+    view = await start_web_view(run, WebOptions("127.0.0.1", 0, token="view-tok", control_token="ctl-tok"))
+    try:
+        good = alarm_payload(id="W-1")
+        for token, status in ((None, 401), ("view-tok", 403), ("ctl-to", 403)):
+            assert (await post_alarm(view.url, good, token))[0] == status, token
+        assert unit.shown == [] and rig.dispatcher.cases == {}
+        status, why = await post_alarm(view.url, alarm_payload(id="W-2", lat=..., lon=...), "ctl-tok")
+        assert status == 400 and b"an alarm needs a place" in why
+        status, answer = await post_alarm(view.url, good, "ctl-tok", query="?source=citizen-app")
+        assert status == 201 and json.loads(answer) == {"incident_id": "citizen-app.W-1", "opened": True}
+        alert = (await wait_until(lambda: unit.shown, 3, "M01 alerted to the posted alarm"))[0]
+        assert alert.incident.id == "citizen-app.W-1" and alert.unconfirmed
+        status, answer = await post_alarm(view.url, good, "ctl-tok", query="?source=citizen-app")
+        assert status == 200 and json.loads(answer)["opened"] is False
+        assert [a[0][1] for a in recorded] == ["alarm_received", "alarm_received"]
+    finally:
+        await view.close()
+    only_control = web.WebAccess().with_control_token("ctl-tok")
+    assert only_control.granted(None) == frozenset({Permission.VIEW})  # loopback view stays open
+    assert only_control.granted("ctl-tok") == frozenset(Permission)
