@@ -12,7 +12,8 @@ import pytest
 from common.geo import offset
 from common.values import IncidentKind
 from dispatch.errors import PayloadError
-from dispatch.schemas import AlarmMessage, parse
+from dispatch.rider import format_alert
+from dispatch.schemas import AlarmMessage, DetectionMessage, parse
 from tests.dispatch.conftest import ORIGIN, make_incident, wait_until
 
 TOPIC = "patrol/alarms/callcentre"
@@ -47,6 +48,10 @@ def test_an_alarm_needs_an_id_a_kind_and_a_place():
         with pytest.raises(PayloadError) as err:
             parse(AlarmMessage, payload, TOPIC)
         assert f"{TOPIC}: invalid AlarmMessage" in str(err.value) and expected in str(err.value), (expected, err.value)
+    vision_says_reported = json.dumps({"schema": "patrol.detection/1", "state": "new", "incident": {
+        "id": "D1-0001", "kind": "reported", "confidence": 0.9, "first_seen": 1.0}}).encode()
+    with pytest.raises(PayloadError, match="a detection is never of kind reported"):
+        parse(DetectionMessage, vision_says_reported, "patrol/detections/D1")
 
 
 # ------------------------------------------------------------------------------ over MQTT
@@ -72,6 +77,8 @@ async def test_an_alarm_sends_a_drone_and_alerts_the_nearest_unit_unconfirmed(ri
     assert alert.incident.id == "callcentre.110-0001" and alert.incident.kind == IncidentKind.REPORTED
     assert alert.unconfirmed and alert.text == "smoke from a warehouse roof" and alert.priority == 1
     assert rig.overwatch == ["callcentre.110-0001"]
+    shown = format_alert(alert, None)
+    assert "REPORTED  UNCONFIRMED" in shown and '"smoke from a warehouse roof"' in shown
 
     await rig.publish(make_incident("D1-0009", IncidentKind.FIRE, north_m=30))
     case = rig.dispatcher.cases["callcentre.110-0001"]
