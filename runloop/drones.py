@@ -316,11 +316,11 @@ class DroneOps:
         return new
 
     # ------------------------------------------------------------------ overwatch
-    def choose_overwatch_drone(self, lat: float, lon: float) -> DroneRecord | None:
+    def choose_overwatch_drone(self, lat: float, lon: float, exclude: frozenset[str] = frozenset()) -> DroneRecord | None:
         best, best_d = None, float("inf")
         for rec in self.drones.values():
             s = rec.vehicle.state
-            if rec.overwatch_incident or not s.armed or not s.link_ok or s.pose is None or s.pose.alt_rel_m < 10:
+            if rec.drone_id in exclude or rec.overwatch_incident or not s.armed or not s.link_ok or s.pose is None or s.pose.alt_rel_m < 10:
                 continue
             if s.mode != "AUTO" or s.mission_seq < 2:
                 continue  # taking off, landing, RTL or already retasked: not a patrol to interrupt
@@ -337,35 +337,40 @@ class DroneOps:
             return
         if self.chooser is not None:
             self.note_incident(incident.lat, incident.lon, self.clock())
-        async with self._lock:
-            if any(incident.id in r.watching for r in self.drones.values()):
-                return
-            for held in self.drones.values():
-                if held.overwatch_incident and any(distance_m(lat, lon, incident.lat, incident.lon) <= SHARE_OVERWATCH_M
-                                                   for lat, lon in held.watching.values()):
-                    held.watching[incident.id] = (incident.lat, incident.lon)
-                    self.store.add(self.clock(), "overwatch_start", held.drone_id, incident_id=incident.id,
-                                   kind=str(incident.kind), shared_with=held.overwatch_incident)
+        refused: set[str] = set()  # drones that could not take it (e.g. the point is outside their fence)
+        while True:
+            async with self._lock:
+                if any(incident.id in r.watching for r in self.drones.values()):
                     return
-            rec = self.choose_overwatch_drone(incident.lat, incident.lon)
-            if rec is None:
-                self.store.add(self.clock(), "overwatch_failed", "", incident_id=incident.id,
-                               detail="no airborne drone with energy to spare")
+                for held in self.drones.values():
+                    if held.overwatch_incident and any(distance_m(lat, lon, incident.lat, incident.lon) <= SHARE_OVERWATCH_M
+                                                       for lat, lon in held.watching.values()):
+                        held.watching[incident.id] = (incident.lat, incident.lon)
+                        self.store.add(self.clock(), "overwatch_start", held.drone_id, incident_id=incident.id,
+                                       kind=str(incident.kind), shared_with=held.overwatch_incident)
+                        return
+                rec = self.choose_overwatch_drone(incident.lat, incident.lon, exclude=frozenset(refused))
+                if rec is None:
+                    self.store.add(self.clock(), "overwatch_failed", "", incident_id=incident.id,
+                                   detail="no airborne drone with energy to spare"
+                                          + (f" (refused by {', '.join(sorted(refused))})" if refused else ""))
+                    return
+                rec.overwatch_incident, rec.on_scene = incident.id, False
+                rec.watching = {incident.id: (incident.lat, incident.lon)}
+            ow = self.scenario.overwatch
+            alt = ow.alt_m or self.scenario.fleet.altitude_m
+            try:
+                await rec.vehicle.retask.overwatch(incident.lat, incident.lon, standoff_m=ow.standoff_m, alt_m=alt,
+                                                   wait_arrival=False)
+                self.store.add(self.clock(), "overwatch_start", rec.drone_id, incident_id=incident.id,
+                               kind=str(incident.kind), distance_m=round(distance_m(
+                                   rec.vehicle.state.pose.lat, rec.vehicle.state.pose.lon, incident.lat, incident.lon), 1))
                 return
-            rec.overwatch_incident, rec.on_scene = incident.id, False
-            rec.watching = {incident.id: (incident.lat, incident.lon)}
-        ow = self.scenario.overwatch
-        alt = ow.alt_m or self.scenario.fleet.altitude_m
-        try:
-            await rec.vehicle.retask.overwatch(incident.lat, incident.lon, standoff_m=ow.standoff_m, alt_m=alt,
-                                               wait_arrival=False)
-            self.store.add(self.clock(), "overwatch_start", rec.drone_id, incident_id=incident.id,
-                           kind=str(incident.kind), distance_m=round(distance_m(
-                               rec.vehicle.state.pose.lat, rec.vehicle.state.pose.lon, incident.lat, incident.lon), 1))
-        except Exception as exc:
-            rec.overwatch_incident, rec.watching = None, {}
-            self.store.add(self.clock(), "overwatch_failed", rec.drone_id, incident_id=incident.id, detail=str(exc))
-            await self._back_to_patrol(rec, incident)
+            except Exception as exc:
+                rec.overwatch_incident, rec.watching = None, {}
+                self.store.add(self.clock(), "overwatch_failed", rec.drone_id, incident_id=incident.id, detail=str(exc))
+                await self._back_to_patrol(rec, incident)
+                refused.add(rec.drone_id)  # the next closest drone is asked
 
     async def _back_to_patrol(self, rec: DroneRecord, incident: Incident) -> None:
         """A retask that failed half way (GUIDED set, the reposition refused: outside the sortie's
