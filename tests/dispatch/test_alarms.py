@@ -65,7 +65,7 @@ async def test_an_alarm_sends_a_drone_and_alerts_the_nearest_unit_unconfirmed(ri
     """The alarm opens incident `callcentre.110-0001` (kind reported, its priority): a drone is
     asked at once, the nearer unit is alerted with "unconfirmed" and the caller's words; a
     vision fire 30 m away confirms it (linked, nobody alerted twice); the same alarm sent again
-    and an alarm without a place change nothing."""
+    and an alarm without a place change nothing; all of it survives a controller restart."""
     await rig.start_dispatcher(ack_timeout_s=10)
     probe = await rig.probe("patrol/incidents/+")
     near = await rig.add_unit("M01", 200, 0)
@@ -94,6 +94,10 @@ async def test_an_alarm_sends_a_drone_and_alerts_the_nearest_unit_unconfirmed(ri
                                        if b["linked_reports"]], 3, "the retained record to show the confirmation")
     assert record[-1]["alarm"] == {"source": "callcentre", "id": "110-0001", "kind": "110-call",
                                    "text": "smoke from a warehouse roof"}
+    await rig.stop_dispatcher()  # the alarm and its confirmation survive a controller restart
+    restarted = await rig.start_dispatcher(ack_timeout_s=10)
+    case = restarted.cases["callcentre.110-0001"]
+    assert case.alarm.text == "smoke from a warehouse roof" and not case.unconfirmed and case.priority == 1
 
 
 @pytest.mark.mosquitto
