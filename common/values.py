@@ -161,6 +161,9 @@ class IncidentKind(StrEnum):
     REPORTED = "reported"
 
 
+# What a camera can report (every kind but REPORTED, which only alarms open).
+VISION_KINDS: tuple[IncidentKind, ...] = tuple(k for k in IncidentKind if k is not IncidentKind.REPORTED)
+
 # Dispatch order when units are short: 1 is most urgent (a fire before a stopped car).
 INCIDENT_PRIORITY: dict[IncidentKind, int] = {
     IncidentKind.FIRE: 1,

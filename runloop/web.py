@@ -610,7 +610,7 @@ svg text{font-size:11px;paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-l
 const NS = "http://www.w3.org/2000/svg";
 // Drone colours keep clear of the incident kinds' red, orange and purple.
 const COLOURS = ["#1f77b4", "#2ca02c", "#17becf", "#8c564b", "#e377c2", "#1a237e", "#827717", "#00695c"];
-const KIND = {fire: "#e4572e", smoke: "#8d8d8d", crowd: "#7b2cbf", stopped_vehicle: "#f2a900", intrusion: "#0077b6"};
+const KIND = {fire: "#e4572e", smoke: "#8d8d8d", crowd: "#7b2cbf", stopped_vehicle: "#f2a900", intrusion: "#0077b6", reported: "#c2185b"};
 const W = 800, H = 560;  // the map's viewBox; north up, one scale both ways
 let plan = {cells: {}, routes: [], docks: []}, bounds = null, frame = null, lastUpdate = 0, lastLive = null, zoomed = false;
 const droneColour = {};
