@@ -207,8 +207,9 @@ class AlertMessage(Strict):
     expires_at: Finite
     snapshot: str | None = Field(None, title=f"base64 JPEG, at most {ALERT_SNAPSHOT_MAX_BYTES} bytes decoded")
     # A reported alarm (incident kind `reported`) no camera has confirmed yet, and what it said.
-    unconfirmed: bool = False
-    text: str | None = Field(None, max_length=500)
+    # Left out when unset, so an alert about a vision incident is what it was before alarms.
+    unconfirmed: bool = Field(False, exclude_if=lambda v: not v)
+    text: str | None = Field(None, max_length=500, exclude_if=lambda v: v is None)
 
     @field_validator("snapshot")
     @classmethod
@@ -266,7 +267,7 @@ class IncidentRecord(Strict):
     # fire) folded in rather than dispatched again: report id -> its latest vision state.
     linked_reports: dict[str, IncidentState] = Field(default_factory=dict)
     # A `reported` incident: the alarm it came from (confirmed once a vision report is linked).
-    alarm: AlarmRef | None = None
+    alarm: AlarmRef | None = Field(None, exclude_if=lambda v: v is None)  # left out when unset
     opened_at: Finite
     updated_at: Finite
     closed: bool = False
