@@ -78,6 +78,9 @@ def add_web_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web-token", metavar="TOKEN", default=os.environ.get("PATROL_WEB_TOKEN"),
                         help="the token the web view asks for (default: env PATROL_WEB_TOKEN, which keeps it out "
                              "of the process list; none on loopback, generated beyond it)")
+    parser.add_argument("--web-control-token", metavar="TOKEN", default=os.environ.get("PATROL_WEB_CONTROL_TOKEN"),
+                        help="a second token that may also act on the run: POST /alarms (default: env "
+                             "PATROL_WEB_CONTROL_TOKEN; none: nobody may)")
     parser.add_argument("--web-allow-host", metavar="NAME", action="append", default=[],
                         help="one more name the web view answers to in the Host header, e.g. the name this "
                              "machine has on the LAN (repeatable)")
@@ -137,7 +140,8 @@ def web_options(args: argparse.Namespace) -> "WebOptions | None":
 
     if args.web is None:
         return None
-    return WebOptions(*args.web, token=args.web_token, allowed_hosts=tuple(args.web_allow_host))
+    return WebOptions(*args.web, token=args.web_token, allowed_hosts=tuple(args.web_allow_host),
+                      control_token=args.web_control_token)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -206,6 +210,7 @@ async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live
                     tg.create_task(eyes.run(stop), name=f"eyes-{eyes.drone_id}")
                 tg.create_task(run.script_world(stop), name="world")
                 tg.create_task(run.script_faults(stop), name="faults")
+                tg.create_task(run.script_alarms(stop), name="alarms")
                 if live:
                     tg.create_task(run.live(stop), name="live")
                 tg.create_task(run.finish_when_done(stop), name="finish")

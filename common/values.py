@@ -6,6 +6,7 @@
 - `CameraModel`: the payload camera (planner lane spacing, vision geolocation, sim rendering).
 - `Incident`, `IncidentEvent`: what vision saw (vision/ produces, dispatch/ consumes).
 - `Alert`: what a motorcycle unit is told (dispatch/ produces, rider clients consume).
+- `Alarm`: an outside report of something at a place (dispatch/ takes it from MQTT or the webhook).
 """
 from __future__ import annotations
 
@@ -155,7 +156,13 @@ class IncidentKind(StrEnum):
     CROWD = "crowd"
     STOPPED_VEHICLE = "stopped_vehicle"
     INTRUSION = "intrusion"
+    # An alarm from outside (a 110 call, a citizen's report, a sensor): a place and a text, not
+    # something a camera saw. Vision may confirm it later (dispatch/controller.py).
+    REPORTED = "reported"
 
+
+# What a camera can report (every kind but REPORTED, which only alarms open).
+VISION_KINDS: tuple[IncidentKind, ...] = tuple(k for k in IncidentKind if k is not IncidentKind.REPORTED)
 
 # Dispatch order when units are short: 1 is most urgent (a fire before a stopped car).
 INCIDENT_PRIORITY: dict[IncidentKind, int] = {
@@ -163,6 +170,7 @@ INCIDENT_PRIORITY: dict[IncidentKind, int] = {
     IncidentKind.INTRUSION: 2,
     IncidentKind.CROWD: 3,
     IncidentKind.STOPPED_VEHICLE: 4,
+    IncidentKind.REPORTED: 2,  # unless the alarm says otherwise (patrol.alarm/1 `priority`)
 }
 
 
@@ -212,3 +220,28 @@ class Alert:
     priority: int
     issued_at_s: float
     expires_at_s: float
+    unconfirmed: bool = False  # a reported alarm no camera has seen yet
+    text: str | None = None  # what the alarm said (a caller's words), for a reported incident
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """An alarm from outside the patrol (schema `patrol.alarm/1`): where, what, how urgent.
+
+    `source` names who sent it (the MQTT topic level, `webhook`, `scenario`); `alarm_id` is the
+    sender's id, unique per source. A position or a grid cell id (the cell's centre is used).
+    """
+
+    source: str
+    alarm_id: str
+    kind: str  # the sender's category ("110-call", "smoke-sensor"); the incident kind is REPORTED
+    text: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    grid_id: str | None = None
+    priority: int | None = None  # 1 most urgent; default INCIDENT_PRIORITY[REPORTED]
+    ts: float | None = None
+
+    @property
+    def incident_id(self) -> str:
+        return f"{self.source}.{self.alarm_id}"

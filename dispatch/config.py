@@ -98,8 +98,10 @@ class DispatchConfig(_Section):
     status_interval_s: float = Field(5.0, gt=0, title="republish retained controller status with counters")
     min_confidence: float = Field(0.0, ge=0, le=1, title="detections below this are recorded, not dispatched")
     duplicate_radius_m: dict[str, float] = Field(
-        default_factory=lambda: {"fire": 60.0, "crowd": 60.0, "stopped_vehicle": 15.0, "intrusion": 30.0},
-        title="a new report of the same kind this close to an open incident is the same incident (by kind)")
+        default_factory=lambda: {"fire": 60.0, "crowd": 60.0, "stopped_vehicle": 15.0, "intrusion": 30.0,
+                                 "reported": 80.0},
+        title="a new report of the same kind this close to an open incident is the same incident (by kind); "
+              "`reported`: a vision report of any kind this close to an open alarm confirms it")
 
 
 def load_config(path: Path) -> tuple[BrokerConfig, DispatchConfig]:

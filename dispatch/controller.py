@@ -1,6 +1,6 @@
 """The Dispatcher: incidents in, the best motorcycle unit alerted, acks followed to the end.
 
-Consumes {prefix}/detections/# and the unit topics; publishes alerts, events, retained incident
+Consumes {prefix}/detections/#, {prefix}/alarms/+ and the unit topics; publishes alerts, events, retained incident
 state, escalations, retained drone state and its own retained status (Last Will = offline).
 Every state change is journaled (SQLite) together with the messages announcing it before any of
 them is published (see journal.py); inbound QoS 1 messages are PUBACKed only after that commit.
@@ -8,6 +8,7 @@ them is published (see journal.py); inbound QoS 1 messages are PUBACKed only aft
 Hooks for the run loop (no flight/ imports here):
     dispatcher.on_overwatch_needed = async fn(incident)          # keep a drone over it
     dispatcher.on_release = async fn(incident, reason)           # unit arrived / closed
+    dispatcher.locate_grid = fn(grid_id) -> (lat, lon) | None      # place alarms given by grid cell
     dispatcher.update_drone_state(pose, mode=..., battery_pct=...) # retained ≈1 Hz summary
 """
 from __future__ import annotations
@@ -22,14 +23,14 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from common.geo import distance_m
-from common.values import Alert, Incident, IncidentEvent, IncidentState, Pose
+from common.values import Alarm, Alert, Incident, IncidentEvent, IncidentKind, IncidentState, Pose
 from dispatch.assign import Candidate, EtaModel, StraightLineEta, priority_of, rank_units
 from dispatch.config import BrokerConfig, DispatchConfig
 from dispatch.errors import DispatchError, JournalError, PayloadError
 from dispatch.journal import AlertRow, Journal, OutboxRow
 from dispatch.mqtt import Backoff, LastWill, MqttSession
 from dispatch.registry import RiderUnit, UnitRegistry
-from dispatch.schemas import (AckMessage, AlertCancelMessage, AlertMessage, ControllerStatusMessage,
+from dispatch.schemas import (AckMessage, AlarmMessage, AlarmRef, AlertCancelMessage, AlertMessage, ControllerStatusMessage,
                               DetectionMessage, DroneStateMessage, EscalationMessage, EventMessage,
                               IncidentPayload, IncidentRecord, LocationMessage, PresenceMessage, dump, parse)
 from dispatch.snapshots import fit_jpeg
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 OverwatchCallback = Callable[[Incident], Awaitable[None]]
 ReleaseCallback = Callable[[Incident, str], Awaitable[None]]
+GridLocator = Callable[[str], "tuple[float, float] | None"]
 
 WAITING = ("pending", "escalated")
 # After (re)connecting, answers queued for us by the broker arrive first; give them this long before
@@ -69,7 +71,13 @@ class Case:
     timed_out: set[str] = field(default_factory=set)
     vision_state: IncidentState = IncidentState.NEW
     linked: dict[str, IncidentState] = field(default_factory=dict)  # other reports of this incident
+    alarm: AlarmRef | None = None  # a `reported` incident: the alarm it came from
     closed: bool = False
+
+    @property
+    def unconfirmed(self) -> bool:
+        """A reported alarm no vision report has been linked to yet."""
+        return self.incident.kind == IncidentKind.REPORTED and not self.linked
 
     @property
     def located(self) -> bool:
@@ -85,7 +93,7 @@ class Case:
                               unit_id=self.unit_id, alert_id=self.alert_id, attempts=self.attempts,
                               escalations=self.escalations, declined_by=tuple(sorted(self.declined_by)),
                               timed_out=tuple(sorted(self.timed_out)), vision_state=self.vision_state,
-                              linked_reports=dict(self.linked), opened_at=self.opened_at,
+                              linked_reports=dict(self.linked), alarm=self.alarm, opened_at=self.opened_at,
                               updated_at=self.updated_at, closed=self.closed)
 
     @classmethod
@@ -94,7 +102,7 @@ class Case:
                    opened_at=rec.opened_at, updated_at=rec.updated_at, unit_id=rec.unit_id, alert_id=rec.alert_id,
                    attempts=rec.attempts, escalations=rec.escalations, declined_by=set(rec.declined_by),
                    timed_out=set(rec.timed_out), vision_state=rec.vision_state, linked=dict(rec.linked_reports),
-                   closed=rec.closed)
+                   alarm=rec.alarm, closed=rec.closed)
 
 
 @dataclass
@@ -127,6 +135,7 @@ class Dispatcher:
         self.clock = clock
         self.on_overwatch_needed = on_overwatch_needed
         self.on_release = on_release
+        self.locate_grid: GridLocator | None = None
         self.journal = Journal(config.journal_path)
         self.registry = UnitRegistry(config.unit_silence_s, clock)
         self.cases: dict[str, Case] = {}
@@ -146,7 +155,7 @@ class Dispatcher:
         self.session = MqttSession(
             broker, client_id=config.client_id, persistent=True,
             will=LastWill(t.controller_status, offline, qos=1, retain=True),
-            subscriptions=[(t.detections_all, 1), (t.unit_acks_all, 1), (t.unit_status_all, 1),
+            subscriptions=[(t.detections_all, 1), (t.alarms_all, 1), (t.unit_acks_all, 1), (t.unit_status_all, 1),
                            (t.unit_locations_all, 0)],
             manual_ack=True, on_connect=self._on_connect, name="dispatcher")
 
@@ -240,6 +249,9 @@ class Dispatcher:
                 else:
                     event = self._detection_event(drone_id, payload, topic)
                 self.submit(event)
+            elif levels[:1] == ("alarms",) and len(levels) == 2:
+                source = check_id(levels[1], "alarm source")
+                self.submit_alarm(parse(AlarmMessage, payload, topic).to_alarm(source))
             else:
                 log.debug("ignoring message on %s", topic)
         except JournalError:
@@ -333,21 +345,50 @@ class Dispatcher:
         if case.status in WAITING:
             self._try_assign(now)
 
+    def submit_alarm(self, alarm: Alarm) -> tuple[str, bool]:
+        """Open a `reported` incident for an alarm (from MQTT or the web view's webhook): a drone
+        is asked to hold over it and the best unit is alerted at once, marked unconfirmed.
+        Returns (incident id, opened now); the same alarm again is recorded once (False).
+        PayloadError when it cannot be placed."""
+        now = self.clock()
+        incident_id = check_id(alarm.incident_id, "alarm source.id")
+        if incident_id in self.cases or self.journal.incident_exists(incident_id):
+            log.info("alarm %s again: already an incident", incident_id)
+            return incident_id, False
+        lat, lon = alarm.lat, alarm.lon
+        if lat is None or lon is None:
+            place = self.locate_grid(alarm.grid_id) if self.locate_grid and alarm.grid_id else None
+            if place is None:
+                raise PayloadError(f"alarm {incident_id}: grid_id {alarm.grid_id!r} is not a cell this controller "
+                                   f"knows; send lat and lon")
+            lat, lon = place
+        incident = Incident(id=incident_id, kind=IncidentKind.REPORTED, confidence=1.0,
+                            first_seen_s=alarm.ts if alarm.ts is not None else now, last_seen_s=now,
+                            lat=lat, lon=lon, grid_id=alarm.grid_id)
+        log.info("alarm %s (%s from %s): %s", incident_id, alarm.kind, alarm.source, alarm.text or "no text")
+        self._open(incident, IncidentState.NEW, now, alarm=AlarmRef.of(alarm), priority=alarm.priority)
+        return incident_id, True
+
     def _same_incident(self, incident: Incident) -> Case | None:
         """The open incident a new report is another sighting of: same kind, within the kind's
-        duplicate radius (two drones over one fire, or vision losing and re-finding it)."""
-        radius_m = self.config.duplicate_radius_m.get(str(incident.kind), 0.0)
-        if incident.lat is None or incident.lon is None or radius_m <= 0 or \
-                incident.confidence < self.config.min_confidence:
+        duplicate radius (two drones over one fire, or vision losing and re-finding it); failing
+        that, an open alarm (kind `reported`) within its radius, which the report confirms."""
+        if incident.lat is None or incident.lon is None or incident.confidence < self.config.min_confidence:
             return None
-        best, best_m = None, radius_m
-        for case in self.cases.values():
-            if case.incident.kind != incident.kind or not case.located:
+        for kind in (incident.kind, IncidentKind.REPORTED):
+            radius_m = self.config.duplicate_radius_m.get(str(kind), 0.0)
+            if radius_m <= 0:
                 continue
-            d = distance_m(case.incident.lat, case.incident.lon, incident.lat, incident.lon)
-            if d <= best_m:
-                best, best_m = case, d
-        return best
+            best, best_m = None, radius_m
+            for case in self.cases.values():
+                if case.incident.kind != kind or not case.located:
+                    continue
+                d = distance_m(case.incident.lat, case.incident.lon, incident.lat, incident.lon)
+                if d <= best_m:
+                    best, best_m = case, d
+            if best is not None:
+                return best
+        return None
 
     def _link(self, case: Case, incident: Incident, vision_state: IncidentState, now: float) -> None:
         """Fold a new report into an open incident: no second alert, no second drone overhead."""
@@ -361,7 +402,8 @@ class Dispatcher:
         with self.journal.transaction():
             self.journal.link_report(incident.id, case.incident.id)
             self._record_change(case, before, IncidentState.UPDATE, snapshot=snapshot)
-        log.info("report %s (%s from %s) is incident %s again, %.0f m away: linked, not dispatched twice",
+        log.info("report %s (%s from %s) is incident %s again, %.0f m away: linked, not dispatched twice"
+                 + (" (the alarm is confirmed)" if case.incident.kind == IncidentKind.REPORTED else ""),
                  incident.id, incident.kind, incident.drone_id or "?", case.incident.id,
                  distance_m(case.incident.lat, case.incident.lon, incident.lat, incident.lon))
 
@@ -379,10 +421,12 @@ class Dispatcher:
         with self.journal.transaction():
             self._record_change(case, before, IncidentState.UPDATE)
 
-    def _open(self, incident: Incident, vision_state: IncidentState, now: float) -> None:
+    def _open(self, incident: Incident, vision_state: IncidentState, now: float, alarm: AlarmRef | None = None,
+              priority: int | None = None) -> None:
         snapshot = fit_jpeg(incident.snapshot_jpeg, self.config.snapshot_max_bytes)
         case = Case(incident=_replace(incident, snapshot_jpeg=None), snapshot=snapshot, status="pending",
-                    priority=priority_of(incident), opened_at=now, updated_at=now, vision_state=vision_state)
+                    priority=priority or priority_of(incident), opened_at=now, updated_at=now,
+                    vision_state=vision_state, alarm=alarm)
         if not case.located:
             case.status = "unlocated"  # no telemetry yet: wait for an update with a position
         if vision_state == IncidentState.END:
@@ -553,7 +597,8 @@ class Dispatcher:
         expires_at = now + self.config.ack_timeout_s
         alert = Alert(alert_id=alert_id, unit_id=unit_id, incident=case.incident, distance_m=best.distance_m,
                       eta_s=best.eta_s, bearing_deg=best.bearing_deg, priority=case.priority,
-                      issued_at_s=now, expires_at_s=expires_at)
+                      issued_at_s=now, expires_at_s=expires_at, unconfirmed=case.unconfirmed,
+                      text=case.alarm.text if case.alarm else None)
         message = dump(AlertMessage.of(alert, case.snapshot))
         case.status, case.unit_id, case.alert_id, case.alert_expires_at, case.updated_at = \
             "alerting", unit_id, alert_id, expires_at, now

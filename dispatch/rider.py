@@ -216,7 +216,10 @@ def format_alert(alert: AlertMessage, snapshot_path: Path | None) -> str:
         "",
         "=" * 60,
         f"ALERT {alert.alert_id}  priority {alert.priority}",
-        f"  {inc.kind.value.upper().replace('_', ' ')}  (confidence {inc.confidence:.0%})",
+        f"  {inc.kind.value.upper().replace('_', ' ')}  "
+        + ("UNCONFIRMED: reported, no camera has seen it yet" if alert.unconfirmed
+           else f"(confidence {inc.confidence:.0%})"),
+        *([f"  \"{alert.text}\""] if alert.text else []),
         f"  {alert.distance_m:.0f} m {compass(alert.bearing_deg)} (bearing {alert.bearing_deg:.0f} deg), "
         f"ETA {minutes:.1f} min",
         f"  at {inc.lat:.6f}, {inc.lon:.6f}" + (f"  ±{inc.error_m:.0f} m" if inc.error_m is not None else "")

@@ -11,9 +11,9 @@ import binascii
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from common.values import Alert, Incident, IncidentKind, IncidentState
+from common.values import Alarm, Alert, Incident, IncidentKind, IncidentState
 from dispatch.errors import PayloadError
 from dispatch.topics import ID_PATTERN
 
@@ -27,6 +27,7 @@ INCIDENT_SCHEMA = "patrol.incident/1"
 ESCALATION_SCHEMA = "patrol.escalation/1"
 DRONE_STATE_SCHEMA = "patrol.drone-state/1"
 CONTROLLER_SCHEMA = "patrol.controller/1"
+ALARM_SCHEMA = "patrol.alarm/1"
 
 MAX_INBOUND_BYTES = 4_000_000  # a detection with a full-size snapshot; anything larger is hostile
 ALERT_SNAPSHOT_MAX_BYTES = 30_000
@@ -97,8 +98,55 @@ class DetectionMessage(Strict):
     def _snapshot(cls, value: str | None) -> str | None:
         return _check_b64(value, None)
 
+    @field_validator("incident")
+    @classmethod
+    def _seen(cls, value: IncidentPayload) -> IncidentPayload:
+        if value.kind == IncidentKind.REPORTED:
+            raise ValueError("a detection is never of kind reported (alarms go to alarms/{source})")
+        return value
+
     def snapshot_bytes(self) -> bytes | None:
         return base64.b64decode(self.snapshot) if self.snapshot else None
+
+
+class AlarmMessage(Strict):
+    """outside -> controller on {prefix}/alarms/{source} (or POST /alarms): something reported at a
+    place. A position (lat and lon) or a grid cell id; the controller opens a `reported` incident."""
+
+    schema_: Literal["patrol.alarm/1"] = Field(ALARM_SCHEMA, alias="schema")
+    id: Id
+    kind: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,32}$", title="the sender's category, e.g. 110-call")
+    lat: Lat | None = None
+    lon: Lon | None = None
+    grid_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    priority: Annotated[int, Field(ge=1, le=9)] | None = Field(None, title="1 most urgent; default that of reported")
+    text: str = Field("", max_length=500)
+    ts: Finite | None = None
+
+    @model_validator(mode="after")
+    def _place(self) -> "AlarmMessage":
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon go together")
+        if self.lat is None and self.grid_id is None:
+            raise ValueError("an alarm needs a place: lat and lon, or grid_id")
+        return self
+
+    def to_alarm(self, source: str) -> Alarm:
+        return Alarm(source=source, alarm_id=self.id, kind=self.kind, text=self.text, lat=self.lat, lon=self.lon,
+                     grid_id=self.grid_id, priority=self.priority, ts=self.ts)
+
+
+class AlarmRef(Strict):
+    """The alarm a `reported` incident came from, kept in its record."""
+
+    source: Id
+    id: Id
+    kind: str
+    text: str = ""
+
+    @classmethod
+    def of(cls, alarm: Alarm) -> "AlarmRef":
+        return cls(source=alarm.source, id=alarm.alarm_id, kind=alarm.kind, text=alarm.text)
 
 
 UnitStatus = Literal["available", "busy", "off"]
@@ -158,6 +206,10 @@ class AlertMessage(Strict):
     issued_at: Finite
     expires_at: Finite
     snapshot: str | None = Field(None, title=f"base64 JPEG, at most {ALERT_SNAPSHOT_MAX_BYTES} bytes decoded")
+    # A reported alarm (incident kind `reported`) no camera has confirmed yet, and what it said.
+    # Left out when unset, so an alert about a vision incident is what it was before alarms.
+    unconfirmed: bool = Field(False, exclude_if=lambda v: not v)
+    text: str | None = Field(None, max_length=500, exclude_if=lambda v: v is None)
 
     @field_validator("snapshot")
     @classmethod
@@ -170,13 +222,15 @@ class AlertMessage(Strict):
                    distance_m=round(alert.distance_m, 1), eta_s=round(alert.eta_s, 1),
                    bearing_deg=round(alert.bearing_deg, 1) % 360, priority=alert.priority,
                    issued_at=alert.issued_at_s, expires_at=alert.expires_at_s,
-                   snapshot=base64.b64encode(snapshot_jpeg).decode() if snapshot_jpeg else None)
+                   snapshot=base64.b64encode(snapshot_jpeg).decode() if snapshot_jpeg else None,
+                   unconfirmed=alert.unconfirmed, text=alert.text)
 
     def to_alert(self) -> Alert:
         return Alert(alert_id=self.alert_id, unit_id=self.unit_id,
                      incident=self.incident.to_incident(self.snapshot_bytes()), distance_m=self.distance_m,
                      eta_s=self.eta_s, bearing_deg=self.bearing_deg, priority=self.priority,
-                     issued_at_s=self.issued_at, expires_at_s=self.expires_at)
+                     issued_at_s=self.issued_at, expires_at_s=self.expires_at, unconfirmed=self.unconfirmed,
+                     text=self.text)
 
     def snapshot_bytes(self) -> bytes | None:
         return base64.b64decode(self.snapshot) if self.snapshot else None
@@ -212,6 +266,8 @@ class IncidentRecord(Strict):
     # Other vision reports of this same incident (another drone's, or a second track of the same
     # fire) folded in rather than dispatched again: report id -> its latest vision state.
     linked_reports: dict[str, IncidentState] = Field(default_factory=dict)
+    # A `reported` incident: the alarm it came from (confirmed once a vision report is linked).
+    alarm: AlarmRef | None = Field(None, exclude_if=lambda v: v is None)  # left out when unset
     opened_at: Finite
     updated_at: Finite
     closed: bool = False

@@ -39,6 +39,14 @@ class Topics:
     def detections_all(self) -> str:
         return f"{self.prefix}/detections/#"
 
+    # outside -> controller: alarms (a 110 call, a sensor) from a named source
+    def alarms(self, source: str) -> str:
+        return f"{self.prefix}/alarms/{source}"
+
+    @property
+    def alarms_all(self) -> str:
+        return f"{self.prefix}/alarms/+"
+
     # units
     def unit_location(self, unit_id: str) -> str:
         return f"{self.prefix}/units/{unit_id}/location"

@@ -27,6 +27,7 @@ from runloop.eventstore import EventStore
 log = logging.getLogger(__name__)
 
 SHARE_OVERWATCH_M = 45.0  # a drone already holding this close to a new incident watches both
+ON_SCENE_M = 8.0  # a retasked drone this close to its hold point is on scene (overwatch_on_scene)
 POSE_RECORD_EVERY_S = 1.0  # scenario seconds between recorded poses (map and replay)
 LEDGER_EVERY_S = 0.5
 VISITS_EVERY_S = 3.0  # scenario seconds between counting completed cell visits (a shift's)
@@ -46,6 +47,7 @@ class DroneRecord:
     done: int = 0
     total: int = 0
     overwatch_incident: str | None = None  # the incident it flew to hold over
+    on_scene: bool = False  # reached its hold point over overwatch_incident
     watching: dict = field(default_factory=dict)  # every incident it holds over: id -> (lat, lon)
     finished: bool = False
     state: str = DroneState.READY  # flying / landing / swapping / ready / paused / lost
@@ -313,11 +315,11 @@ class DroneOps:
         return new
 
     # ------------------------------------------------------------------ overwatch
-    def choose_overwatch_drone(self, lat: float, lon: float) -> DroneRecord | None:
+    def choose_overwatch_drone(self, lat: float, lon: float, exclude: frozenset[str] = frozenset()) -> DroneRecord | None:
         best, best_d = None, float("inf")
         for rec in self.drones.values():
             s = rec.vehicle.state
-            if rec.overwatch_incident or not s.armed or not s.link_ok or s.pose is None or s.pose.alt_rel_m < 10:
+            if rec.drone_id in exclude or rec.overwatch_incident or not s.armed or not s.link_ok or s.pose is None or s.pose.alt_rel_m < 10:
                 continue
             if s.mode != "AUTO" or s.mission_seq < 2:
                 continue  # taking off, landing, RTL or already retasked: not a patrol to interrupt
@@ -334,34 +336,52 @@ class DroneOps:
             return
         if self.chooser is not None:
             self.note_incident(incident.lat, incident.lon, self.clock())
-        async with self._lock:
-            if any(incident.id in r.watching for r in self.drones.values()):
-                return
-            for held in self.drones.values():
-                if held.overwatch_incident and any(distance_m(lat, lon, incident.lat, incident.lon) <= SHARE_OVERWATCH_M
-                                                   for lat, lon in held.watching.values()):
-                    held.watching[incident.id] = (incident.lat, incident.lon)
-                    self.store.add(self.clock(), "overwatch_start", held.drone_id, incident_id=incident.id,
-                                   kind=str(incident.kind), shared_with=held.overwatch_incident)
+        refused: set[str] = set()  # drones that could not take it (e.g. the point is outside their fence)
+        while True:
+            async with self._lock:
+                if any(incident.id in r.watching for r in self.drones.values()):
                     return
-            rec = self.choose_overwatch_drone(incident.lat, incident.lon)
-            if rec is None:
-                self.store.add(self.clock(), "overwatch_failed", "", incident_id=incident.id,
-                               detail="no airborne drone with energy to spare")
+                for held in self.drones.values():
+                    if held.overwatch_incident and any(distance_m(lat, lon, incident.lat, incident.lon) <= SHARE_OVERWATCH_M
+                                                       for lat, lon in held.watching.values()):
+                        held.watching[incident.id] = (incident.lat, incident.lon)
+                        self.store.add(self.clock(), "overwatch_start", held.drone_id, incident_id=incident.id,
+                                       kind=str(incident.kind), shared_with=held.overwatch_incident)
+                        return
+                rec = self.choose_overwatch_drone(incident.lat, incident.lon, exclude=frozenset(refused))
+                if rec is None:
+                    self.store.add(self.clock(), "overwatch_failed", "", incident_id=incident.id,
+                                   detail="no airborne drone with energy to spare"
+                                          + (f" (refused by {', '.join(sorted(refused))})" if refused else ""))
+                    return
+                rec.overwatch_incident, rec.on_scene = incident.id, False
+                rec.watching = {incident.id: (incident.lat, incident.lon)}
+            ow = self.scenario.overwatch
+            alt = ow.alt_m or self.scenario.fleet.altitude_m
+            try:
+                await rec.vehicle.retask.overwatch(incident.lat, incident.lon, standoff_m=ow.standoff_m, alt_m=alt,
+                                                   wait_arrival=False)
+                self.store.add(self.clock(), "overwatch_start", rec.drone_id, incident_id=incident.id,
+                               kind=str(incident.kind), distance_m=round(distance_m(
+                                   rec.vehicle.state.pose.lat, rec.vehicle.state.pose.lon, incident.lat, incident.lon), 1))
                 return
-            rec.overwatch_incident = incident.id
-            rec.watching = {incident.id: (incident.lat, incident.lon)}
-        ow = self.scenario.overwatch
-        alt = ow.alt_m or self.scenario.fleet.altitude_m
+            except Exception as exc:
+                rec.overwatch_incident, rec.watching = None, {}
+                self.store.add(self.clock(), "overwatch_failed", rec.drone_id, incident_id=incident.id, detail=str(exc))
+                await self._back_to_patrol(rec, incident)
+                refused.add(rec.drone_id)  # the next closest drone is asked
+
+    async def _back_to_patrol(self, rec: DroneRecord, incident: Incident) -> None:
+        """A retask that failed half way (GUIDED set, the reposition refused: outside the sortie's
+        fence) must not leave the drone hovering there: it goes back to its patrol."""
+        if rec.vehicle.retask.active is None or rec.vehicle.state.mode != "GUIDED":
+            return
         try:
-            await rec.vehicle.retask.overwatch(incident.lat, incident.lon, standoff_m=ow.standoff_m, alt_m=alt,
-                                               wait_arrival=False)
-            self.store.add(self.clock(), "overwatch_start", rec.drone_id, incident_id=incident.id,
-                           kind=str(incident.kind), distance_m=round(distance_m(
-                               rec.vehicle.state.pose.lat, rec.vehicle.state.pose.lon, incident.lat, incident.lon), 1))
+            seq = await rec.vehicle.retask.resume_patrol()
+            self.store.add(self.clock(), "patrol_resumed", rec.drone_id, incident_id=incident.id, item=seq)
         except Exception as exc:
-            rec.overwatch_incident, rec.watching = None, {}
-            self.store.add(self.clock(), "overwatch_failed", rec.drone_id, incident_id=incident.id, detail=str(exc))
+            self.store.add(self.clock(), "overwatch_failed", rec.drone_id, incident_id=incident.id,
+                           detail=f"resume failed: {exc}")
 
     async def release(self, incident: Incident, reason: str) -> None:
         """Dispatcher hook: the unit arrived (or the incident closed): back to the patrol."""
@@ -403,11 +423,24 @@ class DroneOps:
                     self.ledger.observe(s.pose, t)
                 if t - last_pose.get(rec.drone_id, -1e9) >= POSE_RECORD_EVERY_S:
                     last_pose[rec.drone_id] = t
+                    self._note_on_scene(rec, t)
                     self.store.add_pose(rec.drone_id, t, s.pose.lat, s.pose.lon, s.pose.alt_rel_m, s.mode,
                                         s.battery_remaining_pct, s.armed)
                     if self.dispatcher is not None:
                         self.dispatcher.update_drone_state(s.pose, mode=s.mode, battery_pct=s.battery_remaining_pct)
             await asyncio.sleep(self.clock.wall_s(LEDGER_EVERY_S))
+
+    def _note_on_scene(self, rec: DroneRecord, t: float) -> None:
+        """Record when a retasked drone reaches its hold point (the report's drone-on-scene time)."""
+        ow = rec.vehicle.retask.active
+        if rec.overwatch_incident is None or rec.on_scene or ow is None:
+            return
+        pose = rec.vehicle.state.pose
+        away_m = distance_m(pose.lat, pose.lon, ow.hold_lat, ow.hold_lon)
+        if away_m <= ON_SCENE_M:
+            rec.on_scene = True
+            self.store.add(t, "overwatch_on_scene", rec.drone_id, incident_id=rec.overwatch_incident,
+                           distance_m=round(distance_m(pose.lat, pose.lon, ow.incident_lat, ow.incident_lon), 1))
 
     async def _events(self, stop: asyncio.Event) -> None:
         stream = self.fleet.events()

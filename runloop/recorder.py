@@ -70,7 +70,8 @@ class Recorder:
             if inc.get("id"):
                 self.incidents[inc["id"]] = after
                 self.store.add(t, "incident_status", inc["id"], status=after.get("status"),
-                               unit_id=after.get("unit_id"), alert_id=after.get("alert_id"), kind=inc.get("kind"))
+                               unit_id=after.get("unit_id"), alert_id=after.get("alert_id"), kind=inc.get("kind"),
+                               linked=sorted(after.get("linked_reports") or {}))
         elif parts[0] == "escalations":
             self.store.add(t, "escalation", (payload.get("incident") or {}).get("id", ""),
                            reason=payload.get("reason"))

@@ -107,6 +107,10 @@ def _match_incidents(store: EventStore, scenario: dict) -> list[IncidentOutcome]
         o.detected_s, o.incident_id, o.drone_id = t_s, iid, d.get("drone_id")
         o.detected_lat, o.detected_lon, o.geolocation_error_m = d["lat"], d["lon"], dist
         o.duplicate_ids = [m[1] for m in found if m[1] != iid]
+    for ev in store.events("incident_status"):  # an alarm a camera confirmed: its alerts are the incident's
+        for linked_id in ev.data.get("linked") or ():
+            if linked_id in id_to_outcome and ev.subject not in id_to_outcome:
+                id_to_outcome[ev.subject] = id_to_outcome[linked_id]
     alert_to_outcome: dict[str, IncidentOutcome] = {}
     for ev in store.events("alert"):
         o = id_to_outcome.get(ev.data.get("incident_id", ""))
@@ -147,6 +151,76 @@ def _had_started(outcome: IncidentOutcome, t_s: float) -> bool:
     """A detection can only be of a scripted incident that had started by then: a fire seen
     500 s before the scripted one ignites there is a false alert, not an early detection."""
     return outcome.started_s is not None and outcome.started_s <= t_s + START_TOLERANCE_S
+
+
+# ------------------------------------------------------------------------------ alarms
+def _alarms(store: EventStore, scenario: dict) -> list[dict[str, Any]]:
+    """Each scripted alarm (sent as scenario.alarm-N): when it was sent, the drone retasked to it
+    (scenario seconds and wall milliseconds after sending) and on scene over it, the unit alerted,
+    on scene and done, whether a camera confirmed it, and when the drone went back to its patrol."""
+    ids = [f"scenario.alarm-{n + 1}" for n in range(len(scenario.get("alarms", [])))]
+    rows = {iid: {"incident_id": iid, **{k: spec.get(k) for k in ("at_s", "lat", "lon", "kind", "text")},
+                  "sent_s": None, "drone_id": None, "drone_distance_m": None, "retasked_s": None,
+                  "retask_s": None, "retask_wall_ms": None, "drone_on_scene_s": None, "overwatch_failed": None,
+                  "unit_id": None, "alerted_s": None, "accepted_s": None, "unit_on_scene_s": None,
+                  "resolved_s": None, "confirmed_s": None, "confirmed_by": [], "patrol_resumed_s": None}
+            for iid, spec in zip(ids, scenario.get("alarms", []))}
+    sent_wall: dict[str, float] = {}
+
+    def first(row: dict, key: str, value) -> None:
+        if row[key] is None:
+            row[key] = round(value, 2) if isinstance(value, float) else value
+
+    for ev in store.events("alarm_sent", "overwatch_start", "overwatch_on_scene", "overwatch_failed", "alert", "ack",
+                           "incident_status", "patrol_resumed"):
+        row = rows.get(ev.subject if ev.kind in ("alarm_sent", "incident_status") else ev.data.get("incident_id", ""))
+        if row is None:
+            continue
+        if ev.kind == "alarm_sent":
+            first(row, "sent_s", ev.t_s)
+            sent_wall[row["incident_id"]] = ev.wall_ts
+        elif ev.kind == "overwatch_start" and row["drone_id"] is None:
+            row["drone_id"], row["drone_distance_m"] = ev.subject, ev.data.get("distance_m")
+            first(row, "retasked_s", ev.t_s)
+            if row["sent_s"] is not None:
+                row["retask_s"] = round(ev.t_s - row["sent_s"], 2)
+                row["retask_wall_ms"] = round((ev.wall_ts - sent_wall[row["incident_id"]]) * 1000.0, 1)
+        elif ev.kind == "overwatch_on_scene":
+            first(row, "drone_on_scene_s", ev.t_s)
+        elif ev.kind == "overwatch_failed":
+            first(row, "overwatch_failed", str(ev.data.get("detail")))
+        elif ev.kind == "alert" and row["alerted_s"] is None:
+            row["alerted_s"], row["unit_id"] = round(ev.t_s, 2), ev.data.get("unit_id")
+        elif ev.kind == "incident_status":
+            if ev.data.get("linked") and row["confirmed_s"] is None:
+                row["confirmed_s"], row["confirmed_by"] = round(ev.t_s, 2), ev.data["linked"]
+            if ev.data.get("status") == "accepted":
+                first(row, "accepted_s", ev.t_s)
+            elif ev.data.get("status") == "arrived":
+                first(row, "unit_on_scene_s", ev.t_s)
+            elif ev.data.get("status") == "resolved":
+                first(row, "resolved_s", ev.t_s)
+        elif ev.kind == "patrol_resumed":
+            first(row, "patrol_resumed_s", ev.t_s)
+    for ev in store.events("ack"):  # a unit reporting arrived before the controller saw it close
+        row = next((r for r in rows.values() if r["alerted_s"] is not None
+                    and ev.subject.startswith(r["incident_id"] + ".")), None)
+        if row is not None and ev.data.get("action") == "arrived" and (
+                row["unit_on_scene_s"] is None or ev.t_s < row["unit_on_scene_s"]):
+            row["unit_on_scene_s"] = round(ev.t_s, 2)
+    return list(rows.values())
+
+
+def _alarms_html(report: dict) -> str:
+    cols = ["incident_id", "kind", "text", "sent_s", "drone_id", "drone_distance_m", "retask_s", "retask_wall_ms",
+            "drone_on_scene_s", "unit_id", "alerted_s", "unit_on_scene_s", "confirmed_by", "patrol_resumed_s"]
+    if not report.get("alarms"):
+        return ""
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(a.get(c)) if a.get(c) not in (None, []) else '—')}</td>"
+                                    for c in cols) + "</tr>" for a in report["alarms"])
+    return ("<h2>Alarms</h2><p>Scripted alarms (patrol.alarm/1 over MQTT), scenario seconds; retask_wall_ms "
+            "is from sending the alarm to the drone's retask commands acknowledged.</p><table><tr>"
+            + "".join(f"<th>{c}</th>" for c in cols) + f"</tr>{rows}</table>")
 
 
 # ------------------------------------------------------------------------------ false alerts
@@ -320,6 +394,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         video = [{"t_s": round(e.t_s, 1), "event": e.kind, "drone_id": e.subject.removeprefix("eyes-"), **e.data}
                  for e in store.events("video_opened", "video_lost", "video_ended")]
         false_alerts = _false_alerts(store, run_dir, outcomes)
+        alarms = _alarms(store, scenario)
         run = store.meta("run", {})
         shift = None
         if scenario.get("shift") is not None:  # the shift's revisit section (runloop/shift_report.py)
@@ -389,6 +464,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
         "failures": failures,
         "criteria": criteria,
         "incidents": [o.as_dict() for o in outcomes],
+        "alarms": alarms,  # scripted alarms: drone retasked and on scene, unit alerted and on scene
         "missed_incidents": [o.name for o in outcomes if o.detected_s is None],
         "false_alerts": false_alerts,
         "alerts_lost": lost,
@@ -658,6 +734,7 @@ dots true incident positions, crosses where vision placed them, triangles docks.
 <p>Missed: {html.escape(', '.join(report['missed_incidents']) or 'none')}. Alerts lost:
 {html.escape(', '.join(report['alerts_lost']) or 'none')}. False alerts: {len(report['false_alerts'])}.</p>
 {_false_alerts_html(report)}
+{_alarms_html(report)}
 <h2>Timeline (scenario seconds)</h2>{_timeline_svg(report)}
 <h2>Coverage</h2><p>{cov.get('coverage_pct', 0):.1f} % of the {len(cov.get('cells', {}))} cells' flyable area seen
 (cells fully seen: {cov.get('cells_seen', 0)}).</p>

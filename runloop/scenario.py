@@ -70,6 +70,24 @@ class IncidentSpec(_Section):
 
     zone: str | None = Field(None, title="intrusion: the restricted zone entered (default: the one holding lat/lon)")
 
+    @field_validator("kind")
+    @classmethod
+    def _seen_kind(cls, value: IncidentKind) -> IncidentKind:
+        if value == IncidentKind.REPORTED:
+            raise ValueError("reported is what an alarm opens, not something a camera sees: put it under alarms:")
+        return value
+
+
+class AlarmSpec(_Section):
+    """One scripted alarm (patrol.alarm/1 over MQTT at `at_s`): a call about something at a place."""
+
+    at_s: float = Field(ge=0, title="when the alarm comes in")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    kind: str = Field("110-call", pattern=r"^[A-Za-z0-9_.:-]{1,32}$", title="the caller's category")
+    text: str = Field("", max_length=500, title="what the caller said")
+    priority: int | None = Field(None, ge=1, le=9, title="1 most urgent; default that of reported incidents")
+
 
 class RestrictedZone(_Section):
     """A named no-entry area drawn on the map: (lat, lon) vertices, closed or not."""
@@ -227,6 +245,7 @@ class Scenario(_Section):
     fleet: FleetSection = FleetSection()
     riders: RidersSection = RidersSection()
     incidents: list[IncidentSpec] = Field(default_factory=list)
+    alarms: list[AlarmSpec] = Field(default_factory=list, title="alarms from outside (a 110 call) at at_s")
     restricted_zones: list[RestrictedZone] = Field(default_factory=list, title="no-entry areas every drone's eyes watch")
     faults: list[FaultSpec] = Field(default_factory=list)
     pass_: PassCriteria = Field(PassCriteria(), alias="pass")
@@ -247,6 +266,9 @@ class Scenario(_Section):
             unknown = sorted(g for g in self.shift.cell_weights if cells and g not in cells)
             if unknown:
                 raise ValueError(f"shift.cell_weights names cells the scenario does not patrol: {', '.join(unknown)}")
+        for n, a in enumerate(self.alarms):
+            if a.at_s > self.duration_s:
+                raise ValueError(f"alarm {n + 1} at {a.at_s} s comes after the run ends ({self.duration_s} s)")
         names = [z.name for z in self.restricted_zones]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -300,6 +322,10 @@ class Scenario(_Section):
         if self.grids.is_absolute() and self.grids.exists():
             return self.grids
         raise RunError(f"scenario {self.name}: grids file {self.grids} not found")
+
+    def alarm_ids(self) -> list[str]:
+        """The ids the scripted alarms are sent with (source `scenario`): alarm-1, alarm-2, ..."""
+        return [f"alarm-{n + 1}" for n in range(len(self.alarms))]
 
     def incident_names(self) -> list[str]:
         return [i.name or f"{i.kind.value}-{n + 1}" for n, i in enumerate(self.incidents)]

@@ -43,6 +43,7 @@ class PatrolRun:
         self.broker_restart = None
         self.relays: dict = {}  # drone_id -> LinkRelay
         self.video: dict[str, str] = {}  # drone_id -> its real video source (--video)
+        self.alarms_pending = len(scenario.alarms)  # scripted alarms not sent yet
 
     # ------------------------------------------------------------------ start-up stages
     def init_store(self) -> None:
@@ -219,6 +220,7 @@ class PatrolRun:
                              status_interval_s=2.0)
         self.dispatcher = Dispatcher(self.broker, cfg, on_overwatch_needed=self.drones.overwatch,
                                      on_release=self.drones.release)
+        self.dispatcher.locate_grid = self._grid_centre  # alarms may name a cell instead of a position
         self.drones.dispatcher = self.dispatcher
         self.recorder = Recorder(self.broker, self.store, self.clock)
 
@@ -296,6 +298,13 @@ class PatrolRun:
                                            sim_clock=self.sim.clock if self.sim else None))
         self.store.set_meta("run", {"started_wall": self.started_wall, "speedup": self.scenario.speedup})
 
+    def _grid_centre(self, grid_id: str) -> tuple[float, float] | None:
+        try:
+            p = self.grids.cell(grid_id).polygon_wgs84.representative_point()
+        except Exception:  # PlanningError: not a cell of this map
+            return None
+        return p.y, p.x
+
     def _cell_of(self, lat: float, lon: float) -> str | None:
         from shapely.geometry import Point
 
@@ -319,6 +328,25 @@ class PatrolRun:
                 self.store.add(t, "incident_start", inc.name, kind=str(inc.spec.kind), lat=lat, lon=lon,
                                started_s=inc.started_s)
             await asyncio.sleep(self.clock.wall_s(0.5))
+
+    async def script_alarms(self, stop: asyncio.Event) -> None:
+        """Send the scenario's alarms at their times over MQTT (patrol/alarms/scenario), the way a
+        call centre does; each is recorded as `alarm_sent` (its id in the dispatcher is
+        scenario.alarm-N)."""
+        from dispatch.schemas import AlarmMessage, dump
+
+        for alarm_id, spec in sorted(zip(self.scenario.alarm_ids(), self.scenario.alarms), key=lambda a: a[1].at_s):
+            if not await self.clock.sleep_until(spec.at_s, stop):
+                return
+            msg = AlarmMessage(id=alarm_id, kind=spec.kind, lat=spec.lat, lon=spec.lon, priority=spec.priority,
+                               text=spec.text, ts=time.time())
+            self.store.add(self.clock(), "alarm_sent", f"scenario.{alarm_id}", lat=spec.lat, lon=spec.lon,
+                           kind=spec.kind, text=spec.text, at_s=spec.at_s)
+            try:
+                await self.publisher.session.publish(self.dispatcher.topics.alarms("scenario"), dump(msg), qos=1)
+            except Exception as exc:
+                self.store.add(self.clock(), "stage_error", "alarms", error=f"alarm {alarm_id} not sent: {exc}")
+            self.alarms_pending -= 1
 
     async def script_faults(self, stop: asyncio.Event) -> None:
         """Inject the scenario's faults over the wire, the same way for every vehicle kind: a link
@@ -395,6 +423,7 @@ class PatrolRun:
                 self.store.add(t, "run_end", "shift ended")  # the operator's "end shift": all drones home
                 break
             done = (self.drones.all_finished and all(i.started_s is not None for i in self.world.incidents)
+                    and not self.alarms_pending
                     and not self.dispatcher.cases and not any(r.overwatch_incident for r in self.drones.drones.values()))
             if done:
                 done_since = done_since if done_since is not None else t

@@ -5,6 +5,8 @@
                  included, plus the plan layer: cells, planned sortie routes, dock
     /events      Server-Sent Events: the live state pushed whenever it changes; the page falls
                  back to polling /state.json when SSE is unavailable
+    /alarms      POST a patrol.alarm/1 (docs/mqtt-api.md): the dispatcher opens a `reported`
+                 incident (a drone is sent, a unit alerted); needs CONTROL
 
 Who may see what (the view shows officers' live positions):
 - It binds 127.0.0.1 unless told otherwise.
@@ -16,8 +18,9 @@ Who may see what (the view shows officers' live positions):
   token (`Authorization: Bearer TOKEN`, or the cookie set by opening `/?token=TOKEN` once). With no
   token configured, anyone who can connect holds VIEW (loopback only by default); with one, a
   request without it gets 401 and one with a wrong one 403. CONTROL is granted only by a token
-  that lists it; no route needs it yet (the view is read-only): actions added later declare
-  `needs=Permission.CONTROL` in `add_route` and are refused to everyone else.
+  that lists it (`--web-control-token`; it grants VIEW too): routes that change the run declare
+  `needs=Permission.CONTROL` in `add_route` (POST /alarms) and are refused to everyone else.
+  With only a control token, anyone who can connect still holds VIEW.
 
 Only the methods a route declares are served (others 405), unknown paths are 404, malformed
 requests 400; a failing request or a vanished client never reaches the run (each connection's
@@ -41,7 +44,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -63,8 +66,7 @@ RESEND_S = 5.0
 
 
 class Permission(enum.Enum):
-    """What a request may do: VIEW reads the live state; CONTROL would change the run (no route
-    needs it yet; actions added later declare it)."""
+    """What a request may do: VIEW reads the live state; CONTROL changes the run (POST /alarms)."""
 
     VIEW = "view"
     CONTROL = "control"
@@ -72,6 +74,8 @@ class Permission(enum.Enum):
 
 VIEW_ONLY = frozenset({Permission.VIEW})
 TOKEN_ENV = "PATROL_WEB_TOKEN"  # the token from the environment, kept out of the process list
+CONTROL_TOKEN_ENV = "PATROL_WEB_CONTROL_TOKEN"
+MAX_BODY_BYTES = 16_000  # a POSTed alarm; anything larger is refused 413 unread
 TOKEN_BYTES = 16  # a generated token: 128 bits, URL-safe
 
 
@@ -81,15 +85,23 @@ class WebAccess:
     may VIEW (and nobody may CONTROL)."""
 
     tokens: dict[str, frozenset[Permission]] = field(default_factory=dict)
+    anonymous_view: bool = False  # only a control token: anyone who can connect still may VIEW
 
     @classmethod
     def view_token(cls, token: str | None) -> "WebAccess":
         if token is None:
             return cls()
-        if not token.strip() or any(c.isspace() or c in ';,"\\' for c in token):
-            raise RunError("web token: must be non-empty, without spaces, quotes, commas, semicolons "
-                           "or backslashes (it travels in a header and a cookie)")
+        _check_token(token, "web token")
         return cls({token: VIEW_ONLY})
+
+    def with_control_token(self, token: str | None) -> "WebAccess":
+        """Also accept `token`, granting CONTROL (and VIEW)."""
+        if token is None:
+            return self
+        _check_token(token, "web control token")
+        if token in self.tokens:
+            raise RunError("web control token: must differ from the view token")
+        return WebAccess({**self.tokens, token: frozenset(Permission)}, anonymous_view=self.open)
 
     @property
     def open(self) -> bool:
@@ -100,11 +112,17 @@ class WebAccess:
         if self.open:
             return VIEW_ONLY
         if token is None:
-            return frozenset()
+            return VIEW_ONLY if self.anonymous_view else frozenset()
         for known, grants in self.tokens.items():  # compare_digest: no timing hint about the token
             if hmac.compare_digest(known.encode(), token.encode()):
                 return grants
         return None
+
+
+def _check_token(token: str, what: str) -> None:
+    if not token.strip() or any(c.isspace() or c in ';,"\\' for c in token):
+        raise RunError(f"{what}: must be non-empty, without spaces, quotes, commas, semicolons "
+                       "or backslashes (it travels in a header and a cookie)")
 
 
 def is_loopback(host: str) -> bool:
@@ -140,9 +158,10 @@ def default_allowed_hosts(bound_host: str, extra: tuple[str, ...] = ()) -> froze
 
 @dataclass(frozen=True)
 class Route:
-    handler: Callable[..., Awaitable[None]]  # (writer, head_only) -> None
+    handler: Callable[..., Awaitable[None]]  # (writer, head_only) -> None; with a body: (writer, request)
     needs: Permission = Permission.VIEW
     methods: tuple[str, ...] = ("GET", "HEAD")
+    body_limit: int = 0  # > 0: the request body (Content-Length, at most this) is read for the handler
 
 
 @dataclass(frozen=True)
@@ -151,6 +170,7 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names
+    body: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +252,11 @@ class LiveWebView:
         self._plan_json = json.dumps(self.plan.to_jsonable(), separators=(",", ":"))
 
     def add_route(self, path: str, handler: Callable[..., Awaitable[None]], *,
-                  needs: Permission = Permission.VIEW, methods: tuple[str, ...] = ("GET", "HEAD")) -> None:
-        """Serve `handler(writer, head_only)` at `path` to requests holding `needs`."""
-        self.routes[path] = Route(handler, needs, tuple(m.upper() for m in methods))
+                  needs: Permission = Permission.VIEW, methods: tuple[str, ...] = ("GET", "HEAD"),
+                  body_limit: int = 0) -> None:
+        """Serve `handler(writer, head_only)` at `path` to requests holding `needs`; with a
+        `body_limit`, `handler(writer, request)` with the request's body read (at most that)."""
+        self.routes[path] = Route(handler, needs, tuple(m.upper() for m in methods), body_limit)
 
     @property
     def url(self) -> str:
@@ -303,6 +325,13 @@ class LiveWebView:
                                     extra={"Location": location, "Set-Cookie": cookie})
                 return
             route = self.routes[request.path]
+            if route.body_limit:  # read only now: a refused request's body is never read
+                body = await self._read_body(reader, request, route.body_limit)
+                if isinstance(body, tuple):
+                    await self._respond(writer, body[0], "text/plain", body[1].encode() + b"\n")
+                    return
+                await route.handler(writer, replace(request, body=body))
+                return
             await route.handler(writer, request.method == "HEAD")
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away or stalled: nothing to tell anyone
@@ -399,6 +428,19 @@ class LiveWebView:
         target = urlsplit(parts[1])
         return Request(parts[0].upper(), target.path or "/", parse_qs(target.query), headers)
 
+    @staticmethod
+    async def _read_body(reader, request: Request, limit: int) -> bytes | tuple[int, str]:
+        """The body by Content-Length, or (status, why) when there is none or it is too large."""
+        if "chunked" in request.headers.get("transfer-encoding", "").lower():
+            return 411, "send the body with a Content-Length (no chunked encoding)"
+        try:
+            length = int(request.headers.get("content-length", ""))
+        except ValueError:
+            return 411, "a Content-Length is needed"
+        if not 0 <= length <= limit:
+            return 413, f"body of {length} bytes; at most {limit}"
+        return await asyncio.wait_for(reader.readexactly(length), REQUEST_TIMEOUT_S)
+
     async def _respond(self, writer, status: int, content_type: str, body: bytes, head_only: bool = False,
                        extra: dict | None = None) -> None:
         headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **_SECURITY_HEADERS,
@@ -457,6 +499,7 @@ class WebOptions:
     port: int = 0
     token: str | None = None
     allowed_hosts: tuple[str, ...] = ()
+    control_token: str | None = None  # grants CONTROL: POST /alarms
 
 
 def web_access(host: str, token: str | None) -> tuple[WebAccess, str | None]:
@@ -473,22 +516,53 @@ async def start_web_view(run, options: WebOptions) -> LiveWebView:
     (with the token when it was generated here, the only place it is shown)."""
     host = options.host
     access, generated = web_access(host, options.token)
+    access = access.with_control_token(options.control_token)
     view = LiveWebView(lambda: live_state(run.clock(), run.drones, run.recorder, run.world),
                        plan_layer(run.plan, run.grids, run.dock, run.drones), host=host, port=options.port,
                        title=f"patrol {run.scenario.name}", access=access, allowed_hosts=options.allowed_hosts)
+    if getattr(run, "dispatcher", None) is not None:
+        view.add_route("/alarms", _alarm_webhook(view, run), needs=Permission.CONTROL, methods=("POST",),
+                       body_limit=MAX_BODY_BYTES)
     url = await view.start()
     if generated:
         print(f"live web view: {url}?token={generated}  (token generated for this run: "
               f"{host} is reachable beyond this machine)", flush=True)
-    elif not access.open:
+    elif not access.open and not access.anonymous_view:
         print(f"live web view: {url}  (open {url}?token=TOKEN once with your --web-token)", flush=True)
     else:
         print(f"live web view: {url}", flush=True)
     return view
 
 
-_REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 421: "Misdirected Request",
+def _alarm_webhook(view: LiveWebView, run):
+    """POST /alarms[?source=NAME]: a patrol.alarm/1 body (docs/mqtt-api.md) goes to the run's
+    dispatcher as if sent on patrol/alarms/NAME (default source `webhook`). 201 with the incident
+    id when opened, 200 when that alarm is already an incident, 400 naming what is wrong."""
+    from dispatch.errors import DispatchError
+    from dispatch.schemas import AlarmMessage, parse
+    from dispatch.topics import check_id
+
+    async def handle(writer, request: Request) -> None:
+        try:
+            source = check_id(request.query.get("source", ["webhook"])[-1], "alarm source")
+            if "json" not in request.headers.get("content-type", "application/json"):
+                raise DispatchError("send the alarm as application/json")
+            alarm = parse(AlarmMessage, request.body, "POST /alarms").to_alarm(source)
+            await asyncio.wait_for(run.dispatcher.ready.wait(), REQUEST_TIMEOUT_S)
+            incident_id, opened = run.dispatcher.submit_alarm(alarm)
+        except DispatchError as exc:
+            await view._respond(writer, 400, "text/plain", f"{exc}\n".encode())
+            return
+        run.store.add(run.clock(), "alarm_received", incident_id, via="webhook", opened=opened)
+        body = json.dumps({"incident_id": incident_id, "opened": opened}).encode()
+        await view._respond(writer, 201 if opened else 200, "application/json", body)
+
+    return handle
+
+
+_REASONS = {200: "OK", 201: "Created", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 413: "Content Too Large",
+            421: "Misdirected Request",
             431: "Request Header Fields Too Large", 500: "Internal Server Error"}
 # Every answer: nothing cached (live positions), the page not framed by another site, the token
 # in a login URL not leaked in a Referer, no content sniffing.
@@ -536,7 +610,7 @@ svg text{font-size:11px;paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-l
 const NS = "http://www.w3.org/2000/svg";
 // Drone colours keep clear of the incident kinds' red, orange and purple.
 const COLOURS = ["#1f77b4", "#2ca02c", "#17becf", "#8c564b", "#e377c2", "#1a237e", "#827717", "#00695c"];
-const KIND = {fire: "#e4572e", smoke: "#8d8d8d", crowd: "#7b2cbf", stopped_vehicle: "#f2a900", intrusion: "#0077b6"};
+const KIND = {fire: "#e4572e", smoke: "#8d8d8d", crowd: "#7b2cbf", stopped_vehicle: "#f2a900", intrusion: "#0077b6", reported: "#c2185b"};
 const W = 800, H = 560;  // the map's viewBox; north up, one scale both ways
 let plan = {cells: {}, routes: [], docks: []}, bounds = null, frame = null, lastUpdate = 0, lastLive = null, zoomed = false;
 const droneColour = {};

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from common.values import IncidentKind
+from common.values import VISION_KINDS
 from dispatch.config import BrokerConfig
 from dispatch.mqtt import MqttSession
 from tests.dispatch.conftest import make_incident, wait_until
@@ -115,7 +115,7 @@ def start_controller(url: str, journal: Path, log_path: Path) -> subprocess.Pope
 
 
 def incident_at(n: int):
-    kinds = list(IncidentKind)
+    kinds = list(VISION_KINDS)
     # 200 m apart on a grid: every one is a new incident, never another sighting of an open one.
     return make_incident(f"soak-{n:04d}", kinds[n % len(kinds)], (n % 40) * 200.0, (n // 40) * 200.0)
 

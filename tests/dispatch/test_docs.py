@@ -19,6 +19,7 @@ MODELS = {
     "patrol.escalation/1": schemas.EscalationMessage,
     "patrol.drone-state/1": schemas.DroneStateMessage,
     "patrol.controller/1": schemas.ControllerStatusMessage,
+    "patrol.alarm/1": schemas.AlarmMessage,
 }
 
 
@@ -48,5 +49,5 @@ def test_every_topic_is_documented():
     text = DOC.read_text()
     for topic in (t.detections("{drone_id}"), t.unit_location("{unit_id}"), t.unit_status("{unit_id}"),
                   t.unit_alerts("{unit_id}"), t.unit_acks("{unit_id}"), t.events, t.incident("{incident_id}"),
-                  t.escalations, t.drone_state("{drone_id}"), t.controller_status):
+                  t.escalations, t.drone_state("{drone_id}"), t.controller_status, t.alarms("{source}")):
         assert f"`{topic}`" in text, topic

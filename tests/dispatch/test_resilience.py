@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common.values import IncidentKind
+from common.values import VISION_KINDS
 from tests.dispatch.conftest import make_incident, wait_until
 
 pytestmark = pytest.mark.mosquitto  # needs the real broker binary
@@ -27,7 +27,7 @@ async def add_auto_units(rig, accept_delay_s: float = 0.0) -> None:
 
 def incident_near_unit(n: int):
     north, east = UNIT_POSITIONS[n % len(UNIT_POSITIONS)]
-    kinds = list(IncidentKind)
+    kinds = list(VISION_KINDS)
     # Every 4th one has the same kind: 100 m apart, so that it is a new incident and not the
     # same one reported again (that would be linked, not alerted).
     return make_incident(f"inc-{n:03d}", kinds[n % len(kinds)], north + 30, east + 100 * (n // len(kinds)))

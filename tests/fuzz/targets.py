@@ -1,7 +1,7 @@
 """The fuzz targets of issue 15, each a (generate, check) pair for fuzzkit.run_target, driving the
 real entry points with no broker, vehicle or network:
 
-    mqtt-controller  Dispatcher._handle: every inbound topic (detections/ID, units/ID/location,
+    mqtt-controller  Dispatcher._handle: every inbound topic (detections/ID, alarms/SOURCE, units/ID/location,
                      units/ID/acks, units/ID/status), payloads and ids mutated
     mqtt-rider       RiderClient._handle: alerts and alert cancels on units/ID/alerts
     grid-geojson     mission_planner.load_grids on a file
@@ -79,6 +79,9 @@ CONTROLLER_SEEDS = {
              for a in ("accept", "decline", "arrived", "resolved")],
     "status": [{"schema": "patrol.presence/1", "state": "online", "ts": 1.0},
                {"schema": "patrol.presence/1", "state": "offline", "reason": "signed_off"}],
+    "alarms": [{"schema": "patrol.alarm/1", "id": "110-0001", "kind": "110-call", "lat": 32.001, "lon": 119.581,
+                "priority": 1, "text": "smoke", "ts": 1_700_000_000.0},
+               {"schema": "patrol.alarm/1", "id": "S7-1", "kind": "smoke-sensor", "grid_id": "DY-C0713"}],
 }
 
 
@@ -102,6 +105,8 @@ class ControllerTarget:
         kind = rng.choice(list(CONTROLLER_SEEDS))
         if kind == "detections":
             topic = f"patrol/detections/{fuzz_id(rng, rng.choice(['D1', 'D2']))}"
+        elif kind == "alarms":
+            topic = f"patrol/alarms/{fuzz_id(rng, 'callcentre')}"
         else:
             topic = f"patrol/units/{fuzz_id(rng, rng.choice(['M01', 'M02']))}/{kind}"
         return topic, generate_document(rng, CONTROLLER_SEEDS[kind])

@@ -164,3 +164,22 @@ def test_a_shift_section_is_checked_like_the_rest(tmp_path, capsys):
                         "--no-live"]) == 2
     assert "--until 0: must be between 0 and 172800" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_scenario_alarms_are_validated_and_numbered():
+    """alarms: each call needs at_s, lat, lon; unknown keys, a call after the run's end and a
+    scripted incident of kind `reported` (what alarms open) are refused, each named."""
+    call = {"at_s": 60, "lat": 32.0133, "lon": 119.5952, "kind": "110-call", "text": "smoke"}
+    scenario = parse_scenario(get_minimal(alarms=[call, {**call, "at_s": 10, "kind": "sensor"}]))
+    assert scenario.alarm_ids() == ["alarm-1", "alarm-2"] and scenario.alarms[1].priority is None
+    problems = {
+        r"alarms\.0\.caller: unknown key": [{**call, "caller": "Mrs Li"}],
+        r"alarms\.0\.lon: Field required": [{k: v for k, v in call.items() if k != "lon"}],
+        r"alarms\.0\.kind: String should match pattern": [{**call, "kind": "110 call"}],
+        r"alarm 1 at 9999.0 s comes after the run ends": [{**call, "at_s": 9999}],
+    }
+    for problem, alarms in problems.items():
+        with pytest.raises(RunError, match=problem):
+            parse_scenario(get_minimal(alarms=alarms))
+    with pytest.raises(RunError, match="reported is what an alarm opens"):
+        parse_scenario(get_minimal(incidents=[{"kind": "reported", "lat": 32.0, "lon": 119.6}]))
