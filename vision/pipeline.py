@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import cv2
@@ -36,6 +37,11 @@ from .snapshot import annotate, encode_jpeg
 from .tracker import Track, Tracker
 
 log = logging.getLogger(__name__)
+
+# Smoke drifts ~20 m downwind of a fire and its edges move like walkers: nothing moving within
+# this of a fire seen in the last FIRE_MEMORY_S counts as people.
+FIRE_EXCLUSION_M = 25.0
+FIRE_MEMORY_S = 15.0
 
 GridLookup = Callable[[float, float], "str | None"]
 
@@ -91,6 +97,19 @@ class IncidentPipeline:
         self._geo_mode: bool | None = None
         self.tracks: list[Track] = []
         self.last_sightings: list[Sighting] = []
+        # Where fire was seen lately, on the ground: (t_s, east_m, north_m). Smoke edges near it
+        # look like walkers in frames where the flames themselves are not picked out.
+        self._recent_fire: deque[tuple[float, float, float]] = deque(maxlen=256)
+
+    def _near_recent_fire(self, ground: tuple[float, float] | None, t_s: float) -> bool:
+        """True when `ground` is within FIRE_EXCLUSION_M of a fire seen in the last FIRE_MEMORY_S:
+        what moves there is smoke, not people (the per-frame mask misses frames without flames)."""
+        while self._recent_fire and t_s - self._recent_fire[0][0] > FIRE_MEMORY_S:
+            self._recent_fire.popleft()
+        if ground is None or not self._recent_fire:
+            return False
+        e, n = ground
+        return any((e - fe) ** 2 + (n - fn) ** 2 <= FIRE_EXCLUSION_M ** 2 for _, fe, fn in self._recent_fire)
 
     def _load_models(self) -> None:
         """The learned detectors from the models directory; a missing file turns its classes off
@@ -217,6 +236,7 @@ class IncidentPipeline:
             # mosaic, which must not mix in one history.
             self._geo_mode = geo_mode
             self.tracker.reset()
+            self._recent_fire.clear()
 
         if projector is not None:
             centre_mpp = projector.m_per_px(full_w / 2, full_h / 2) * scale
@@ -246,6 +266,8 @@ class IncidentPipeline:
             radius = max(4, int(25.0 / m_per_px(ww / 2, wh / 2)))
             for cx, cy in self.fire.candidate_centres:
                 cv2.circle(mask, (int(cx * cscale), int(cy * cscale)), radius, 255, -1)
+                if has_scale:
+                    self._recent_fire.append((t_s, *to_ground(cx * cscale, cy * cscale)))
             exclude = mask
 
         # Motion blobs are people and vehicles only by their size in metres: with no scale they
@@ -281,7 +303,8 @@ class IncidentPipeline:
             # People sized from motion; where the person model saw a vehicle, it is not people.
             pm = self.people_model
             vboxes = pm.vehicle_boxes if pm is not None and t_s - pm.vehicles_t <= 1.0 else []
-            walkers = [tr for tr in tracks if not any(_in_box(tr.x, tr.y, b) for b in vboxes)]
+            walkers = [tr for tr in tracks if not any(_in_box(tr.x, tr.y, b) for b in vboxes)
+                       and not self._near_recent_fire(to_ground(tr.x, tr.y), t_s)]
             sightings += self.crowd.update(walkers, t_s)
         if projector is not None and self.stopped is not None and self.intrusion is not None:
             sightings += self.stopped.update(tracks, t_s)
