@@ -116,12 +116,7 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
         rtl_sent = False
         async with EnergyWatch(v):
             while True:
-                try:
-                    ev = await asyncio.wait_for(events.__anext__(), 1.0)
-                except asyncio.TimeoutError:
-                    ev = None
-                except StopAsyncIteration:
-                    raise FlightError("vehicle closed during the sortie", drone_id=v.drone_id) from None
+                ev = await _next_event(events, v, "during the sortie")
                 s = v.state
                 if s.pose is not None:
                     report.max_alt_m = max(report.max_alt_m, s.pose.alt_rel_m)
@@ -214,12 +209,7 @@ async def stay_until_landed(v: "Vehicle", say: Progress, events=None, timeout_s:
             if time.monotonic() > deadline:
                 raise FlightTimeout(f"still armed {timeout_s:.0f} s after the sortie ended", drone_id=v.drone_id,
                                     reasons=v.state.reasons(limit=3))
-            try:
-                ev = await asyncio.wait_for(events.__anext__(), 1.0)
-            except asyncio.TimeoutError:
-                ev = None
-            except StopAsyncIteration:
-                raise FlightError("vehicle closed while it was still flying home", drone_id=v.drone_id) from None
+            ev = await _next_event(events, v, "while it was still flying home")
             s = v.state
             if ev is not None and ev.kind in (EventKind.MODE_CHANGED, EventKind.FAILSAFE, EventKind.LINK_LOST,
                                               EventKind.LINK_REGAINED, EventKind.LANDED, EventKind.DISARMED):
@@ -268,3 +258,13 @@ async def _routed_return(v: "Vehicle") -> tuple[tuple[float, float], ...] | None
     except FlightError as exc:
         log.error("%s: could not route the return round the no-fly zones: %s", v.drone_id, exc)
         return None
+
+
+async def _next_event(events, v: "Vehicle", closed_when: str):
+    """The vehicle's next event, or None after a second without one (so loops re-check state)."""
+    try:
+        return await asyncio.wait_for(events.__anext__(), 1.0)
+    except asyncio.TimeoutError:
+        return None
+    except StopAsyncIteration:
+        raise FlightError(f"vehicle closed {closed_when}", drone_id=v.drone_id) from None

@@ -179,6 +179,17 @@ class DroneOps:
         self.store.add(self.clock(), "drone_lost", rec.drone_id, reason=why, cells_returned=cells)
         log.warning("%s is out of the shift: %s", rec.drone_id, why)
 
+    async def _clear_battery_fault(self, rec) -> None:
+        """A pack swap ends a scripted battery fault, over the wire like it began."""
+        full_v = self.battery_full_v.pop(rec.drone_id, None)
+        if full_v is None:
+            return
+        try:
+            await asyncio.wait_for(rec.vehicle.params.set("SIM_BATT_VOLTAGE", full_v), 10)
+        except Exception as exc:
+            self.store.add(self.clock(), "stage_error", f"drones-{rec.drone_id}",
+                           error=f"battery fault not cleared after the swap: {exc or 'timed out'}")
+
     async def _dock_service(self, rec: DroneRecord, sortie, stop: asyncio.Event) -> bool:
         """Home, disarmed, a charged pack in: True when the drone can fly again."""
         rec.state = DroneState.LANDING
@@ -201,13 +212,7 @@ class DroneOps:
         landed = self.clock()
         ready = self.packs[rec.dock_id].swap(landed)
         self.store.add(landed, "pack_swap", rec.drone_id, dock=rec.dock_id, ready_s=round(ready, 1))
-        full_v = self.battery_full_v.pop(rec.drone_id, None)
-        if full_v is not None:  # the swap ends a scripted battery fault, over the wire like it began
-            try:
-                await asyncio.wait_for(rec.vehicle.params.set("SIM_BATT_VOLTAGE", full_v), 10)
-            except Exception as exc:
-                self.store.add(self.clock(), "stage_error", f"drones-{rec.drone_id}",
-                               error=f"battery fault not cleared after the swap: {exc or 'timed out'}")
+        await self._clear_battery_fault(rec)
         if not await self.clock.sleep_until(ready, stop):
             return False
         sim_vehicle = self.sim_vehicles.get(rec.drone_id)
@@ -294,13 +299,7 @@ class DroneOps:
             return []
         swap_s = self.planner_config.fleet.battery_swap_min * 60.0
         t0 = self.clock()
-        full_v = self.battery_full_v.pop(rec.drone_id, None)
-        if full_v is not None:  # the swap ends a scripted battery fault, over the wire like it began
-            try:
-                await asyncio.wait_for(rec.vehicle.params.set("SIM_BATT_VOLTAGE", full_v), 10)
-            except Exception as exc:
-                self.store.add(self.clock(), "stage_error", f"drones-{rec.drone_id}",
-                               error=f"battery fault not cleared after the swap: {exc or 'timed out'}")
+        await self._clear_battery_fault(rec)
         sim_vehicle = self.sim_vehicles.get(rec.drone_id)
         if sim_vehicle is not None:
             sim_vehicle.faults.drain_battery_to(100.0)  # the swap: a fresh battery
