@@ -101,6 +101,16 @@ class IncidentPipeline:
         # look like walkers in frames where the flames themselves are not picked out.
         self._recent_fire: deque[tuple[float, float, float]] = deque(maxlen=256)
 
+    def _on_flames(self, bbox_work: tuple[int, int, int, int], cscale: float) -> bool:
+        """True when a fifth of a track's box is flame-coloured in this frame: flames flicker like
+        walkers before the fire detector has confirmed them (no people colour passes its mask)."""
+        flame = self.fire.mask
+        if flame is None:
+            return False
+        x, y, w, h = (int(round(v / cscale)) for v in bbox_work)
+        roi = flame[max(0, y):max(0, y + h + 1), max(0, x):max(0, x + w + 1)]
+        return roi.size > 0 and cv2.countNonZero(roi) >= 0.2 * roi.size
+
     def _near_recent_fire(self, ground: tuple[float, float] | None, t_s: float) -> bool:
         """True when `ground` is within FIRE_EXCLUSION_M of a fire seen in the last FIRE_MEMORY_S:
         what moves there is smoke, not people (the per-frame mask misses frames without flames)."""
@@ -304,6 +314,7 @@ class IncidentPipeline:
             pm = self.people_model
             vboxes = pm.vehicle_boxes if pm is not None and t_s - pm.vehicles_t <= 1.0 else []
             walkers = [tr for tr in tracks if not any(_in_box(tr.x, tr.y, b) for b in vboxes)
+                       and not self._on_flames(tr.bbox, cscale)
                        and not self._near_recent_fire(to_ground(tr.x, tr.y), t_s)]
             sightings += self.crowd.update(walkers, t_s)
         if projector is not None and self.stopped is not None and self.intrusion is not None:
