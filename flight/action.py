@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from common.modes import COPTER_MODES, CopterMode
 from flight.errors import ArmingError, CommandRejected, FlightError, FlightTimeout, ModeChangeError
 from flight.events import EventKind
 from flight.link import mav
@@ -34,7 +35,6 @@ class Action:
         Stick-following modes (LOITER, CIRCLE, ...) need `attended=True`: they are only safe
         with a pilot on the sticks.
         """
-        from flight.vehicle import COPTER_MODES
         v = self._v
         name = mode.upper()
         if name not in COPTER_MODES:
@@ -206,9 +206,8 @@ class Action:
 
     async def goto(self, lat: float, lon: float, alt_m: float, *, speed_m_s: float = -1.0) -> None:
         """Fly to a point and hold there: DO_REPOSITION by COMMAND_INT (ArduCopter refuses it by COMMAND_LONG)."""
-        from flight.vehicle import COPTER_MODES
         v = self._v
-        v.note_commanded_mode(COPTER_MODES["GUIDED"])
+        v.note_commanded_mode(CopterMode.GUIDED)
         await v.command_int(mav.MAV_CMD_DO_REPOSITION, params=(speed_m_s, mav.MAV_DO_REPOSITION_FLAGS_CHANGE_MODE, 0,
                                                                float("nan")),
                             lat=lat, lon=lon, alt_m=alt_m, what=f"reposition to {lat:.6f},{lon:.6f}")

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from common.modes import RETURN_MODES, mode_name, mode_number
 from common.values import Pose
 from flight.config import FlightConfig
 from flight.errors import (MAV_RESULT_NAMES, CommandRejected, FlightError, FlightTimeout, LinkError, LinkLostError)
@@ -31,15 +32,6 @@ if TYPE_CHECKING:
     from flight.avoidance import FenceAvoidance
 
 log = logging.getLogger(__name__)
-
-# ArduCopter custom_mode numbers.
-COPTER_MODES: dict[str, int] = {
-    "STABILIZE": 0, "ACRO": 1, "ALT_HOLD": 2, "AUTO": 3, "GUIDED": 4, "LOITER": 5, "RTL": 6,
-    "CIRCLE": 7, "LAND": 9, "DRIFT": 11, "SPORT": 13, "FLIP": 14, "AUTOTUNE": 15, "POSHOLD": 16,
-    "BRAKE": 17, "THROW": 18, "AVOID_ADSB": 19, "GUIDED_NOGPS": 20, "SMART_RTL": 21,
-    "FLOWHOLD": 22, "FOLLOW": 23, "ZIGZAG": 24, "SYSTEMID": 25, "AUTOROTATE": 26, "AUTO_RTL": 27,
-}
-MODE_NAMES: dict[int, str] = {v: k for k, v in COPTER_MODES.items()}
 
 MAV_SYS_STATUS_PREARM_CHECK = 0x10000000
 # Telemetry groups requested on connect (ArduPilot's REQUEST_DATA_STREAM ids).
@@ -382,7 +374,7 @@ class Vehicle:
         return await self.wait_until(lambda s: s.armable, timeout_s, what="pre-arm checks to pass")
 
     async def wait_mode(self, mode: str, timeout_s: float = 10.0) -> VehicleState:
-        want = COPTER_MODES[mode.upper()]
+        want = mode_number(mode)
         return await self.wait_until(lambda s: s.custom_mode == want, timeout_s, what=f"mode {mode.upper()}")
 
     async def wait_altitude(self, min_m: float, max_m: float = 1e9, timeout_s: float = 60.0,
@@ -488,11 +480,11 @@ class Vehicle:
         if msg.custom_mode != s.custom_mode:
             old = s.mode
             s.custom_mode = msg.custom_mode
-            s.mode = MODE_NAMES.get(msg.custom_mode, f"MODE{msg.custom_mode}")
+            s.mode = mode_name(msg.custom_mode)
             if old != "UNKNOWN":
                 self.emit(EventKind.MODE_CHANGED, f"{old} -> {s.mode}")
                 asked = self._commanded_mode
-                if (s.mode in ("RTL", "LAND", "SMART_RTL") and s.armed
+                if (s.mode in RETURN_MODES and s.armed
                         and (asked is None or asked[0] != msg.custom_mode or time.monotonic() - asked[1] > 30)):
                     self.emit(EventKind.FAILSAFE, f"vehicle switched itself to {s.mode}")
         if armed != s.armed:

@@ -9,7 +9,7 @@ from sim import SimError
 from sim.vehicles.config import FaultConfig, FleetConfig, HomeConfig
 from sim.vehicles.faults import VehicleFaults
 from sim.vehicles.fleet import DEFAULT_HOME, SimulatedFleet
-from sim.vehicles.vehicle import MODE_NAMES, MODE_NUMBERS, SimulatedVehicle, VehicleTruth
+from sim.vehicles.vehicle import SimulatedVehicle, VehicleTruth
 
-__all__ = ["SimulatedFleet", "FleetConfig", "FaultConfig", "HomeConfig", "SimulatedVehicle", "VehicleTruth", "VehicleFaults", "SimError", "MODE_NAMES",
-           "MODE_NUMBERS", "DEFAULT_HOME"]
+__all__ = ["SimulatedFleet", "FleetConfig", "FaultConfig", "HomeConfig", "SimulatedVehicle", "VehicleTruth", "VehicleFaults", "SimError",
+           "DEFAULT_HOME"]

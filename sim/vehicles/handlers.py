@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
+from common.modes import MODE_NAMES, REQUIRES_POSITION
 from sim.vehicles import telemetry
 from sim.vehicles.vehicle import (
     AUTO, FORCE_ARM_MAGIC, FORCE_DISARM_MAGIC, GUIDED, MAV_RESULT_ACCEPTED, MAV_RESULT_DENIED, MAV_RESULT_FAILED,
@@ -390,13 +391,13 @@ def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[flo
 
 
 def _would_accept_mode(v: SimulatedVehicle, mode: int) -> bool:
-    from sim.vehicles.vehicle import _REQUIRES_POSITION, MODE_NAMES, _starts_with_takeoff
+    from sim.vehicles.vehicle import _starts_with_takeoff
 
     if mode not in MODE_NAMES:
         return False
     if not v.armed:
         return True
-    if mode in _REQUIRES_POSITION and not v.position_ok:
+    if mode in REQUIRES_POSITION and not v.position_ok:
         return False
     if mode == AUTO:
         items = v.mission.lists[0]

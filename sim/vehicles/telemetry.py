@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
+from common.modes import GUIDED_FLAG_MODES, CopterMode
+
 if TYPE_CHECKING:
     from sim.vehicles.link import GcsConnection
     from sim.vehicles.vehicle import SimulatedVehicle
@@ -25,16 +27,17 @@ _SENSORS_HEALTH = 1467087919
 _FLIGHT_SW_VERSION = 67633152  # 4.8.0-dev
 _CUSTOM_VERSION = [54, 52, 97, 57, 99, 55, 56, 55]  # "64a9c787"
 
+# modes that land and disarm by themselves: on the ground afterwards the position controller is off
+_LANDS_ITSELF = (CopterMode.AUTO, CopterMode.RTL, CopterMode.LAND, CopterMode.SMART_RTL, CopterMode.AUTO_RTL)
+
 
 def heartbeat(v: SimulatedVehicle) -> M.MAVLink_message:
-    from sim.vehicles.vehicle import _GUIDED_FLAG_MODES
-
     if v.booting:
         base, status = 89, M.MAV_STATE_BOOT
     else:
         # GUIDED_ENABLED mirrors "position controller active": true in position modes, but not
         # once RTL/LAND/AUTO have landed and disarmed (both traces: RTL disarmed -> 81)
-        pos_active = v.mode in _GUIDED_FLAG_MODES and (v.armed or v.mode not in (3, 6, 9, 21, 27))
+        pos_active = v.mode in GUIDED_FLAG_MODES and (v.armed or v.mode not in _LANDS_ITSELF)
         base = 81 | (8 if pos_active else 0)
         if v.fs_gcs or v.fs_battery_low or v.fs_battery_crit:
             status = M.MAV_STATE_CRITICAL

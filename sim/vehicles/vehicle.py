@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
 from common.geo import LocalFrame
+from common.modes import MANUAL_THROTTLE, MODE_NAMES, NOT_ARMABLE, REQUIRES_POSITION, CopterMode
 from common.values import Pose
 from sim.vehicles import failsafes, telemetry
 from sim.vehicles.avoidance import ERROR_REPORT_PERIOD_S, OA_DIJKSTRA_TYPES, DijkstraPlanner
@@ -27,20 +28,9 @@ from sim.vehicles.physics import Battery, Kinematics
 if TYPE_CHECKING:
     from sim.vehicles.link import GcsConnection
 
-# ---- ArduCopter mode numbers (custom_mode) and names as ArduCopter prints them
-MODE_NAMES: dict[int, str] = {
-    0: "STABILIZE", 1: "ACRO", 2: "ALT_HOLD", 3: "AUTO", 4: "GUIDED", 5: "LOITER", 6: "RTL", 7: "CIRCLE",
-    9: "LAND", 11: "DRIFT", 13: "SPORT", 14: "FLIP", 15: "AUTOTUNE", 16: "POSHOLD", 17: "BRAKE",
-    18: "THROW", 19: "AVOID_ADSB", 20: "GUIDED_NOGPS", 21: "SMART_RTL", 22: "FLOWHOLD", 23: "FOLLOW",
-    24: "ZIGZAG", 25: "SYSTEMID", 26: "AUTOROTATE", 27: "AUTO_RTL", 28: "TURTLE",
-}
-MODE_NUMBERS = {v: k for k, v in MODE_NAMES.items()}
-STABILIZE, AUTO, GUIDED, LOITER, RTL, CIRCLE, LAND, BRAKE, SMART_RTL = 0, 3, 4, 5, 6, 7, 9, 17, 21
-# modes that set MAV_MODE_FLAG_GUIDED_ENABLED in HEARTBEAT.base_mode (Copter GCS_Mavlink.cpp)
-_GUIDED_FLAG_MODES = {AUTO, 27, RTL, LOITER, 19, 23, GUIDED, CIRCLE, 16, BRAKE, SMART_RTL}
-_REQUIRES_POSITION = {AUTO, GUIDED, LOITER, RTL, CIRCLE, 16, 11, BRAKE, SMART_RTL, 23, 24, 27, 13}
-_NOT_ARMABLE = {AUTO, RTL, LAND, SMART_RTL, 27, CIRCLE, 18}
-_MANUAL_THROTTLE = {STABILIZE, 1, 2, LOITER, CIRCLE, 11, 13, 16, 22, 24, 20}
+STABILIZE, AUTO, GUIDED, RTL, CIRCLE, LAND, BRAKE, SMART_RTL = (
+    CopterMode.STABILIZE, CopterMode.AUTO, CopterMode.GUIDED, CopterMode.RTL, CopterMode.CIRCLE, CopterMode.LAND,
+    CopterMode.BRAKE, CopterMode.SMART_RTL)
 
 SEV_CRITICAL, SEV_WARNING, SEV_NOTICE, SEV_INFO, SEV_DEBUG = 2, 4, 5, 6, 7
 FORCE_ARM_MAGIC, FORCE_DISARM_MAGIC = 2989, 21196
@@ -816,7 +806,7 @@ class SimulatedVehicle:
         if self.armed:
             return MAV_RESULT_ACCEPTED, []
         if not force:
-            if self.mode in _NOT_ARMABLE:
+            if self.mode in NOT_ARMABLE:
                 return MAV_RESULT_FAILED, ["Arm: Mode not armable"]
             reasons = self.arming_failures()
             if reasons:
@@ -830,7 +820,7 @@ class SimulatedVehicle:
             self.home_lat, self.home_lon = lat, lon
             self.home_set = True
         e, n = self.est_en()
-        self.nav = _Nav("idle", e, n, 0.0) if self.mode not in _MANUAL_THROTTLE else _Nav("manual", e, n, 0.0)
+        self.nav = _Nav("idle", e, n, 0.0) if self.mode not in MANUAL_THROTTLE else _Nav("manual", e, n, 0.0)
         return MAV_RESULT_ACCEPTED, []
 
     def start_takeoff_spool(self) -> None:
@@ -869,7 +859,7 @@ class SimulatedVehicle:
             return True
         name = MODE_NAMES[mode]
         if self.armed:
-            if mode in _REQUIRES_POSITION and not self.position_ok:
+            if mode in REQUIRES_POSITION and not self.position_ok:
                 self.send_text(SEV_WARNING, f"Mode change to {name} failed: requires position")
                 return False
             if mode == AUTO:
