@@ -60,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", help="the run directory (holds events.sqlite)")
     rep.set_defaults(func=cmd_report)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real missing dependency, not a package not written yet
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

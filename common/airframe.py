@@ -3,7 +3,8 @@
 One profile is shared by the planner (how long a sortie may be), `patrol fly` / `Fleet` /
 `patrol run` (does this sortie fit the battery before arming) and the simulator (what its
 vehicles draw). Defaults: a 13 000 mAh pack drawn at 31.2 A cruising at 10 m/s (520 mAh/min,
-25 min) and 29 A hovering, as ArduPilot's SITL quad draws (BEHAVIOUR.md), 20 % kept in reserve.
+25 min) and 29 A hovering, as ArduPilot's SITL quad draws (../shared/ardupilot/BEHAVIOUR.md),
+20 % kept in reserve.
 
 >>> p = AirframeProfile()
 >>> p.endurance_min, p.sortie_budget_s, p.usable_mah

@@ -60,9 +60,6 @@ CREATE TABLE IF NOT EXISTS units (
 );
 """
 
-OPEN_ALERT_STATES = ("issued", "accepted", "arrived")
-
-
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     seq: int

@@ -225,13 +225,6 @@ class AlertMessage(Strict):
                    snapshot=base64.b64encode(snapshot_jpeg).decode() if snapshot_jpeg else None,
                    unconfirmed=alert.unconfirmed, text=alert.text)
 
-    def to_alert(self) -> Alert:
-        return Alert(alert_id=self.alert_id, unit_id=self.unit_id,
-                     incident=self.incident.to_incident(self.snapshot_bytes()), distance_m=self.distance_m,
-                     eta_s=self.eta_s, bearing_deg=self.bearing_deg, priority=self.priority,
-                     issued_at_s=self.issued_at, expires_at_s=self.expires_at, unconfirmed=self.unconfirmed,
-                     text=self.text)
-
     def snapshot_bytes(self) -> bytes | None:
         return base64.b64decode(self.snapshot) if self.snapshot else None
 

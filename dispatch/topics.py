@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from dispatch.errors import DispatchError
 
-API_VERSION = "1"
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _ID_RE = re.compile(ID_PATTERN)
 

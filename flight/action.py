@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 PILOT_MODES = {"STABILIZE", "ACRO", "ALT_HOLD", "LOITER", "CIRCLE", "POSHOLD", "SPORT", "DRIFT", "FLOWHOLD"}
 
 
-# what ArduPilot says first when it starts (BEHAVIOUR.md start-up texts)
+# what ArduPilot says first when it starts (../shared/ardupilot/BEHAVIOUR.md start-up texts)
 _BOOT_TEXTS = ("Calibrating barometer", "ArduPilot Ready", "Barometer 1 calibration complete", "Initialising")
 
 

@@ -159,10 +159,6 @@ class MavlinkLink:
         self.frames_dropped = 0  # frames not sent because the TCP backlog was full
         self._backlog = bytearray()  # TCP bytes accepted by write() but not yet taken by the kernel
 
-    @property
-    def is_open(self) -> bool:
-        return self._conn is not None
-
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._closing = False

@@ -97,12 +97,6 @@ class VehicleState:
             return bool(self.sensors_health & MAV_SYS_STATUS_PREARM_CHECK)
         return self.gps_fix_type >= 3 and self.home is not None
 
-    @property
-    def on_ground(self) -> bool:
-        if self.landed_state:
-            return self.landed_state == 1
-        return not self.armed
-
     def reasons(self, since_s: float = 0.0, limit: int = 4) -> tuple[str, ...]:
         """The vehicle's recent warning texts (pre-arm, failsafe, errors), newest last, de-duplicated."""
         out: list[str] = []

@@ -1,5 +1,5 @@
 """A minimal ArduCopter stand-in for protocol tests: heartbeat, position, parameters, modes and the
-mission protocol answered the way BEHAVIOUR.md records a real ArduCopter answering (MISSION_REQUEST,
+mission protocol answered the way ../shared/ardupilot/BEHAVIOUR.md records a real ArduCopter answering (MISSION_REQUEST,
 INVALID_SEQUENCE for an unexpected item, home rewritten on download, each item acked and kept as
 common.ardupilot_storage says ArduCopter does), with packet loss in both directions.
 

@@ -1,7 +1,7 @@
 """Flight procedures against the built-in simulator (sim/vehicles), sped up 10x.
 
 Each test reads as what an operator does and what the vehicle must do in answer; the vehicle's
-side follows real ArduCopter (BEHAVIOUR.md), so the same procedures run against SITL
+side follows real ArduCopter (../shared/ardupilot/BEHAVIOUR.md), so the same procedures run against SITL
 (test_sitl.py) when ARDUPILOT_SITL is set.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Mission transfer, parameters and command refusals against a peer whose packet loss we control
-(tests/flight/fake_autopilot.py answers the way a real ArduCopter does, per BEHAVIOUR.md)."""
+(tests/flight/fake_autopilot.py answers the way a real ArduCopter does, per ../shared/ardupilot/BEHAVIOUR.md)."""
 from __future__ import annotations
 
 import asyncio
