@@ -17,6 +17,7 @@ from common.values import MAV_CMD_NAV_LAND, MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_CM
 from flight.errors import EnergyShortfall, FlightError, FlightTimeout, SortieAborted
 from flight.events import EventKind
 from flight.safety import EnergyWatch, sortie_energy
+from flight.sortie_phases import TRANSITIONS, Facts, Phase, next_transition
 
 if TYPE_CHECKING:
     from flight.vehicle import Vehicle
@@ -80,119 +81,188 @@ async def fly_sortie(vehicle: "Vehicle", mission: Mission, *, progress: Progress
     if verify_only:
         return report
 
-    timeout_s = timeout_s or v.config.sortie_timeout_s
-    last = mission.items[-1].command
-    ends_home = last in (MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_CMD_NAV_LAND)
-    events = v.events()
-    started = time.monotonic()
-    battery0: float | None = None
-    takeover: asyncio.Task | None = None  # our routed return replacing a vehicle failsafe RTL
-    failsafe_rtl = False  # a failsafe was reported: is its RTL to be routed?
+    run = _SortieRun(v, mission, say, report, timeout_s or v.config.sortie_timeout_s)
     try:
-        alt = takeoff_alt_m(mission, v.config.takeoff_alt_m)
-        say(f"{v.drone_id}: arming (waiting for pre-arm checks)")
+        await run.fly()
+        return report
+    finally:
+        run.close()
+
+
+class _SortieRun:
+    """One sortie from arming to landing, driven through the phases of flight/sortie_phases.py:
+    each pass observes the vehicle, condenses it into Facts and takes what the table says."""
+
+    def __init__(self, v: "Vehicle", mission: Mission, say: Progress, report: SortieReport, timeout_s: float):
+        self.v, self.mission, self.say, self.report, self.timeout_s = v, mission, say, report, timeout_s
+        self.n = len(mission.items)
+        self.last = mission.items[-1].command
+        self.ends_home = self.last in (MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_CMD_NAV_LAND)
+        self.events = v.events()
+        self.started = time.monotonic()
+        self.phase = Phase.CLIMB
+        self.takeover: asyncio.Task | None = None  # our routed return replacing the vehicle's own RTL
+        self.failsafe_pending = False  # a failsafe was reported: is its RTL to be routed?
+        self.rtl_sent = False
+        self.aborted: str | None = None
+        self.max_seq = 0
+        self.auto_at = 0.0
+
+    async def fly(self) -> None:
+        v, n, report = self.v, self.n, self.report
+        battery0: float | None = None
+        alt = takeoff_alt_m(self.mission, v.config.takeoff_alt_m)
+        self.say(f"{v.drone_id}: arming (waiting for pre-arm checks)")
         # GUIDED before arming: a vehicle that ended its last sortie in AUTO refuses to arm
         # there ("Arm: Mode not armable").
         await v.action.set_mode("GUIDED")
         await v.action.arm()
         battery0 = v.state.battery_remaining_pct
-        say(f"{v.drone_id}: armed; taking off to {alt:.0f} m")
+        self.say(f"{v.drone_id}: armed; taking off to {alt:.0f} m")
         v.retask.pending_seq = 1  # an overwatch during the climb resumes the sortie from item 1
         try:
             await v.action.takeoff(alt, wait=False)
             await _wait_climb_or_retask(v, alt)
-            if v.retask.active is None:
-                if v.state.mission_seq > 1:
-                    await v.mission.set_current(1)
-                await v.action.start_mission()
-                say(f"{v.drone_id}: AUTO, flying {n - 1} items")
-            else:
-                say(f"{v.drone_id}: retasked while taking off; the sortie starts when the overwatch ends")
+            await self.take_transitions()
         finally:
             v.retask.pending_seq = None
-        auto_at = time.time()  # mode changes before this were ours and are already said
-        aborted: str | None = None
-        max_seq = 0
-        rtl_sent = False
+        self.auto_at = time.time()  # mode changes before this were ours and are already said
         async with EnergyWatch(v):
-            while True:
-                ev = await _next_event(events, v, "during the sortie")
-                s = v.state
-                if s.pose is not None:
-                    report.max_alt_m = max(report.max_alt_m, s.pose.alt_rel_m)
-                if s.mode == "AUTO":
-                    max_seq = max(max_seq, s.mission_seq)
-                if ev is not None:
-                    batt = f"{s.battery_remaining_pct:.0f} %" if s.battery_remaining_pct is not None else "?"
-                    alt_now = f"{s.pose.alt_rel_m:.1f} m" if s.pose else "?"
-                    if ev.kind == EventKind.ITEM_REACHED and ev.seq is not None:
-                        report.items_reached = max(report.items_reached, ev.seq)
-                        say(f"{v.drone_id}: item {ev.seq}/{n - 1} reached, alt {alt_now}, battery {batt}")
-                    elif ev.kind in (EventKind.FAILSAFE, EventKind.LOW_BATTERY, EventKind.LINK_LOST,
-                                     EventKind.LINK_REGAINED):
-                        report.incidents.append(f"{ev.kind.value}: {ev.detail}")
-                        say(f"{v.drone_id}: {ev.kind.value}: {ev.detail}")
-                        if ev.kind in (EventKind.FAILSAFE, EventKind.LOW_BATTERY) and aborted is None \
-                                and max_seq < n - 1:
-                            aborted = ev.detail
-                        if ev.kind == EventKind.FAILSAFE:
-                            failsafe_rtl = True  # looked at below, once any routed return of ours gave way
-                    elif ev.kind == EventKind.MODE_CHANGED and ev.time_s >= auto_at:
-                        say(f"{v.drone_id}: mode {ev.detail}")
-                if failsafe_rtl and (takeover is None or takeover.done()) and s.mode not in ("AUTO", "GUIDED"):
-                    failsafe_rtl = False  # decided once the failsafe's own mode shows
-                    # A routed return of ours that gave way to this failsafe returned None; one that
-                    # found no way round returned () and its plain RTL stands.
-                    if (takeover is None or takeover.result() is None) and _needs_routed_return(v):
-                        # the vehicle's own RTL would fly straight through a no-fly zone
-                        say(f"{v.drone_id}: taking over the failsafe return to route it round the no-fly zones")
-                        takeover = asyncio.create_task(_routed_return(v), name=f"{v.drone_id}-routed-return")
-                if takeover is None and last == MAV_CMD_NAV_RETURN_TO_LAUNCH and s.mode == "AUTO" \
-                        and s.mission_seq == n - 1 and _return_crosses_no_fly(v):
-                    # the mission's own RTL item flies the straight line home
-                    say(f"{v.drone_id}: the mission's return would cross a no-fly zone; flying it round")
-                    takeover = asyncio.create_task(_routed_return(v), name=f"{v.drone_id}-routed-return")
-                if not ends_home and not rtl_sent and (s.last_reached_seq >= n - 1):
-                    say(f"{v.drone_id}: last item reached; returning to launch")
-                    rtl_sent = True
-                    if _return_crosses_no_fly(v):
-                        takeover = takeover or asyncio.create_task(_routed_return(v), name=f"{v.drone_id}-routed-return")
-                    else:
-                        await v.action.rtl()
-                if s.link_ok and not s.armed:
-                    break
-                if time.monotonic() - started > timeout_s:
-                    # a return round the zones is flown to its RTL before we give up on the sortie
-                    # (cancelled half-way it would leave the drone hovering in GUIDED)
-                    if takeover is not None:
-                        await takeover
-                    elif _return_crosses_no_fly(v):
-                        await _routed_return(v)
-                    else:
-                        await v.action.rtl()
-                    say(f"{v.drone_id}: sortie took longer than {timeout_s:.0f} s; returning, watching until it "
-                        f"has landed")
-                    await stay_until_landed(v, say, events)
-                    raise SortieAborted(f"sortie took longer than {timeout_s:.0f} s; RTL commanded, landed",
-                                        drone_id=v.drone_id, reasons=v.state.reasons(limit=3))
-        report.duration_s = time.monotonic() - started
+            while self.phase is not Phase.LANDED:
+                self.note(await _next_event(self.events, v, "during the sortie"))
+                await self.take_transitions()
+        report.duration_s = time.monotonic() - self.started
         if battery0 is not None and v.state.battery_remaining_pct is not None:
             report.battery_used_pct = battery0 - v.state.battery_remaining_pct
-        flown = (max_seq >= n - 1 if ends_home else v.state.last_reached_seq >= n - 1) or report.items_reached >= n - 1
-        if ends_home and max_seq >= n - 1:
+        max_seq = self.max_seq
+        flown = (max_seq >= n - 1 if self.ends_home else v.state.last_reached_seq >= n - 1) \
+            or report.items_reached >= n - 1
+        if self.ends_home and max_seq >= n - 1:
             report.items_reached = n - 1
-        report.flown = flown and aborted is None
+        report.flown = flown and self.aborted is None
         if not report.flown:
-            why = aborted or f"landed after item {max(max_seq - 1, report.items_reached)} of {n - 1}"
-            raise SortieAborted(f"sortie {mission.name!r} not completed: {why}", drone_id=v.drone_id,
+            why = self.aborted or f"landed after item {max(max_seq - 1, report.items_reached)} of {n - 1}"
+            raise SortieAborted(f"sortie {self.mission.name!r} not completed: {why}", drone_id=v.drone_id,
                                 reasons=v.state.reasons(limit=3))
         v.emit(EventKind.SORTIE_DONE, report.summary())
-        say(report.summary())
-        return report
-    finally:
-        events.close()
-        if takeover is not None and not takeover.done():
-            takeover.cancel()  # the vehicle is down (or we gave up on the sortie): nothing left to route
+        self.say(report.summary())
+
+    def close(self) -> None:
+        self.events.close()
+        if self.takeover is not None and not self.takeover.done():
+            self.takeover.cancel()  # the vehicle is down (or we gave up on the sortie): nothing left to route
+
+    # ---- observing ------------------------------------------------------------------------
+    def note(self, ev) -> None:
+        """Keep the report and the pending failsafe up to date with the vehicle's state and event."""
+        v, s, n, report = self.v, self.v.state, self.n, self.report
+        if s.pose is not None:
+            report.max_alt_m = max(report.max_alt_m, s.pose.alt_rel_m)
+        if s.mode == "AUTO":
+            self.max_seq = max(self.max_seq, s.mission_seq)
+        if ev is None:
+            return
+        batt = f"{s.battery_remaining_pct:.0f} %" if s.battery_remaining_pct is not None else "?"
+        alt_now = f"{s.pose.alt_rel_m:.1f} m" if s.pose else "?"
+        if ev.kind == EventKind.ITEM_REACHED and ev.seq is not None:
+            report.items_reached = max(report.items_reached, ev.seq)
+            self.say(f"{v.drone_id}: item {ev.seq}/{n - 1} reached, alt {alt_now}, battery {batt}")
+        elif ev.kind in _INCIDENT_EVENTS:
+            report.incidents.append(f"{ev.kind.value}: {ev.detail}")
+            self.say(f"{v.drone_id}: {ev.kind.value}: {ev.detail}")
+            if ev.kind in (EventKind.FAILSAFE, EventKind.LOW_BATTERY) and self.aborted is None \
+                    and self.max_seq < n - 1:
+                self.aborted = ev.detail
+            if ev.kind == EventKind.FAILSAFE:
+                self.failsafe_pending = True  # decided once any routed return of ours gave way
+        elif ev.kind == EventKind.MODE_CHANGED and ev.time_s >= self.auto_at:
+            self.say(f"{v.drone_id}: mode {ev.detail}")
+
+    def facts(self) -> Facts:
+        v, s, n, takeover = self.v, self.v.state, self.n, self.takeover
+        return Facts(
+            retasked=v.retask.active is not None, in_auto=s.mode == "AUTO",
+            failsafe_pending=self.failsafe_pending, vehicle_returning=s.mode not in ("AUTO", "GUIDED"),
+            routing=takeover is not None and not takeover.done(), routed_before=takeover is not None,
+            routed_gave_way=takeover is not None and takeover.done() and takeover.result() is None,
+            failsafe_return_crosses=_needs_routed_return(v),
+            on_mission_return_crossing=(self.last == MAV_CMD_NAV_RETURN_TO_LAUNCH and s.mode == "AUTO"
+                                        and s.mission_seq == n - 1 and _return_crosses_no_fly(v)),
+            last_item_reached=not self.ends_home and not self.rtl_sent and s.last_reached_seq >= n - 1,
+            return_crosses=_return_crosses_no_fly(v),
+            landed=s.link_ok and not s.armed, timed_out=time.monotonic() - self.started > self.timeout_s)
+
+    async def take_transitions(self) -> None:
+        """Take transitions until none applies (each action changes what the next facts say)."""
+        for _ in range(len(TRANSITIONS)):
+            t = next_transition(self.phase, self.facts())
+            if t is None:
+                return
+            log.debug("%s: %s -> %s (%s)", self.v.drone_id, self.phase.value, t.target.value, t.when)
+            self.phase = t.target
+            if t.action:
+                await getattr(self, t.action)()
+            if self.phase is Phase.LANDED:
+                return
+
+    # ---- what the transitions do ----------------------------------------------------------
+    async def wait_for_overwatch(self) -> None:
+        self.say(f"{self.v.drone_id}: retasked while taking off; the sortie starts when the overwatch ends")
+
+    async def start_mission(self) -> None:
+        v = self.v
+        if v.state.mission_seq > 1:
+            await v.mission.set_current(1)
+        await v.action.start_mission()
+        self.say(f"{v.drone_id}: AUTO, flying {self.n - 1} items")
+
+    async def _route(self) -> None:
+        self.takeover = asyncio.create_task(_routed_return(self.v), name=f"{self.v.drone_id}-routed-return")
+
+    async def route_failsafe_return(self) -> None:
+        self.failsafe_pending = False
+        # the vehicle's own RTL would fly straight through a no-fly zone
+        self.say(f"{self.v.drone_id}: taking over the failsafe return to route it round the no-fly zones")
+        await self._route()
+
+    async def accept_failsafe_return(self) -> None:
+        # A routed return of ours that found no way round returned () and its plain RTL stands.
+        self.failsafe_pending = False
+
+    async def route_mission_return(self) -> None:
+        # the mission's own RTL item flies the straight line home
+        self.say(f"{self.v.drone_id}: the mission's return would cross a no-fly zone; flying it round")
+        await self._route()
+
+    async def route_home(self) -> None:
+        self.say(f"{self.v.drone_id}: last item reached; returning to launch")
+        self.rtl_sent = True
+        if self.takeover is None:
+            await self._route()
+
+    async def command_rtl(self) -> None:
+        self.say(f"{self.v.drone_id}: last item reached; returning to launch")
+        self.rtl_sent = True
+        await self.v.action.rtl()
+
+    async def give_up(self) -> None:
+        # a return round the zones is flown to its RTL before we give up on the sortie
+        # (cancelled half-way it would leave the drone hovering in GUIDED)
+        v, timeout_s = self.v, self.timeout_s
+        if self.takeover is not None:
+            await self.takeover
+        elif _return_crosses_no_fly(v):
+            await _routed_return(v)
+        else:
+            await v.action.rtl()
+        self.say(f"{v.drone_id}: sortie took longer than {timeout_s:.0f} s; returning, watching until it "
+                 f"has landed")
+        await stay_until_landed(v, self.say, self.events)
+        raise SortieAborted(f"sortie took longer than {timeout_s:.0f} s; RTL commanded, landed",
+                            drone_id=v.drone_id, reasons=v.state.reasons(limit=3))
+
+
+_INCIDENT_EVENTS = (EventKind.FAILSAFE, EventKind.LOW_BATTERY, EventKind.LINK_LOST, EventKind.LINK_REGAINED)
 
 
 async def stay_until_landed(v: "Vehicle", say: Progress, events=None, timeout_s: float = 1800.0) -> None:
