@@ -70,17 +70,7 @@ class Fleet:
 
     def events(self) -> EventStream:
         """All vehicles' events merged, in arrival order."""
-        stream = EventStream(self.vehicles[0]._event_queues) if self.vehicles else EventStream([])
-        for v in self.vehicles[1:]:
-            v._event_queues.append(stream._queue)
-        registries = [v._event_queues for v in self.vehicles]
-
-        def close() -> None:
-            for reg in registries:
-                if stream._queue in reg:
-                    reg.remove(stream._queue)
-        stream.close = close  # type: ignore[method-assign]
-        return stream
+        return EventStream(*(v.event_queues for v in self.vehicles))
 
     async def _all(self, what: str, fn) -> dict[str, FlightError]:
         results = await asyncio.gather(*(fn(v) for v in self.vehicles), return_exceptions=True)

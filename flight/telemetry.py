@@ -32,7 +32,7 @@ class Telemetry:
         link losses).
         """
         q: asyncio.Queue = asyncio.Queue()
-        self._v._pose_queues.append(q)
+        self._v.pose_queues.append(q)
         try:
             while True:
                 try:
@@ -44,8 +44,8 @@ class Telemetry:
                     return
                 yield pose
         finally:
-            if q in self._v._pose_queues:
-                self._v._pose_queues.remove(q)
+            if q in self._v.pose_queues:
+                self._v.pose_queues.remove(q)
 
     def events(self):
         return self._v.events()

@@ -139,8 +139,8 @@ class Vehicle:
                                 on_broken=self._link_broken)
         self._subs: dict[str, list[_Subscription]] = {}
         self._state_waiters: list[tuple[Callable[[VehicleState], bool], asyncio.Future]] = []
-        self._event_queues: list[asyncio.Queue] = []
-        self._pose_queues: list[asyncio.Queue] = []
+        self.event_queues: list[asyncio.Queue] = []
+        self.pose_queues: list[asyncio.Queue] = []
         self._tasks: list[asyncio.Task] = []
         self._attitude = (0.0, 0.0, 0.0)
         self._vfr = (0.0, 0.0)
@@ -220,7 +220,7 @@ class Vehicle:
             if not fut.done():
                 fut.set_exception(LinkError("vehicle closed", drone_id=self.drone_id))
         self._state_waiters.clear()
-        for q in self._event_queues + self._pose_queues:
+        for q in self.event_queues + self.pose_queues:
             q.put_nowait(None)
 
     # ---- sending ---------------------------------------------------------------------------
@@ -412,12 +412,12 @@ class Vehicle:
 
     def events(self) -> "EventStream":
         """An async iterator of this vehicle's events from now on (`async for ev in v.events()`)."""
-        return EventStream(self._event_queues)
+        return EventStream(self.event_queues)
 
     def emit(self, kind: EventKind, detail: str = "", seq: int | None = None) -> None:
         ev = VehicleEvent(kind, self.drone_id, time.time(), detail, seq)
         log.info("%s", ev)
-        for q in self._event_queues:
+        for q in self.event_queues:
             q.put_nowait(ev)
 
     def _on_message(self, msg) -> None:
@@ -506,7 +506,7 @@ class Vehicle:
         if s.armed and not s.airborne and s.pose.alt_rel_m > 1.0:
             s.airborne = True
             self.emit(EventKind.TOOK_OFF, f"alt {s.pose.alt_rel_m:.1f} m")
-        for q in self._pose_queues:
+        for q in self.pose_queues:
             if q.qsize() >= 100:  # a slow reader loses the oldest poses, never the newest
                 q.get_nowait()
             q.put_nowait(s.pose)
@@ -630,12 +630,14 @@ _HANDLERS: dict[str, Callable[[Vehicle, object], None]] = {
 
 
 class EventStream:
-    """Async iterator over events; registered at creation so nothing emitted afterwards is missed."""
+    """Async iterator over events; registered at creation so nothing emitted afterwards is missed.
+    With several registries (one per vehicle of a fleet) their events arrive merged."""
 
-    def __init__(self, registry: list[asyncio.Queue]) -> None:
-        self._registry = registry
+    def __init__(self, *registries: list[asyncio.Queue]) -> None:
+        self._registries = registries
         self._queue: asyncio.Queue = asyncio.Queue()
-        registry.append(self._queue)
+        for registry in registries:
+            registry.append(self._queue)
 
     def __aiter__(self) -> "EventStream":
         return self
@@ -654,5 +656,6 @@ class EventStream:
             return None
 
     def close(self) -> None:
-        if self._queue in self._registry:
-            self._registry.remove(self._queue)
+        for registry in self._registries:
+            if self._queue in registry:
+                registry.remove(self._queue)

@@ -24,7 +24,6 @@ ALLOWED: dict[str, int] = {
     "mission_planner/grids.py:load_grids": 27,
     "cycle:vision": 2,  # vision.cli <-> vision.eval
     # flight/ and sim/: being reworked by issue 17 now
-    "sim/vehicles/handlers.py:_run_command": 62,
     "sim/vehicles/vehicle.py": 970,
     "cycle:flight": 8,
     "cycle:sim.vehicles": 7,

@@ -58,7 +58,7 @@ def _gcs(v: SimulatedVehicle, now: float) -> None:
 # ---------------------------------------------------------------- battery
 def _battery(v: SimulatedVehicle, now: float) -> None:
     if not v.armed:
-        v._batt_low_since = v._batt_crit_since = None
+        v.batt_low_since = v.batt_crit_since = None
         return
     p = v.params
     b = v.battery
@@ -75,9 +75,9 @@ def _battery(v: SimulatedVehicle, now: float) -> None:
         return False
 
     crit_mah = p.get("BATT_CRT_MAH")
-    crit = below(p.get("BATT_CRT_VOLT"), "_batt_crit_since") or (crit_mah > 0 and left_mah < crit_mah)
+    crit = below(p.get("BATT_CRT_VOLT"), "batt_crit_since") or (crit_mah > 0 and left_mah < crit_mah)
     low_mah = p.get("BATT_LOW_MAH")
-    low = below(p.get("BATT_LOW_VOLT"), "_batt_low_since") or (low_mah > 0 and left_mah < low_mah)
+    low = below(p.get("BATT_LOW_VOLT"), "batt_low_since") or (low_mah > 0 and left_mah < low_mah)
     if crit and not v.fs_battery_crit:
         v.fs_battery_crit = v.fs_battery_low = True
         _battery_action(v, int(p.get("BATT_FS_CRT_ACT")), "critical", volt, b.consumed_mah)

@@ -194,7 +194,7 @@ class SimulatedFleet:
         # a late tick may fold in at most ~2 ticks of vehicle time (0.25 s at low speedups)
         self.clock = VehicleClock(self.speedup, max_step_s=max(0.25, 2 * PHYSICS_TICK_S(self.speedup) * self.speedup))
         for v in self.vehicles:
-            v._clock = self.clock
+            v.clock = self.clock
         self._task = asyncio.create_task(self._run(), name="sim-fleet-tick")
         return self
 

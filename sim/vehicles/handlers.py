@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
@@ -10,7 +10,7 @@ from common.modes import MODE_NAMES, REQUIRES_POSITION
 from sim.vehicles import telemetry
 from sim.vehicles.vehicle import (
     AUTO, FORCE_ARM_MAGIC, FORCE_DISARM_MAGIC, GUIDED, MAV_RESULT_ACCEPTED, MAV_RESULT_DENIED, MAV_RESULT_FAILED,
-    MAV_RESULT_UNSUPPORTED, SEV_CRITICAL, SEV_INFO, _Nav,
+    MAV_RESULT_UNSUPPORTED, SEV_CRITICAL, SEV_INFO, Nav,
 )
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def _param_request_read(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
         conn.send(mavlink.MAVLink_param_error_message(msg.get_srcSystem(), msg.get_srcComponent(),
                                                       name.encode(), -1, 1))
         return
-    conn.send(v._param_value(name))
+    conn.send(v.param_value(name))
 
 
 def _param_set(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
@@ -91,7 +91,7 @@ def _param_set(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
                                                       name.encode(), -1, 1))
         return
     _param_side_effects(v, name)
-    v.broadcast(v._param_value(name))  # ArduPilot tells every GCS about a change
+    v.broadcast(v.param_value(name))  # ArduPilot tells every GCS about a change
 
 
 def _param_side_effects(v: SimulatedVehicle, wire_name: str) -> None:
@@ -147,7 +147,7 @@ def _set_position_target_global_int(v: SimulatedVehicle, conn: GcsConnection, ms
         alt = _alt_rel(v, msg.coordinate_frame, msg.alt)
         v.guided_goto(lat, lon, alt)
     elif not vel_ignored:
-        v.nav = _Nav("velocity", ve=msg.vy, vn=msg.vx, vu=-msg.vz, until_s=v.now + 3.0)
+        v.nav = Nav("velocity", ve=msg.vy, vn=msg.vx, vu=-msg.vz, until_s=v.now + 3.0)
         v.landed = False if v.kin.up_m > 0.2 or -msg.vz > 0 else v.landed
 
 
@@ -210,188 +210,306 @@ def _on_earth(lat: float, lon: float) -> bool:
     return -90 <= lat <= 90 and -180 <= lon <= 180  # False for NaN too
 
 
-def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[float], is_int: bool, frame: int,
-                 after: list) -> int:
-    if cmd == 400:  # COMPONENT_ARM_DISARM
-        if p[0] == 1:
-            was_armed = v.armed
-            result, texts = v.arm(force=int(p[1]) == FORCE_ARM_MAGIC)
-            if result == MAV_RESULT_ACCEPTED and not was_armed:
-                after.append(v._after_arm)  # no extra HEARTBEAT: the 1 Hz one shows it
-            for text in texts:
-                after.append(lambda t=text: v.send_text(SEV_CRITICAL, t))
-            return result
-        if p[0] == 0:
-            if not v.armed:
-                return MAV_RESULT_ACCEPTED
-            if v.airborne and int(p[1]) != FORCE_DISARM_MAGIC:
-                return MAV_RESULT_FAILED
-            after.append(v.disarm)
-            return MAV_RESULT_ACCEPTED
-        return MAV_RESULT_DENIED
-    if cmd == 176:  # DO_SET_MODE
-        if not (int(p[0]) & mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED):
-            return MAV_RESULT_UNSUPPORTED
-        mode = int(p[1])
-        # ArduPilot acks first, then its HEARTBEAT shows the new mode
-        ok = _would_accept_mode(v, mode)
-        if ok:
-            after.append(lambda: v.set_mode(mode))
-            return MAV_RESULT_ACCEPTED
-        v.set_mode(mode)  # prints the refusal text
-        return MAV_RESULT_FAILED
-    if cmd == 22:  # NAV_TAKEOFF
-        if not v.armed or v.mode != GUIDED or v.airborne:
-            return MAV_RESULT_FAILED
-        alt = p[6]
-        if alt <= 0:
-            return MAV_RESULT_FAILED
-        e, n = v.est_en()
-        v.start_takeoff_spool()
-        v.nav = _Nav("goto", e, n, alt)
-        v._target_info = (*v.est_latlon(), alt)
-        return MAV_RESULT_ACCEPTED
-    if cmd == 300:  # MISSION_START
-        if not v.armed or len(v.mission.lists[0]) <= 1:
-            return MAV_RESULT_FAILED
-        first = int(p[0])
-        if first > 0:
-            v.mission_cur = first
-        if v.mode != AUTO:
-            return MAV_RESULT_ACCEPTED if v.set_mode(AUTO) else MAV_RESULT_FAILED
-        if not v.mission_running:
-            v.mission_running = True
-            v.start_mission_at(max(1, v.mission_cur))
-        return MAV_RESULT_ACCEPTED
-    if cmd == 192:  # DO_REPOSITION: COMMAND_INT only on ArduPilot
-        if not is_int:
-            return MAV_RESULT_UNSUPPORTED
-        change_mode = int(p[1]) & 1
-        if v.mode != GUIDED and not change_mode:
-            return MAV_RESULT_DENIED
-        if not v.home_set:
-            return MAV_RESULT_FAILED
-        lat, lon = _latlon(p, is_int)
-        if not _on_earth(lat, lon):
-            return MAV_RESULT_DENIED
-        alt = _alt_rel(v, frame, p[6])
-        from sim.vehicles import failsafes
-
-        if not failsafes.location_allowed(v, lat, lon, alt):
-            return MAV_RESULT_FAILED
-        if v.mode != GUIDED and not v.set_mode(GUIDED):
-            return MAV_RESULT_FAILED
-        speed = p[0] if p[0] > 0 else None
-        return MAV_RESULT_ACCEPTED if v.guided_goto(lat, lon, alt, speed) else MAV_RESULT_FAILED
-    if cmd in (195, 201):  # DO_SET_ROI_LOCATION / DO_SET_ROI
-        lat, lon = _latlon(p, is_int)
-        if not _on_earth(lat, lon):
-            return MAV_RESULT_DENIED
-        if lat == 0 and lon == 0:
-            v.roi = None
-        else:
-            v.roi = (lat, lon, _alt_rel(v, frame, p[6]))
-        return MAV_RESULT_ACCEPTED
-    if cmd == 197:  # DO_SET_ROI_NONE
-        v.roi = None
-        return MAV_RESULT_ACCEPTED
-    if cmd == 246:  # PREFLIGHT_REBOOT_SHUTDOWN: autopilot reboot (param1 1); refused while armed
-        if int(p[0]) != 1:
-            return MAV_RESULT_UNSUPPORTED
-        if v.armed:
-            return MAV_RESULT_FAILED
-        after.append(v.reboot)
-        return MAV_RESULT_ACCEPTED
-    if cmd == 207:  # DO_FENCE_ENABLE
-        v.fence_enabled_runtime = int(p[0]) == 1
-        v.fence_breaches = 0 if not v.fence_enabled_runtime else v.fence_breaches
-        return MAV_RESULT_ACCEPTED
-    if cmd == 224:  # DO_SET_MISSION_CURRENT: acked first, then the item (re)starts
-        seq = int(p[0])
-        if not 0 <= seq < max(len(v.mission.lists[0]), 1):
-            return MAV_RESULT_FAILED
-        after.append(lambda: _set_mission_current(v, seq))
-        return MAV_RESULT_ACCEPTED
-    if cmd == 178:  # DO_CHANGE_SPEED
-        if p[1] > 0:
-            v.wp_speed_override = p[1]
-        return MAV_RESULT_ACCEPTED
-    if cmd == 20:  # NAV_RETURN_TO_LAUNCH
-        return MAV_RESULT_ACCEPTED if v.set_mode(6) else MAV_RESULT_FAILED
-    if cmd == 21:  # NAV_LAND
-        return MAV_RESULT_ACCEPTED if v.set_mode(9) else MAV_RESULT_FAILED
-    if cmd == 511:  # SET_MESSAGE_INTERVAL
-        mid, interval_us = int(p[0]), p[1]
-        if not telemetry.can_stream(mid):
-            return MAV_RESULT_FAILED
-        if interval_us < 0:
-            telemetry.set_interval(v, conn, mid, None)
-        elif interval_us == 0:
-            telemetry.set_interval(v, conn, mid, telemetry.default_interval(mid))
-        else:
-            telemetry.set_interval(v, conn, mid, interval_us / 1e6)
-        return MAV_RESULT_ACCEPTED
-    if cmd == 510:  # GET_MESSAGE_INTERVAL
-        mid = int(p[0])
-        iv = conn.intervals.get(mid)
-        after.append(lambda: conn.send(mavlink.MAVLink_message_interval_message(
-            mid, -1 if iv is None else int(iv * 1e6))))
-        return MAV_RESULT_ACCEPTED
-    if cmd == 512:  # REQUEST_MESSAGE: the message goes out before the ACK
-        mid = int(p[0])
-        if not telemetry.can_request(mid):
-            return MAV_RESULT_FAILED
-        m = telemetry.build(v, mid, force=True)
-        if m is not None:
-            conn.send(m)
-        return MAV_RESULT_ACCEPTED
-    if cmd == 520:  # REQUEST_AUTOPILOT_CAPABILITIES
-        conn.send(telemetry.autopilot_version(v))
-        return MAV_RESULT_ACCEPTED
-    if cmd == 410:  # GET_HOME_POSITION
-        if v.home_set:
-            conn.send(telemetry.home_position(v))
-            return MAV_RESULT_ACCEPTED
-        return MAV_RESULT_FAILED
-    if cmd == 179:  # DO_SET_HOME
-        if int(p[0]) == 1:
-            if not v.position_ok:
-                return MAV_RESULT_FAILED
-            v.home_lat, v.home_lon = v.est_latlon()
-        else:
-            lat, lon = _latlon(p, is_int)
-            if not _on_earth(lat, lon):  # as ArduPilot's set_home: a home it cannot fly to is refused
-                return MAV_RESULT_DENIED
-            v.home_lat, v.home_lon = lat, lon
-            if frame in (0, 5):
-                v.home_alt_msl = p[6]
-        v.home_set = True
-        after.append(lambda: v.broadcast(telemetry.home_position(v)))
-        return MAV_RESULT_ACCEPTED
-    if cmd == 193:  # DO_PAUSE_CONTINUE: AUTO only; pause holds position, continue resumes the item
-        if v.mode != AUTO or not v.armed:
-            return MAV_RESULT_FAILED
-        if int(p[0]) == 0:
-            e, n = v.est_en()
-            v.mission_running = False
-            v.nav = _Nav("hold", e, n, v.kin.up_m)
-        else:
-            v.mission_running = True
-            v.start_mission_at(max(1, v.mission_cur))
-        return MAV_RESULT_ACCEPTED
-    if cmd == 115:  # CONDITION_YAW: param1 angle, param4 1 = relative
+def _cmd_component_arm_disarm(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                              after: list) -> int:
+    """COMPONENT_ARM_DISARM."""
+    if p[0] == 1:
+        was_armed = v.armed
+        result, texts = v.arm(force=int(p[1]) == FORCE_ARM_MAGIC)
+        if result == MAV_RESULT_ACCEPTED and not was_armed:
+            after.append(v.after_arm)  # no extra HEARTBEAT: the 1 Hz one shows it
+        for text in texts:
+            after.append(lambda t=text: v.send_text(SEV_CRITICAL, t))
+        return result
+    if p[0] == 0:
         if not v.armed:
+            return MAV_RESULT_ACCEPTED
+        if v.airborne and int(p[1]) != FORCE_DISARM_MAGIC:
             return MAV_RESULT_FAILED
-        v.kin.yaw_deg = (v.kin.yaw_deg + p[0] * (1 if p[2] >= 0 else -1)) % 360 if int(p[3]) == 1 else p[0] % 360
-        v.roi = None
+        after.append(v.disarm)
         return MAV_RESULT_ACCEPTED
-    if cmd == 34:  # DO_ORBIT: not on Copter
+    return MAV_RESULT_DENIED
+
+
+def _cmd_do_set_mode(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                     after: list) -> int:
+    """DO_SET_MODE."""
+    if not (int(p[0]) & mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED):
         return MAV_RESULT_UNSUPPORTED
+    mode = int(p[1])
+    # ArduPilot acks first, then its HEARTBEAT shows the new mode
+    ok = _would_accept_mode(v, mode)
+    if ok:
+        after.append(lambda: v.set_mode(mode))
+        return MAV_RESULT_ACCEPTED
+    v.set_mode(mode)  # prints the refusal text
+    return MAV_RESULT_FAILED
+
+
+def _cmd_nav_takeoff(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                     after: list) -> int:
+    """NAV_TAKEOFF."""
+    if not v.armed or v.mode != GUIDED or v.airborne:
+        return MAV_RESULT_FAILED
+    alt = p[6]
+    if alt <= 0:
+        return MAV_RESULT_FAILED
+    e, n = v.est_en()
+    v.start_takeoff_spool()
+    v.nav = Nav("goto", e, n, alt)
+    v.target_info = (*v.est_latlon(), alt)
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_mission_start(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                       after: list) -> int:
+    """MISSION_START."""
+    if not v.armed or len(v.mission.lists[0]) <= 1:
+        return MAV_RESULT_FAILED
+    first = int(p[0])
+    if first > 0:
+        v.mission_cur = first
+    if v.mode != AUTO:
+        return MAV_RESULT_ACCEPTED if v.set_mode(AUTO) else MAV_RESULT_FAILED
+    if not v.mission_running:
+        v.mission_running = True
+        v.start_mission_at(max(1, v.mission_cur))
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_do_reposition(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                       after: list) -> int:
+    """DO_REPOSITION: COMMAND_INT only on ArduPilot."""
+    if not is_int:
+        return MAV_RESULT_UNSUPPORTED
+    change_mode = int(p[1]) & 1
+    if v.mode != GUIDED and not change_mode:
+        return MAV_RESULT_DENIED
+    if not v.home_set:
+        return MAV_RESULT_FAILED
+    lat, lon = _latlon(p, is_int)
+    if not _on_earth(lat, lon):
+        return MAV_RESULT_DENIED
+    alt = _alt_rel(v, frame, p[6])
+    from sim.vehicles import failsafes
+
+    if not failsafes.location_allowed(v, lat, lon, alt):
+        return MAV_RESULT_FAILED
+    if v.mode != GUIDED and not v.set_mode(GUIDED):
+        return MAV_RESULT_FAILED
+    speed = p[0] if p[0] > 0 else None
+    return MAV_RESULT_ACCEPTED if v.guided_goto(lat, lon, alt, speed) else MAV_RESULT_FAILED
+
+
+def _cmd_do_set_roi_location(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                             after: list) -> int:
+    """DO_SET_ROI_LOCATION / DO_SET_ROI."""
+    lat, lon = _latlon(p, is_int)
+    if not _on_earth(lat, lon):
+        return MAV_RESULT_DENIED
+    if lat == 0 and lon == 0:
+        v.roi = None
+    else:
+        v.roi = (lat, lon, _alt_rel(v, frame, p[6]))
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_do_set_roi_none(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                         after: list) -> int:
+    """DO_SET_ROI_NONE."""
+    v.roi = None
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_preflight_reboot_shutdown(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                                   after: list) -> int:
+    """PREFLIGHT_REBOOT_SHUTDOWN: autopilot reboot (param1 1); refused while armed."""
+    if int(p[0]) != 1:
+        return MAV_RESULT_UNSUPPORTED
+    if v.armed:
+        return MAV_RESULT_FAILED
+    after.append(v.reboot)
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_do_fence_enable(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                         after: list) -> int:
+    """DO_FENCE_ENABLE."""
+    v.fence_enabled_runtime = int(p[0]) == 1
+    v.fence_breaches = 0 if not v.fence_enabled_runtime else v.fence_breaches
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_do_set_mission_current(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                                after: list) -> int:
+    """DO_SET_MISSION_CURRENT: acked first, then the item (re)starts."""
+    seq = int(p[0])
+    if not 0 <= seq < max(len(v.mission.lists[0]), 1):
+        return MAV_RESULT_FAILED
+    after.append(lambda: _set_mission_current(v, seq))
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_do_change_speed(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                         after: list) -> int:
+    """DO_CHANGE_SPEED."""
+    if p[1] > 0:
+        v.wp_speed_override = p[1]
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_nav_return_to_launch(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                              after: list) -> int:
+    """NAV_RETURN_TO_LAUNCH."""
+    return MAV_RESULT_ACCEPTED if v.set_mode(6) else MAV_RESULT_FAILED
+
+
+def _cmd_nav_land(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                  after: list) -> int:
+    """NAV_LAND."""
+    return MAV_RESULT_ACCEPTED if v.set_mode(9) else MAV_RESULT_FAILED
+
+
+def _cmd_set_message_interval(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                              after: list) -> int:
+    """SET_MESSAGE_INTERVAL."""
+    mid, interval_us = int(p[0]), p[1]
+    if not telemetry.can_stream(mid):
+        return MAV_RESULT_FAILED
+    if interval_us < 0:
+        telemetry.set_interval(v, conn, mid, None)
+    elif interval_us == 0:
+        telemetry.set_interval(v, conn, mid, telemetry.default_interval(mid))
+    else:
+        telemetry.set_interval(v, conn, mid, interval_us / 1e6)
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_get_message_interval(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                              after: list) -> int:
+    """GET_MESSAGE_INTERVAL."""
+    mid = int(p[0])
+    iv = conn.intervals.get(mid)
+    after.append(lambda: conn.send(mavlink.MAVLink_message_interval_message(
+        mid, -1 if iv is None else int(iv * 1e6))))
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_request_message(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                         after: list) -> int:
+    """REQUEST_MESSAGE: the message goes out before the ACK."""
+    mid = int(p[0])
+    if not telemetry.can_request(mid):
+        return MAV_RESULT_FAILED
+    m = telemetry.build(v, mid, force=True)
+    if m is not None:
+        conn.send(m)
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_request_autopilot_capabilities(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                                        after: list) -> int:
+    """REQUEST_AUTOPILOT_CAPABILITIES."""
+    conn.send(telemetry.autopilot_version(v))
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_get_home_position(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                           after: list) -> int:
+    """GET_HOME_POSITION."""
+    if v.home_set:
+        conn.send(telemetry.home_position(v))
+        return MAV_RESULT_ACCEPTED
+    return MAV_RESULT_FAILED
+
+
+def _cmd_do_set_home(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                     after: list) -> int:
+    """DO_SET_HOME."""
+    if int(p[0]) == 1:
+        if not v.position_ok:
+            return MAV_RESULT_FAILED
+        v.home_lat, v.home_lon = v.est_latlon()
+    else:
+        lat, lon = _latlon(p, is_int)
+        if not _on_earth(lat, lon):  # as ArduPilot's set_home: a home it cannot fly to is refused
+            return MAV_RESULT_DENIED
+        v.home_lat, v.home_lon = lat, lon
+        if frame in (0, 5):
+            v.home_alt_msl = p[6]
+    v.home_set = True
+    after.append(lambda: v.broadcast(telemetry.home_position(v)))
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_do_pause_continue(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                           after: list) -> int:
+    """DO_PAUSE_CONTINUE: AUTO only; pause holds position, continue resumes the item."""
+    if v.mode != AUTO or not v.armed:
+        return MAV_RESULT_FAILED
+    if int(p[0]) == 0:
+        e, n = v.est_en()
+        v.mission_running = False
+        v.nav = Nav("hold", e, n, v.kin.up_m)
+    else:
+        v.mission_running = True
+        v.start_mission_at(max(1, v.mission_cur))
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_condition_yaw(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                       after: list) -> int:
+    """CONDITION_YAW: param1 angle, param4 1 = relative."""
+    if not v.armed:
+        return MAV_RESULT_FAILED
+    v.kin.yaw_deg = (v.kin.yaw_deg + p[0] * (1 if p[2] >= 0 else -1)) % 360 if int(p[3]) == 1 else p[0] % 360
+    v.roi = None
+    return MAV_RESULT_ACCEPTED
+
+
+def _cmd_do_orbit(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+                  after: list) -> int:
+    """DO_ORBIT: not on Copter."""
     return MAV_RESULT_UNSUPPORTED
 
 
+# MAV_CMD -> what the vehicle does with it, as COMMAND_LONG or COMMAND_INT: each returns the
+# MAV_RESULT and appends to `after` what ArduPilot sends after the ACK. Not listed: UNSUPPORTED.
+COMMANDS: dict[int, Callable[..., int]] = {
+    400: _cmd_component_arm_disarm,
+    176: _cmd_do_set_mode,
+    22: _cmd_nav_takeoff,
+    300: _cmd_mission_start,
+    192: _cmd_do_reposition,
+    195: _cmd_do_set_roi_location,
+    201: _cmd_do_set_roi_location,
+    197: _cmd_do_set_roi_none,
+    246: _cmd_preflight_reboot_shutdown,
+    207: _cmd_do_fence_enable,
+    224: _cmd_do_set_mission_current,
+    178: _cmd_do_change_speed,
+    20: _cmd_nav_return_to_launch,
+    21: _cmd_nav_land,
+    511: _cmd_set_message_interval,
+    510: _cmd_get_message_interval,
+    512: _cmd_request_message,
+    520: _cmd_request_autopilot_capabilities,
+    410: _cmd_get_home_position,
+    179: _cmd_do_set_home,
+    193: _cmd_do_pause_continue,
+    115: _cmd_condition_yaw,
+    34: _cmd_do_orbit,
+}
+
+
+def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[float], is_int: bool, frame: int,
+                 after: list) -> int:
+    run = COMMANDS.get(cmd)
+    return run(v, conn, p, is_int, frame, after) if run is not None else MAV_RESULT_UNSUPPORTED
+
+
 def _would_accept_mode(v: SimulatedVehicle, mode: int) -> bool:
-    from sim.vehicles.vehicle import _starts_with_takeoff
+    from sim.vehicles.vehicle import starts_with_takeoff
 
     if mode not in MODE_NAMES:
         return False
@@ -401,7 +519,7 @@ def _would_accept_mode(v: SimulatedVehicle, mode: int) -> bool:
         return False
     if mode == AUTO:
         items = v.mission.lists[0]
-        if len(items) <= 1 or (v.landed and not _starts_with_takeoff(items)):
+        if len(items) <= 1 or (v.landed and not starts_with_takeoff(items)):
             return False
     return True
 

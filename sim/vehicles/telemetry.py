@@ -102,14 +102,14 @@ def _local_position_ned(v: SimulatedVehicle) -> M.MAVLink_message | None:
 
 def _attitude(v: SimulatedVehicle) -> M.MAVLink_message:
     k = v.kin
-    roll, pitch = _lean(v)
+    roll, pitch = lean(v)
     yaw = math.radians(k.yaw_deg)
     if yaw > math.pi:
         yaw -= 2 * math.pi
     return M.MAVLink_attitude_message(v.time_boot_ms, roll, pitch, yaw, 0.0, 0.0, 0.0)
 
 
-def _lean(v: SimulatedVehicle) -> tuple[float, float]:
+def lean(v: SimulatedVehicle) -> tuple[float, float]:
     """Roll/pitch (rad) a quad needs to fly its air velocity: ~ atan(drag·v²/g) in body axes."""
     k = v.kin
     we, wn = v.wind_en()
@@ -181,15 +181,15 @@ def _nav_controller_output(v: SimulatedVehicle) -> M.MAVLink_message:
         alt_err = nav.u - k.up_m
     else:
         dist, bearing, alt_err = 0.0, int(k.yaw_deg) % 360, 0.0
-    roll, pitch = _lean(v)
+    roll, pitch = lean(v)
     return M.MAVLink_nav_controller_output_message(math.degrees(roll), math.degrees(pitch), int(k.yaw_deg) % 360,
                                                    bearing, min(65535, int(dist)), alt_err, 0.0, 0.0)
 
 
 def _position_target_global_int(v: SimulatedVehicle) -> M.MAVLink_message | None:
-    if v._target_info is None or v.mode not in (3, 4) or not v.armed:
+    if v.target_info is None or v.mode not in (3, 4) or not v.armed:
         return None
-    lat, lon, alt = v._target_info
+    lat, lon, alt = v.target_info
     return M.MAVLink_position_target_global_int_message(
         v.time_boot_ms, 0, 65016, int(round(lat * 1e7)), int(round(lon * 1e7)), v.home_alt_msl + alt,
         0, 0, 0, 0, 0, 0, 0, 0)
@@ -234,14 +234,14 @@ def _rc_channels(v: SimulatedVehicle) -> M.MAVLink_message:
 
 
 def _simstate(v: SimulatedVehicle) -> M.MAVLink_message:
-    roll, pitch = _lean(v)
+    roll, pitch = lean(v)
     lat, lon = v.truth.lat, v.truth.lon
     return M.MAVLink_simstate_message(roll, pitch, math.radians(v.kin.yaw_deg), 0.0, 0.0, -9.81, 0.0, 0.0, 0.0,
                                       int(lat * 1e7), int(lon * 1e7))
 
 
 def _ahrs2(v: SimulatedVehicle) -> M.MAVLink_message:
-    roll, pitch = _lean(v)
+    roll, pitch = lean(v)
     lat, lon = v.est_latlon()
     return M.MAVLink_ahrs2_message(roll, pitch, math.radians(v.kin.yaw_deg), v.home_alt_msl + v.kin.up_m,
                                    int(lat * 1e7), int(lon * 1e7))
@@ -351,10 +351,10 @@ def default_interval(msgid: int) -> float | None:
 
 def build(v: SimulatedVehicle, msgid: int, force: bool = False) -> M.MAVLink_message | None:
     """The message for `msgid` now (cached within one tick), or None when not applicable."""
-    if v._cache_time != v.tick_seq:
-        v._telemetry_cache.clear()
-        v._cache_time = v.tick_seq
-    cache = v._telemetry_cache
+    if v.telemetry_cache_tick != v.tick_seq:
+        v.telemetry_cache.clear()
+        v.telemetry_cache_tick = v.tick_seq
+    cache = v.telemetry_cache
     if msgid in cache:
         return cache[msgid]
     fn = BUILDERS.get(msgid)

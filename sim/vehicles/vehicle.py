@@ -84,7 +84,7 @@ class VehicleTruth:
 
 
 @dataclass(slots=True)
-class _Nav:
+class Nav:
     """What the position controller is doing now."""
 
     kind: str = "idle"  # idle | hold | goto | land | velocity | manual | circle
@@ -111,7 +111,7 @@ class SimulatedVehicle:
         self.sysid = index + 1
         self.port = port
         self.seed = seed
-        self._clock = clock
+        self.clock = clock
         self.rng = random.Random(seed * 1000 + index)
         self.params = ParamStore(param_style)
         self.params.set("MAV_SYSID", self.sysid)
@@ -144,7 +144,7 @@ class SimulatedVehicle:
         self.land_complete = True  # ArduCopter's land detector (HEARTBEAT STANDBY vs ACTIVE)
         self._spool_until_s = 0.0
         self._idle_since_s: float | None = None
-        self.nav = _Nav()
+        self.nav = Nav()
         self.wp_speed_override: float | None = None
         self.roi: tuple[float, float, float] | None = None  # lat, lon, alt
         self.rc_throttle = 1000
@@ -156,8 +156,8 @@ class SimulatedVehicle:
         self.fs_gcs = False
         self.fs_battery_low = False
         self.fs_battery_crit = False
-        self._batt_low_since: float | None = None
-        self._batt_crit_since: float | None = None
+        self.batt_low_since: float | None = None
+        self.batt_crit_since: float | None = None
         self.fence_enabled_runtime: bool | None = None
         self.fence_breaches = 0
         self.fence_breach_count = 0
@@ -171,10 +171,10 @@ class SimulatedVehicle:
         self.mission_complete = False
         self._wp_reached_at: float | None = None
         self._jump_counts: dict[int, int] = {}
-        self._target_info: tuple[float, float, float] | None = None  # active target lat, lon, alt_rel
+        self.target_info: tuple[float, float, float] | None = None  # active target lat, lon, alt_rel
         self.arm_time_s: float | None = None
-        self._telemetry_cache: dict[int, mavlink.MAVLink_message] = {}
-        self._cache_time = -1
+        self.telemetry_cache: dict[int, mavlink.MAVLink_message] = {}
+        self.telemetry_cache_tick = -1
         self.tick_seq = 0
         self.params.set("SIM_SPEEDUP", 1.0)
         # object avoidance: the Dijkstra planner exists only if OA_TYPE asked for it at boot
@@ -192,7 +192,7 @@ class SimulatedVehicle:
     # ------------------------------------------------------------------ basics
     @property
     def now(self) -> float:
-        return self._clock()
+        return self.clock()
 
     @property
     def url(self) -> str:
@@ -230,10 +230,10 @@ class SimulatedVehicle:
     @property
     def pose(self) -> Pose:
         """Ground-truth `common.values.Pose` (for the synthetic camera and trainers)."""
-        from sim.vehicles.telemetry import _lean
+        from sim.vehicles.telemetry import lean
 
         t = self.truth
-        roll, pitch = _lean(self)
+        roll, pitch = lean(self)
         return Pose(time_s=t.time_s, lat=t.lat, lon=t.lon, alt_rel_m=t.alt_rel_m, alt_msl_m=t.alt_msl_m,
                     roll_deg=math.degrees(roll), pitch_deg=math.degrees(pitch), yaw_deg=t.heading_deg,
                     groundspeed_m_s=t.groundspeed_m_s, heading_deg=self.kin.course_deg, drone_id=str(self.sysid))
@@ -274,7 +274,7 @@ class SimulatedVehicle:
     def send_heartbeat(self) -> None:
         self.broadcast(telemetry.heartbeat(self))
 
-    def _param_value(self, wire_name: str, index: int = 65535) -> mavlink.MAVLink_message:
+    def param_value(self, wire_name: str, index: int = 65535) -> mavlink.MAVLink_message:
         return mavlink.MAVLink_param_value_message(
             wire_name.encode(), self.params.wire_value(wire_name), self.params.wire_type(wire_name),
             self.params.count, index)
@@ -284,7 +284,7 @@ class SimulatedVehicle:
         self.params.set(name, value)
         wire = self.params.wire_name_of(name)
         if self.params.wire_value(wire) is not None and self.connections:
-            self.broadcast(self._param_value(wire))
+            self.broadcast(self.param_value(wire))
 
     # ------------------------------------------------------------------ tick
     def tick(self, now: float) -> None:
@@ -538,10 +538,10 @@ class SimulatedVehicle:
         return self.oa_planner
 
     def goto_nav(self, e: float, n: float, u: float, speed_m_s: float | None = None,
-                 climb_first: bool = False) -> _Nav:
+                 climb_first: bool = False) -> Nav:
         """A wp_nav leg to (e, n, u): straight, or round the fence when object avoidance is on.
         Without a path the vehicle stops where it is and says so, as Copter does."""
-        nav = _Nav("goto", e, n, u, speed_m_s=speed_m_s, climb_first=climb_first)
+        nav = Nav("goto", e, n, u, speed_m_s=speed_m_s, climb_first=climb_first)
         if not self.oa_active():
             return nav
         here = self.est_en()
@@ -550,7 +550,7 @@ class SimulatedVehicle:
             if self.now - self._oa_error_at_s >= ERROR_REPORT_PERIOD_S:
                 self._oa_error_at_s = self.now
                 self.send_text(SEV_CRITICAL, "Dijkstra: could not find path")
-            return _Nav("hold", *here, self.kin.up_m, blocked_to=(e, n, u, speed_m_s, climb_first),
+            return Nav("hold", *here, self.kin.up_m, blocked_to=(e, n, u, speed_m_s, climb_first),
                         replan_at_s=self.now + 1.0)
         nav.path = list(path[:-1])
         return nav
@@ -560,7 +560,7 @@ class SimulatedVehicle:
         mission / fence / rally kept (they live in EEPROM / on the SD card)."""
         self.armed = False
         self.mode = STABILIZE
-        self.nav = _Nav()
+        self.nav = Nav()
         self.rtl_phase = ""
         self.mission_running = False
         self.mission_cur = 0
@@ -589,10 +589,10 @@ class SimulatedVehicle:
         e, n = self.est_en()
         if self.landed:
             self.rtl_phase = "land"
-            self.nav = _Nav("land", e, n, 0.0)
+            self.nav = Nav("land", e, n, 0.0)
             return
         self.rtl_phase = "climb"
-        self.nav = _Nav("goto", e, n, rtl_alt)
+        self.nav = Nav("goto", e, n, rtl_alt)
 
     def _rtl_destination(self) -> tuple[float, float]:
         best = (0.0, 0.0)
@@ -619,16 +619,16 @@ class SimulatedVehicle:
             if math.hypot(self.rtl_target[0] - e, self.rtl_target[1] - n) < 2.0 and k.groundspeed_m_s < 1.0:
                 # hover over home for RTL_LOIT_TIME (ms) before descending, as Copter does
                 self.rtl_phase = "loiter"
-                self.nav = _Nav("hold", *self.rtl_target, self.nav.u, until_s=now + self.params.get("RTL_LOIT_TIME") / 1000.0)
+                self.nav = Nav("hold", *self.rtl_target, self.nav.u, until_s=now + self.params.get("RTL_LOIT_TIME") / 1000.0)
         elif self.rtl_phase == "loiter":
             if now >= self.nav.until_s:
                 final = self.params.get("RTL_ALT_FINAL_M")
                 if final > 0:
                     self.rtl_phase = "final"
-                    self.nav = _Nav("hold", *self.rtl_target, final)
+                    self.nav = Nav("hold", *self.rtl_target, final)
                 else:
                     self.rtl_phase = "land"
-                    self.nav = _Nav("land", *self.rtl_target, 0.0)
+                    self.nav = Nav("land", *self.rtl_target, 0.0)
 
     # ---- AUTO
     def _mission_items(self) -> list[WireItem]:
@@ -702,17 +702,17 @@ class SimulatedVehicle:
             e, n = self.est_en()
             if self.landed:
                 self.start_takeoff_spool()
-            self.nav = _Nav("goto", e, n, max(u, self.kin.up_m if not self.landed else u))
+            self.nav = Nav("goto", e, n, max(u, self.kin.up_m if not self.landed else u))
         elif c == 20:  # RTL
             self._start_rtl()
         elif c == 21:  # LAND
-            self.nav = self.goto_nav(e, n, self.kin.up_m) if (it.x or it.y) else _Nav("land", e, n, 0.0)
+            self.nav = self.goto_nav(e, n, self.kin.up_m) if (it.x or it.y) else Nav("land", e, n, 0.0)
             self.rtl_phase = ""
         else:  # WAYPOINT, LOITER_*, SPLINE, DELAY: fly to the location
             self.nav = self.goto_nav(e, n, u, climb_first=self.landed)
             if self.landed:
                 self.start_takeoff_spool()
-        self._target_info = (*self.frame.to_latlon(self.nav.e, self.nav.n), self.nav.u)
+        self.target_info = (*self.frame.to_latlon(self.nav.e, self.nav.n), self.nav.u)
 
     def _mission_step(self, now: float) -> None:
         items = self._mission_items()
@@ -734,7 +734,7 @@ class SimulatedVehicle:
             return  # RTL finishes by landing and disarming
         if c == 21:
             if self.nav.kind == "goto" and math.hypot(self.nav.e - e, self.nav.n - n) < 1.0:
-                self.nav = _Nav("land", self.nav.e, self.nav.n, 0.0)
+                self.nav = Nav("land", self.nav.e, self.nav.n, 0.0)
             return
         if self.nav.blocked_to is not None:
             return  # stopped: no path round the fence to this item
@@ -765,7 +765,7 @@ class SimulatedVehicle:
         if self.landed and self.armed:
             self.disarm(reason="mission")
         else:
-            self.nav = _Nav("hold", e, n, self.kin.up_m)
+            self.nav = Nav("hold", e, n, self.kin.up_m)
 
     def _mission_changed(self, mission_type: int) -> None:
         if mission_type == MISSION:
@@ -820,14 +820,14 @@ class SimulatedVehicle:
             self.home_lat, self.home_lon = lat, lon
             self.home_set = True
         e, n = self.est_en()
-        self.nav = _Nav("idle", e, n, 0.0) if self.mode not in MANUAL_THROTTLE else _Nav("manual", e, n, 0.0)
+        self.nav = Nav("idle", e, n, 0.0) if self.mode not in MANUAL_THROTTLE else Nav("manual", e, n, 0.0)
         return MAV_RESULT_ACCEPTED, []
 
     def start_takeoff_spool(self) -> None:
         """Copter spools its motors for ~2 s before it leaves the ground on a takeoff."""
         self._spool_until_s = self.now + 2.0
 
-    def _after_arm(self) -> None:
+    def after_arm(self) -> None:
         self.broadcast(telemetry.gps_global_origin(self))
         self.broadcast(telemetry.home_position(self))
         self.send_text(SEV_INFO, "Arming motors")
@@ -838,14 +838,14 @@ class SimulatedVehicle:
         self.armed = False
         self.land_complete = self.land_complete or self.landed
         self.send_text(SEV_INFO, "Disarming motors")
-        self.nav = _Nav("idle")
+        self.nav = Nav("idle")
         self.rtl_phase = ""
         self.mission_running = False
         self.mission_cur = 0
         self.mission_complete = False
         self._jump_counts.clear()
         self.wp_speed_override = None
-        self._target_info = None
+        self.target_info = None
         self._notify_param("MOT_THST_HOVER", self.params.get("MOT_THST_HOVER"))
         self.send_heartbeat()
 
@@ -867,7 +867,7 @@ class SimulatedVehicle:
                 if len(items) <= 1:
                     self.send_text(SEV_WARNING, f"Mode change to {name} failed: init failed")
                     return False
-                if self.landed and not _starts_with_takeoff(items):
+                if self.landed and not starts_with_takeoff(items):
                     self.send_text(SEV_CRITICAL, "Auto: Missing Takeoff Cmd")
                     self.send_text(SEV_WARNING, f"Mode change to {name} failed: init failed")
                     return False
@@ -888,31 +888,31 @@ class SimulatedVehicle:
         if mode != RTL and not (mode == AUTO):
             self.rtl_phase = ""
         if mode != GUIDED:
-            self._target_info = None if mode != AUTO else self._target_info
+            self.target_info = None if mode != AUTO else self.target_info
         if not self.armed:
-            self.nav = _Nav("idle")
+            self.nav = Nav("idle")
             return
         if mode == GUIDED:
-            self.nav = _Nav("hold", e, n, k.up_m) if self.airborne else _Nav("idle", e, n, 0.0)
+            self.nav = Nav("hold", e, n, k.up_m) if self.airborne else Nav("idle", e, n, 0.0)
         elif mode == AUTO:
             self.mission_running = True
             self.start_mission_at(self.mission_cur if self.mission_cur >= 1 else 1)
         elif mode == RTL:
             self._start_rtl()
         elif mode == LAND:
-            self.nav = _Nav("land", e, n, 0.0)
+            self.nav = Nav("land", e, n, 0.0)
             if self.landed:
                 self._disarm_at_s = self.now + 2.0
         elif mode == BRAKE:
-            self.nav = _Nav("hold", e, n, k.up_m)
+            self.nav = Nav("hold", e, n, k.up_m)
         elif mode == SMART_RTL:  # no breadcrumbs kept: flies the plain RTL path
             self._start_rtl()
         elif mode == CIRCLE:
             r = max(1.0, self.params.get("CIRCLE_RADIUS_M"))
             yaw = math.radians(k.yaw_deg)
-            self.nav = _Nav("circle", e + r * math.sin(yaw), n + r * math.cos(yaw), k.up_m)
+            self.nav = Nav("circle", e + r * math.sin(yaw), n + r * math.cos(yaw), k.up_m)
         else:
-            self.nav = _Nav("manual", e, n, k.up_m)
+            self.nav = Nav("manual", e, n, k.up_m)
 
     def failsafe_action(self, action: str) -> None:
         """RTL / LAND as a failsafe asks (RTL falls back to LAND without a position)."""
@@ -935,7 +935,7 @@ class SimulatedVehicle:
         if self.armed and (self.airborne or self.nav.kind != "idle"):
             self.nav = self.goto_nav(e, n, alt_rel_m, speed_m_s=speed_m_s)
             self.landed = False if self.armed else self.landed
-        self._target_info = (lat, lon, alt_rel_m)
+        self.target_info = (lat, lon, alt_rel_m)
         return True
 
     # ------------------------------------------------------------------ incoming messages
@@ -945,7 +945,7 @@ class SimulatedVehicle:
         handlers.handle(self, conn, msg)
 
 
-def _starts_with_takeoff(items: list[WireItem]) -> bool:
+def starts_with_takeoff(items: list[WireItem]) -> bool:
     for it in items[1:]:
         if it.command == 22:
             return True
