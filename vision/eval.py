@@ -34,7 +34,7 @@ from pathlib import Path
 
 from common.values import IncidentState
 
-from .cli import contact_sheet
+from .sheets import contact_sheet
 from .config import VisionConfig, load_config
 from .errors import VisionError
 from .pipeline import IncidentPipeline
