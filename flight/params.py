@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from flight.errors import ParamError
 
 if TYPE_CHECKING:
-    from flight.vehicle import Vehicle
+    from flight.core import VehicleCore
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ def _f32(x: float) -> float:
 class Params:
     """`vehicle.params`: get / set by name (either generation), with retries over a lossy link."""
 
-    def __init__(self, vehicle: "Vehicle") -> None:
+    def __init__(self, vehicle: "VehicleCore") -> None:
         self._v = vehicle
         self.style: str | None = None  # "4.5" or "4.7", found on first use
         self._lock = asyncio.Lock()

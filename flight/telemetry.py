@@ -9,11 +9,12 @@ from common.values import Pose
 from flight.errors import FlightTimeout
 
 if TYPE_CHECKING:
-    from flight.vehicle import Vehicle, VehicleState
+    from flight.core import VehicleCore
+    from flight.state import VehicleState
 
 
 class Telemetry:
-    def __init__(self, vehicle: "Vehicle") -> None:
+    def __init__(self, vehicle: "VehicleCore") -> None:
         self._v = vehicle
 
     @property
