@@ -12,7 +12,7 @@ from flight.events import EventKind
 from flight.link import mav
 
 if TYPE_CHECKING:
-    from flight.vehicle import Vehicle
+    from flight.core import VehicleCore
 
 # Modes in which ArduCopter follows the pilot's throttle stick: with nobody on the sticks the
 # vehicle sinks (seen in SITL: CIRCLE with throttle low descended into the ground).
@@ -24,7 +24,7 @@ _BOOT_TEXTS = ("Calibrating barometer", "ArduPilot Ready", "Barometer 1 calibrat
 
 
 class Action:
-    def __init__(self, vehicle: "Vehicle") -> None:
+    def __init__(self, vehicle: "VehicleCore") -> None:
         self._v = vehicle
         self._returning = False
         self.rebooted_at = 0.0  # time.time() of the last reboot we commanded: texts before it are stale

@@ -13,26 +13,20 @@ straight line, which can cut through an exclusion zone of its fence. Two ways to
   when it would need the reboot): GUIDED waypoints round the zones, computed with the
   planner's `TransitGraph`, then RTL from a point with a clear line home.
 
-`enable_fence_avoidance()` runs after a sortie's fence is uploaded and leaves the verdict on
-`vehicle.fence_avoidance`; `vehicle.action.return_home()` uses it.
+`flight.mission.enable_fence_avoidance()` runs after a sortie's fence is uploaded and leaves the
+verdict (a `FenceAvoidance`) on `vehicle.fence_avoidance`; `vehicle.action.return_home()` uses
+it. This module is only the geometry and that verdict: it needs no vehicle.
 """
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from shapely.geometry import LineString, Point, Polygon, box
 
 from common.geo import LocalFrame, distance_m
-from common.values import FenceZone, Mission
-from flight.errors import FlightError, ParamError
-
-if TYPE_CHECKING:
-    from flight.vehicle import Vehicle
-
-log = logging.getLogger(__name__)
+from common.values import FenceZone
+from flight.errors import FlightError
 
 OA_TYPE_DIJKSTRA = 2
 
@@ -132,64 +126,3 @@ class FenceAvoidance:
         if legs and self.rtl_destination(legs[-1], home) != goal:
             return pts
         return legs
-
-
-async def enable_fence_avoidance(vehicle: "Vehicle", mission: Mission) -> FenceAvoidance | None:
-    """After the fence upload: switch on the vehicle's own avoidance if the fence has no-fly
-    zones, verify it took, else fall back to controller-flown returns. Sets and returns
-    `vehicle.fence_avoidance` (None: no exclusion zones, or avoidance turned off)."""
-    v = vehicle
-    cfg = v.config.avoidance
-    if not cfg.enabled or not any(not z.inclusion for z in mission.fence):
-        v.fence_avoidance = None
-        return None
-    no_fly = NoFlyZones.from_fence(mission.fence, cfg.margin_m)
-    try:
-        if not v.config.safety.enable_fence:
-            # Dijkstra's only plans round an enabled polygon fence
-            raise FlightError("the fence is not enabled (safety.enable_fence is off)", drone_id=v.drone_id)
-        if not v.config.safety.fence_type & 4:
-            raise FlightError(f"the polygon fence is off (safety.fence_type {v.config.safety.fence_type} lacks 4)",
-                              drone_id=v.drone_id)
-        detail = await _enable_onboard(v)
-        onboard = True
-    except FlightError as exc:
-        onboard = False
-        detail = (f"vehicle avoidance unavailable ({exc.detail}); the controller flies returns round the "
-                  f"{len(no_fly.exclusions)} no-fly zone(s) in GUIDED")
-        log.warning("%s: %s", v.drone_id, detail)
-    v.fence_avoidance = FenceAvoidance(no_fly, onboard, detail, tuple((r.lat, r.lon) for r in mission.rally))
-    log.info("%s: %s", v.drone_id, detail)
-    return v.fence_avoidance
-
-
-async def _enable_onboard(v: "Vehicle") -> str:
-    cfg = v.config.avoidance
-    try:
-        current = await v.params.get("OA_TYPE")
-    except ParamError as exc:
-        raise FlightError("it has no OA_TYPE parameter: firmware built without object avoidance",
-                          drone_id=v.drone_id) from exc
-    changed = int(current) != OA_TYPE_DIJKSTRA
-    if changed:
-        try:
-            await v.params.set("OA_TYPE", OA_TYPE_DIJKSTRA)
-        except ParamError as exc:
-            raise FlightError(f"it refused OA_TYPE={OA_TYPE_DIJKSTRA}", drone_id=v.drone_id) from exc
-    try:
-        # the OA_ group only appears once OA_TYPE is non-zero
-        await v.params.set("OA_MARGIN_MAX", cfg.margin_m)
-    except ParamError as exc:
-        raise FlightError("OA_MARGIN_MAX could not be set", drone_id=v.drone_id) from exc
-    stale_after = v.action.rebooted_at  # a "requires reboot" from before our last reboot is answered
-    if changed or any("OA requires reboot" in t.text and t.time_s > stale_after for t in v.state.texts):
-        if v.state.armed:
-            raise FlightError("OA_TYPE takes effect after a reboot and the vehicle is armed", drone_id=v.drone_id)
-        if not cfg.reboot_to_enable:
-            raise FlightError("OA_TYPE takes effect after a reboot and avoidance.reboot_to_enable is off",
-                              drone_id=v.drone_id)
-        await v.action.reboot(timeout_s=cfg.reboot_timeout_s)
-        got = await v.params.get("OA_TYPE")
-        if int(got) != OA_TYPE_DIJKSTRA:
-            raise FlightError(f"OA_TYPE reads {got:g} after the reboot", drone_id=v.drone_id)
-    return f"onboard Dijkstra's avoidance (OA_TYPE 2, OA_MARGIN_MAX {cfg.margin_m:g} m)"

@@ -21,12 +21,22 @@ from common import ardupilot_storage as storage
 from common.ardupilot_storage import WireItem, f32
 from common.values import MissionItem, MissionType
 from flight.errors import (MAV_MISSION_RESULT_NAMES, MISSION_TYPE_NAMES, CommandRejected, FlightError,
-                           MissionMismatch, MissionNotStorable, MissionTransferError)
+                           MissionMismatch, MissionNotStorable, MissionTransferError, ParamError)
+from flight.avoidance import OA_TYPE_DIJKSTRA, FenceAvoidance, NoFlyZones
 from flight.link import mav
 
 if TYPE_CHECKING:
     from common.values import Mission
-    from flight.vehicle import Vehicle
+    from typing import Protocol
+
+    from flight.action import Action
+    from flight.core import VehicleCore
+    from flight.params import Params
+
+    class MissionVehicle(VehicleCore, Protocol):
+        """What the mission client needs: the core, parameters (FENCE_ENABLE, OA_*), actions (reboot)."""
+        params: Params
+        action: Action
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +167,7 @@ def _type_of(msg) -> int:
 class MissionClient:
     """`vehicle.mission`: upload / download / verify mission, fence and rally lists."""
 
-    def __init__(self, vehicle: "Vehicle") -> None:
+    def __init__(self, vehicle: "MissionVehicle") -> None:
         self._v = vehicle
         self._lock = asyncio.Lock()  # one transfer at a time per vehicle: the protocol has no ids
         self._srtt_s: float | None = None  # smoothed item round trip, for TCP-like resend timing
@@ -436,7 +446,6 @@ class MissionClient:
             if safety.fence_alt_max_m is not None:
                 await self._v.params.set("FENCE_ALT_MAX", safety.fence_alt_max_m)
             await self._v.params.set("FENCE_ENABLE", 1)
-        from flight.avoidance import enable_fence_avoidance
         await enable_fence_avoidance(self._v, mission)
 
     async def verify_sortie(self, mission: "Mission") -> None:
@@ -475,3 +484,65 @@ class MissionClient:
                 raise
             v.send("mission_set_current", v.target_system, v.target_component, seq)  # pre-4.4 firmware
         await v.wait_until(lambda s: s.mission_seq == seq, 5.0, what=f"mission item {seq} to become current")
+
+
+# ---- no-fly zones on the way home (flight/avoidance.py has the geometry) -------------------
+async def enable_fence_avoidance(vehicle: "MissionVehicle", mission: Mission) -> FenceAvoidance | None:
+    """After the fence upload: switch on the vehicle's own avoidance if the fence has no-fly
+    zones, verify it took, else fall back to controller-flown returns. Sets and returns
+    `vehicle.fence_avoidance` (None: no exclusion zones, or avoidance turned off)."""
+    v = vehicle
+    cfg = v.config.avoidance
+    if not cfg.enabled or not any(not z.inclusion for z in mission.fence):
+        v.fence_avoidance = None
+        return None
+    no_fly = NoFlyZones.from_fence(mission.fence, cfg.margin_m)
+    try:
+        if not v.config.safety.enable_fence:
+            # Dijkstra's only plans round an enabled polygon fence
+            raise FlightError("the fence is not enabled (safety.enable_fence is off)", drone_id=v.drone_id)
+        if not v.config.safety.fence_type & 4:
+            raise FlightError(f"the polygon fence is off (safety.fence_type {v.config.safety.fence_type} lacks 4)",
+                              drone_id=v.drone_id)
+        detail = await _enable_onboard(v)
+        onboard = True
+    except FlightError as exc:
+        onboard = False
+        detail = (f"vehicle avoidance unavailable ({exc.detail}); the controller flies returns round the "
+                  f"{len(no_fly.exclusions)} no-fly zone(s) in GUIDED")
+        log.warning("%s: %s", v.drone_id, detail)
+    v.fence_avoidance = FenceAvoidance(no_fly, onboard, detail, tuple((r.lat, r.lon) for r in mission.rally))
+    log.info("%s: %s", v.drone_id, detail)
+    return v.fence_avoidance
+
+
+async def _enable_onboard(v: "MissionVehicle") -> str:
+    cfg = v.config.avoidance
+    try:
+        current = await v.params.get("OA_TYPE")
+    except ParamError as exc:
+        raise FlightError("it has no OA_TYPE parameter: firmware built without object avoidance",
+                          drone_id=v.drone_id) from exc
+    changed = int(current) != OA_TYPE_DIJKSTRA
+    if changed:
+        try:
+            await v.params.set("OA_TYPE", OA_TYPE_DIJKSTRA)
+        except ParamError as exc:
+            raise FlightError(f"it refused OA_TYPE={OA_TYPE_DIJKSTRA}", drone_id=v.drone_id) from exc
+    try:
+        # the OA_ group only appears once OA_TYPE is non-zero
+        await v.params.set("OA_MARGIN_MAX", cfg.margin_m)
+    except ParamError as exc:
+        raise FlightError("OA_MARGIN_MAX could not be set", drone_id=v.drone_id) from exc
+    stale_after = v.action.rebooted_at  # a "requires reboot" from before our last reboot is answered
+    if changed or any("OA requires reboot" in t.text and t.time_s > stale_after for t in v.state.texts):
+        if v.state.armed:
+            raise FlightError("OA_TYPE takes effect after a reboot and the vehicle is armed", drone_id=v.drone_id)
+        if not cfg.reboot_to_enable:
+            raise FlightError("OA_TYPE takes effect after a reboot and avoidance.reboot_to_enable is off",
+                              drone_id=v.drone_id)
+        await v.action.reboot(timeout_s=cfg.reboot_timeout_s)
+        got = await v.params.get("OA_TYPE")
+        if int(got) != OA_TYPE_DIJKSTRA:
+            raise FlightError(f"OA_TYPE reads {got:g} after the reboot", drone_id=v.drone_id)
+    return f"onboard Dijkstra's avoidance (OA_TYPE 2, OA_MARGIN_MAX {cfg.margin_m:g} m)"

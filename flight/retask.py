@@ -14,7 +14,16 @@ from common.geo import bearing_deg, destination, distance_m
 from flight.errors import FlightError
 
 if TYPE_CHECKING:
-    from flight.vehicle import Vehicle
+    from typing import Protocol
+
+    from flight.action import Action
+    from flight.core import VehicleCore
+    from flight.mission import MissionClient
+
+    class RetaskVehicle(VehicleCore, Protocol):
+        """What an overwatch needs: the core, actions, and the mission to resume."""
+        action: Action
+        mission: MissionClient
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,7 @@ def standoff_point(drone_lat: float, drone_lon: float, incident_lat: float, inci
 
 
 class Retask:
-    def __init__(self, vehicle: "Vehicle") -> None:
+    def __init__(self, vehicle: "RetaskVehicle") -> None:
         self._v = vehicle
         self.active: Overwatch | None = None
         # the item a sortie will start from while it is still taking off (set by fly_sortie):

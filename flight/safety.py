@@ -20,14 +20,26 @@ from flight.errors import FlightError, FlightTimeout, ParamError
 from flight.events import EventKind
 
 if TYPE_CHECKING:
-    from flight.vehicle import Vehicle, VehicleState
+    from typing import Protocol
+
+    from flight.action import Action
+    from flight.core import VehicleCore
+    from flight.params import Params
+    from flight.state import VehicleState
+
+    class SafetyVehicle(VehicleCore, Protocol):
+        """What the failsafe settings and the energy watch need: the core, its consumption model,
+        parameters and actions (RTL)."""
+        consumption: ConsumptionModel
+        params: Params
+        action: Action
 
 MAV_CMD_NAV_LOITER_UNLIM, MAV_CMD_NAV_LOITER_TURNS, MAV_CMD_NAV_SPLINE_WAYPOINT, MAV_CMD_NAV_DELAY = 17, 18, 82, 93
 
 log = logging.getLogger(__name__)
 
 
-async def apply_failsafe_params(vehicle: "Vehicle", cfg: SafetyConfig) -> dict[str, float]:
+async def apply_failsafe_params(vehicle: "SafetyVehicle", cfg: SafetyConfig) -> dict[str, float]:
     """Set GCS and battery failsafes; returns what was set. A missing parameter is reported, not fatal
     for the optional ones (BATT_* on a vehicle without a battery monitor)."""
     wanted: list[tuple[str, float, bool]] = [
@@ -205,7 +217,7 @@ class SortieEnergy:
                 f"{self.left_mah:.0f} mAh left, {self.reserve * 100:.0f} % kept in reserve)")
 
 
-async def sortie_energy(vehicle: "Vehicle", mission: Mission) -> SortieEnergy:
+async def sortie_energy(vehicle: "SafetyVehicle", mission: Mission) -> SortieEnergy:
     """The energy verdict for flying `mission` on `vehicle` now (reads BATT_CAPACITY)."""
     v, model = vehicle, vehicle.consumption
     skip = "(FlightConfig.check_energy=False / --no-energy-check flies without this check)"
@@ -246,7 +258,7 @@ class EnergyWatch:
     flight and emits a LOW_BATTERY event saying how much was left and how much was needed.
     """
 
-    def __init__(self, vehicle: "Vehicle", dock: tuple[float, float] | None = None,
+    def __init__(self, vehicle: "SafetyVehicle", dock: tuple[float, float] | None = None,
                  cfg: EnergyConfig | None = None, period_s: float | None = None) -> None:
         self._v = vehicle
         self._dock = dock

@@ -7,7 +7,9 @@
         async for pose in v.telemetry.poses(): ...
 
 The core here keeps the link, the heartbeat watch and the telemetry state; `mission`, `action`,
-`telemetry`, `params` and `retask` are thin capability objects over it.
+`telemetry`, `params` and `retask` are thin capability objects over it, each written against the
+narrow `flight.core.VehicleCore` protocol (plus the sibling capabilities it uses), never against
+this class: no flight module imports this one but the command line, the fleet and the sortie.
 """
 from __future__ import annotations
 
@@ -17,18 +19,21 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from common.modes import RETURN_MODES, mode_name, mode_number
 from common.values import Pose
+from flight.action import Action
+from flight.avoidance import FenceAvoidance
 from flight.config import FlightConfig
 from flight.errors import (MAV_RESULT_NAMES, CommandRejected, FlightError, FlightTimeout, LinkError, LinkLostError)
 from flight.events import EventKind, VehicleEvent
 from flight.link import LinkAddress, MavlinkLink, load_signing_key, mav, parse_url
+from flight.mission import MissionClient
+from flight.params import Params
+from flight.retask import Retask
+from flight.safety import ConsumptionModel, apply_failsafe_params
 from flight.state import EventStream, VehicleState, VehicleText
-
-if TYPE_CHECKING:
-    from flight.avoidance import FenceAvoidance
+from flight.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +88,9 @@ class Vehicle:
         self.link_losses = 0
         # set by enable_fence_avoidance() after a fence with no-fly zones is uploaded
         self.fence_avoidance: FenceAvoidance | None = None
-        from flight.safety import ConsumptionModel
         # what this vehicle draws aloft: its airframe profile, refined as it reports in flight
         self.consumption = ConsumptionModel(self.config.airframe, learn_s=self.config.energy.min_learn_s)
         self._connected = False
-        from flight.action import Action
-        from flight.mission import MissionClient
-        from flight.params import Params
-        from flight.retask import Retask
-        from flight.telemetry import Telemetry
         self.mission = MissionClient(self)
         self.action = Action(self)
         self.telemetry = Telemetry(self)
@@ -132,7 +131,6 @@ class Vehicle:
         self.request_message(mav.MAVLINK_MSG_ID_HOME_POSITION)
         safety = self.config.safety
         if apply_safety if apply_safety is not None else safety.apply_on_connect:
-            from flight.safety import apply_failsafe_params
             try:
                 await apply_failsafe_params(self, safety)
             except BaseException:
