@@ -8,6 +8,7 @@ from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
 from common.modes import MODE_NAMES, REQUIRES_POSITION
 from sim.vehicles import telemetry
+from sim.vehicles.mission_walk import starts_with_takeoff
 from sim.vehicles.vehicle import (
     AUTO, FORCE_ARM_MAGIC, FORCE_DISARM_MAGIC, GUIDED, MAV_RESULT_ACCEPTED, MAV_RESULT_DENIED, MAV_RESULT_FAILED,
     MAV_RESULT_UNSUPPORTED, SEV_CRITICAL, SEV_INFO, Nav,
@@ -509,8 +510,6 @@ def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[flo
 
 
 def _would_accept_mode(v: SimulatedVehicle, mode: int) -> bool:
-    from sim.vehicles.vehicle import starts_with_takeoff
-
     if mode not in MODE_NAMES:
         return False
     if not v.armed:

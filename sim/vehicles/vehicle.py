@@ -19,8 +19,10 @@ from common.modes import MANUAL_THROTTLE, MODE_NAMES, NOT_ARMABLE, REQUIRES_POSI
 from common.values import Pose
 from sim.vehicles import failsafes, telemetry
 from sim.vehicles.avoidance import ERROR_REPORT_PERIOD_S, OA_DIJKSTRA_TYPES, DijkstraPlanner
+from sim.vehicles.boot import BootSequence
 from sim.vehicles.faults import VehicleFaults
 from common.ardupilot_storage import WireItem
+from sim.vehicles.mission_walk import cmd_name, next_nav_item, starts_with_takeoff
 from sim.vehicles.mission_store import FENCE, MISSION, RALLY, MissionStore
 from sim.vehicles.params import ParamStore
 from sim.vehicles.physics import Battery, Kinematics
@@ -37,29 +39,6 @@ FORCE_ARM_MAGIC, FORCE_DISARM_MAGIC = 2989, 21196
 
 MAV_RESULT_ACCEPTED, MAV_RESULT_DENIED, MAV_RESULT_UNSUPPORTED, MAV_RESULT_FAILED = 0, 2, 3, 4
 
-# Start-up as recorded (vehicle seconds after boot, 1x): (t, [(severity, text)], event)
-_BOOT = [
-    (0.10, [(SEV_DEBUG, "RCInput: decoding UDP (Pulses)")], None),
-    (0.20, [(SEV_INFO, "Calibrating barometer")], None),
-    (0.90, [], "heartbeat"),
-    (1.80, [(SEV_INFO, "Barometer 1 calibration complete"), (SEV_INFO, "Barometer 2 calibration complete")], None),
-    (2.35, [(SEV_INFO, "ArduPilot Ready"), (SEV_INFO, "AHRS: DCM active")], None),
-    (2.90, [], "standby"),
-    (4.35, [(SEV_INFO, "EKF3 IMU0 initialised"), (SEV_INFO, "EKF3 IMU1 initialised"),
-            (SEV_INFO, "AHRS: EKF3 active")], None),
-    (5.70, [(SEV_INFO, "EKF3 IMU0 tilt alignment complete"), (SEV_INFO, "EKF3 IMU1 tilt alignment complete")], None),
-    (5.80, [(SEV_INFO, "EKF3 IMU0 MAG0 initial yaw alignment complete"),
-            (SEV_INFO, "EKF3 IMU1 MAG0 initial yaw alignment complete")], None),
-    (9.70, [(SEV_INFO, "GPS 1: probing for u-blox at 230400 baud"), (SEV_INFO, "GPS 1: detected u-blox")], None),
-    (19.90, [], "origin"),
-    (19.94, [(SEV_INFO, "Field Elevation Set: {alt}m")], None),
-    (20.10, [(SEV_INFO, "EKF3 IMU1 origin set")], None),
-    (41.30, [(SEV_INFO, "EKF3 IMU0 is using GPS")], "using_gps"),
-    (41.50, [(SEV_INFO, "EKF3 IMU1 is using GPS")], None),
-]
-BOOT_ARMABLE_S = 41.3
-FAST_START_SCALE = 0.02  # fast start: the same sequence, armable after ~0.8 s
-PREARM_REPORT_PERIOD_S = 30.0
 TAKEOFF_SETTLE_S = 1.4
 
 
@@ -126,16 +105,12 @@ class SimulatedVehicle:
 
         # boot
         self.fast_start = fast_start
-        scale = FAST_START_SCALE if fast_start else 1.0
-        self._boot = [(t * scale, texts, ev) for t, texts, ev in _BOOT]
-        self._boot_i = 0
+        self.boot = BootSequence(fast_start)
         self.heartbeat_started = False
         self.booting = True  # system_status 1 (BOOT) until "standby"
         self.origin_set = False
         self.home_set = False
         self.position_ok = False  # "EKF3 IMU0 is using GPS": armable
-        self._gyros_ok_s = 21.0 * scale
-        self._next_prearm_s = PREARM_REPORT_PERIOD_S * (0.5 if fast_start else 1.0)
 
         # state
         self.mode = STABILIZE
@@ -178,7 +153,6 @@ class SimulatedVehicle:
         self.tick_seq = 0
         self.params.set("SIM_SPEEDUP", 1.0)
         # object avoidance: the Dijkstra planner exists only if OA_TYPE asked for it at boot
-        self._boot_t0 = 0.0
         self.oa_dijkstra_loaded = False
         self.oa_planner: DijkstraPlanner | None = None
         self.fence_geometry: tuple[list, list, list] = ([], [], [])
@@ -200,7 +174,7 @@ class SimulatedVehicle:
 
     @property
     def time_boot_ms(self) -> int:
-        return int((self.now - self._boot_t0) * 1000) & 0xFFFFFFFF
+        return int((self.now - self.boot.t0) * 1000) & 0xFFFFFFFF
 
     @property
     def airborne(self) -> bool:
@@ -317,9 +291,7 @@ class SimulatedVehicle:
         self.flush_all()
 
     def _boot_step(self, now: float) -> None:
-        while self._boot_i < len(self._boot) and now - self._boot_t0 >= self._boot[self._boot_i][0]:
-            _, texts, ev = self._boot[self._boot_i]
-            self._boot_i += 1
+        for texts, ev in self.boot.due(now):
             if ev == "heartbeat":
                 self.heartbeat_started = True
                 self._next_hb_s = now
@@ -332,8 +304,7 @@ class SimulatedVehicle:
             for sev, text in texts:
                 self.send_text(sev, text.format(alt=f"{self.home_alt_msl:.0f}"))
         oa_needs_reboot = not self.armed and self.position_ok and self._oa_needs_reboot()
-        if (not self.position_ok or oa_needs_reboot) and now >= self._next_prearm_s:
-            self._next_prearm_s = now + PREARM_REPORT_PERIOD_S
+        if (not self.position_ok or oa_needs_reboot) and self.boot.prearm_report_due(now):
             reasons = self.arming_failures()
             if reasons:
                 self.send_text(SEV_CRITICAL, "PreArm: " + reasons[-1])
@@ -570,14 +541,10 @@ class SimulatedVehicle:
         self.fence_breaches = 0
         self.fs_gcs = self.fs_battery_low = self.fs_battery_crit = False
         self.last_gcs_hb_s = None
-        self._boot_t0 = self.now
-        scale = FAST_START_SCALE if self.fast_start else 1.0
-        self._boot_i = 0
+        self.boot.restart(self.now)
         self.heartbeat_started = False
         self.booting = True
         self.origin_set = self.home_set = self.position_ok = False
-        self._gyros_ok_s = self.now + 21.0 * scale
-        self._next_prearm_s = self.now + PREARM_REPORT_PERIOD_S * (0.5 if self.fast_start else 1.0)
         self.load_boot_params()
         self.oa_planner = None
 
@@ -652,27 +619,9 @@ class SimulatedVehicle:
         self.mission_complete = False
         self.rtl_phase = ""
         self._wp_reached_at = None
-        do_items: list[int] = []
-        seq = max(1, seq)
-        guard = 0
-        while seq < len(items) and guard < 1000:
-            guard += 1
-            it = items[seq]
-            if it.command == 177:  # DO_JUMP
-                target, repeat = int(it.param1), int(it.param2)
-                done = self._jump_counts.get(seq, 0)
-                if repeat < 0 or done < repeat:
-                    self._jump_counts[seq] = done + 1
-                    self.send_text(SEV_INFO, f"Mission: {seq} Jump")
-                    seq = max(1, target)
-                    continue
-                seq += 1
-                continue
-            if it.command >= 176 or it.command in (112, 113, 114, 115):
-                do_items.append(seq)
-                seq += 1
-                continue
-            break
+        seq, do_items, jumps = next_nav_item(items, seq, self._jump_counts)
+        for j in jumps:
+            self.send_text(SEV_INFO, f"Mission: {j} Jump")
         if seq >= len(items):
             for d in do_items:
                 self._run_do(items[d], d)
@@ -680,14 +629,14 @@ class SimulatedVehicle:
             return
         self.mission_cur = seq
         it = items[seq]
-        self.send_text(SEV_INFO, f"Mission: {seq} {_cmd_name(it.command)}")
+        self.send_text(SEV_INFO, f"Mission: {seq} {cmd_name(it.command)}")
         for d in do_items:
             self._run_do(items[d], d)
         self._start_nav(it)
         self.broadcast(telemetry.mission_current(self))
 
     def _run_do(self, it: WireItem, seq: int) -> None:
-        self.send_text(SEV_INFO, f"Mission: {seq} {_cmd_name(it.command)}")
+        self.send_text(SEV_INFO, f"Mission: {seq} {cmd_name(it.command)}")
         if it.command == 178 and it.param2 > 0:  # DO_CHANGE_SPEED
             self.wp_speed_override = it.param2
         elif it.command in (195, 201):
@@ -787,7 +736,7 @@ class SimulatedVehicle:
         """Why arming would be refused now, in ArduCopter's words (empty when armable)."""
         out: list[str] = []
         if not self.position_ok:
-            if self.now < self._gyros_ok_s:
+            if self.boot.gyros_settling(self.now):
                 out.append("Gyros inconsistent")
             out.append("Need Position Estimate")
             return out
@@ -943,27 +892,6 @@ class SimulatedVehicle:
         from sim.vehicles import handlers
 
         handlers.handle(self, conn, msg)
-
-
-def starts_with_takeoff(items: list[WireItem]) -> bool:
-    for it in items[1:]:
-        if it.command == 22:
-            return True
-        if it.command < 176 or it.command >= 5000:
-            return False
-    return False
-
-
-_CMD_NAMES = {16: "WP", 17: "LoitUnlim", 18: "LoitTurns", 19: "LoitTime", 20: "RTL", 21: "Land", 22: "Takeoff",
-              82: "SplineWP", 92: "GuidedEnable", 93: "Delay", 112: "CondDelay", 113: "CondChangeAlt",
-              114: "CondDist", 115: "CondYaw", 177: "Jump", 178: "ChangeSpeed", 179: "SetHome", 181: "SetRelay",
-              182: "RepeatRelay", 183: "SetServo", 184: "RepeatServo", 189: "LandStart", 195: "ROILocation",
-              197: "ROINone", 201: "ROI", 203: "DigiCamCtrl", 205: "MountControl", 206: "CamTrigDistance",
-              207: "FenceEnable", 211: "Gripper"}
-
-
-def _cmd_name(cmd: int) -> str:
-    return _CMD_NAMES.get(cmd, "?")
 
 
 def wall_unix_usec() -> int:
