@@ -26,7 +26,7 @@ ALLOWED: dict[str, int] = {
     # fence, mission, avoidance); its helper modules (telemetry, failsafes, handlers, faults,
     # link, mission_store) take the whole vehicle, so they and vehicle.py import each other.
     # Next: split it by concern behind narrow interfaces (issue 17), then delete these two.
-    "sim/vehicles/vehicle.py": 898,
+    "sim/vehicles/vehicle.py": 887,
     "cycle:sim.vehicles": 7,
 }
 

@@ -35,6 +35,49 @@ ERROR_REPORT_PERIOD_S = 5.0
 _OCTAGON_SCALE = 1.0 / math.cos(math.radians(22.5))  # vertices outside the circle+margin
 
 
+class ObjectAvoidance:
+    """One vehicle's object avoidance: whether Dijkstra's was loaded at boot, the fence it plans
+    round, its planner (rebuilt when the fence or OA_MARGIN_MAX changes), when it last said
+    it found no path."""
+
+    def __init__(self) -> None:
+        self.loaded = False
+        self.fence_geometry: tuple[list, list, list] = ([], [], [])  # inclusions, exclusions, circles
+        self._planner: DijkstraPlanner | None = None
+        self._no_path_said_s = -math.inf
+
+    def boot(self, oa_type: float) -> None:
+        """At power-on: ArduPilot creates the planner only if OA_TYPE asks for it now."""
+        self.loaded = int(oa_type) in OA_DIJKSTRA_TYPES
+        self._planner = None
+
+    def set_fence(self, inclusions: list, exclusions: list, circles: list) -> None:
+        self.fence_geometry = (inclusions, exclusions, circles)
+        self._planner = None  # rebuilt on the next leg, as Dijkstra's notices a changed fence
+
+    def needs_reboot(self, oa_type: float) -> bool:
+        return int(oa_type) in OA_DIJKSTRA_TYPES and not self.loaded
+
+    def active(self, oa_type: float, polygon_fence_on: bool) -> bool:
+        """Would Dijkstra's plan a leg? Loaded at boot, still selected, polygon fence on, zones loaded."""
+        if not self.loaded or int(oa_type) not in OA_DIJKSTRA_TYPES or not polygon_fence_on:
+            return False
+        incl, excl, circles = self.fence_geometry
+        return bool(incl or excl or circles)
+
+    def planner(self, margin_m: float) -> DijkstraPlanner:
+        if self._planner is None or self._planner.margin_m != max(0.0, margin_m):
+            self._planner = DijkstraPlanner(*self.fence_geometry, margin_m=margin_m)
+        return self._planner
+
+    def no_path_report_due(self, now: float) -> bool:
+        """"Dijkstra: could not find path" is said at most every ERROR_REPORT_PERIOD_S."""
+        if now - self._no_path_said_s < ERROR_REPORT_PERIOD_S:
+            return False
+        self._no_path_said_s = now
+        return True
+
+
 class DijkstraPlanner:
     """Shortest paths around one fence (metres east/north of home)."""
 

@@ -129,8 +129,7 @@ def rebuild_fence(v: SimulatedVehicle) -> None:
                 raw_incl.append(centre.buffer(max(0.1, it.param1), 32))
         i += 1
     v.fence_shapes = (inclusion, exclusion)  # type: ignore[attr-defined]
-    v.fence_geometry = (raw_incl, raw_excl, raw_circles)  # type: ignore[attr-defined]
-    v.oa_planner = None  # rebuilt on the next leg, as Dijkstra's notices a changed fence
+    v.oa.set_fence(raw_incl, raw_excl, raw_circles)
 
 
 def fence_enabled(v: SimulatedVehicle) -> bool:

@@ -18,7 +18,7 @@ from common.geo import LocalFrame
 from common.modes import MANUAL_THROTTLE, MODE_NAMES, NOT_ARMABLE, REQUIRES_POSITION, CopterMode
 from common.values import Pose
 from sim.vehicles import failsafes, telemetry
-from sim.vehicles.avoidance import ERROR_REPORT_PERIOD_S, OA_DIJKSTRA_TYPES, DijkstraPlanner
+from sim.vehicles.avoidance import DijkstraPlanner, ObjectAvoidance
 from sim.vehicles.boot import BootSequence
 from sim.vehicles.faults import VehicleFaults
 from common.ardupilot_storage import WireItem
@@ -153,15 +153,12 @@ class SimulatedVehicle:
         self.tick_seq = 0
         self.params.set("SIM_SPEEDUP", 1.0)
         # object avoidance: the Dijkstra planner exists only if OA_TYPE asked for it at boot
-        self.oa_dijkstra_loaded = False
-        self.oa_planner: DijkstraPlanner | None = None
-        self.fence_geometry: tuple[list, list, list] = ([], [], [])
-        self._oa_error_at_s = -math.inf
+        self.oa = ObjectAvoidance()
         self.load_boot_params()
 
     def load_boot_params(self) -> None:
         """What ArduPilot reads only at boot (call after changing such parameters before start)."""
-        self.oa_dijkstra_loaded = int(self.params.get("OA_TYPE")) in OA_DIJKSTRA_TYPES
+        self.oa.boot(self.params.get("OA_TYPE"))
 
     # ------------------------------------------------------------------ basics
     @property
@@ -491,22 +488,16 @@ class SimulatedVehicle:
 
     # ---- object avoidance (OA_TYPE 2): wp_nav legs go round the fence's zones
     def oa_active(self) -> bool:
-        """Would Dijkstra's plan this leg? Loaded at boot, still selected, polygon fence on."""
-        if not self.oa_dijkstra_loaded or int(self.params.get("OA_TYPE")) not in OA_DIJKSTRA_TYPES:
-            return False
-        if not failsafes.fence_enabled(self) or not int(self.params.get("FENCE_TYPE")) & failsafes.FENCE_TYPE_POLYGON:
-            return False
-        incl, excl, circles = self.fence_geometry
-        return bool(incl or excl or circles)
+        """Would Dijkstra's plan this leg?"""
+        polygon_fence = failsafes.fence_enabled(self) and bool(
+            int(self.params.get("FENCE_TYPE")) & failsafes.FENCE_TYPE_POLYGON)
+        return self.oa.active(self.params.get("OA_TYPE"), polygon_fence)
 
     def _oa_needs_reboot(self) -> bool:
-        return int(self.params.get("OA_TYPE")) in OA_DIJKSTRA_TYPES and not self.oa_dijkstra_loaded
+        return self.oa.needs_reboot(self.params.get("OA_TYPE"))
 
     def _planner(self) -> DijkstraPlanner:
-        margin = self.params.get("OA_MARGIN_MAX")
-        if self.oa_planner is None or self.oa_planner.margin_m != max(0.0, margin):
-            self.oa_planner = DijkstraPlanner(*self.fence_geometry, margin_m=margin)
-        return self.oa_planner
+        return self.oa.planner(self.params.get("OA_MARGIN_MAX"))
 
     def goto_nav(self, e: float, n: float, u: float, speed_m_s: float | None = None,
                  climb_first: bool = False) -> Nav:
@@ -518,8 +509,7 @@ class SimulatedVehicle:
         here = self.est_en()
         path = self._planner().path(here, (e, n))
         if path is None:
-            if self.now - self._oa_error_at_s >= ERROR_REPORT_PERIOD_S:
-                self._oa_error_at_s = self.now
+            if self.oa.no_path_report_due(self.now):
                 self.send_text(SEV_CRITICAL, "Dijkstra: could not find path")
             return Nav("hold", *here, self.kin.up_m, blocked_to=(e, n, u, speed_m_s, climb_first),
                         replan_at_s=self.now + 1.0)
@@ -546,7 +536,6 @@ class SimulatedVehicle:
         self.booting = True
         self.origin_set = self.home_set = self.position_ok = False
         self.load_boot_params()
-        self.oa_planner = None
 
     # ---- RTL: climb to RTL_ALT_M, return to home (or nearest rally point), descend and land
     def _start_rtl(self) -> None:
