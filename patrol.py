@@ -81,7 +81,7 @@ def add_web_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _web_address(text: str) -> tuple[str, int]:
-    from runloop.web import web_address_arg
+    from common.httpd import web_address_arg
 
     return web_address_arg(text)
 

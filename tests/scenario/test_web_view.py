@@ -332,7 +332,7 @@ async def test_control_is_refused_unless_the_token_grants_it():
     holds without a token listing it (not even on loopback, not with a view-only token)."""
     async def stop_run(writer, head_only):
         stopped.append(True)
-        await view._respond(writer, 200, "text/plain", b"stopping\n")
+        await view.respond(writer, 200, "text/plain", b"stopping\n")
 
     stopped: list[bool] = []
     for access, token, expected in [(WebAccess(), None, 401), (WebAccess.view_token("v"), "v", 403),
