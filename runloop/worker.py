@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_POSE_AGE_S = 2.0
 STATE_POSE_AGE_S = 5.0  # the controller's drone state comes at ~1 Hz: allow a few missed ones
 MAVLINK_SILENCE_S = 5.0  # no MAVLink message this long: the link is reopened
+MIN_PLACING_ALT_M = 5.0  # below this (on the ground, taking off) the camera cannot place what it sees
 
 
 class DetectionOutbox:
@@ -385,6 +386,8 @@ class VisionWorker:
                 # the time base of the MQTT API.
                 t_s = max(time.time(), t_s + 1e-3)
                 pose = self.pose_feed.latest()
+                if pose is not None and pose.alt_rel_m < MIN_PLACING_ALT_M:
+                    pose = None
                 if pose is not None:
                     pose = replace(pose, time_s=t_s, drone_id=self.drone_id)
                 started = time.monotonic()
