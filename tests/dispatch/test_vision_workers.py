@@ -193,3 +193,61 @@ async def test_detections_of_an_unknown_drone_are_refused(rig, caplog):
     await rig.publish(make_incident("fire-from-d1", drone_id="D1"))
     await wait_until(lambda: "fire-from-d1" in rig.dispatcher.cases, 3, "D1's detection taken")
     assert "fire-from-d9" not in rig.dispatcher.cases
+
+
+async def test_a_killed_worker_shows_offline(mosquitto_broker, fire_clip, tmp_path):
+    """A worker process that dies (SIGKILL, no goodbye) is shown offline, reason lost, by its Last Will."""
+    clip, config, _ = fire_clip
+    proc = start_worker(clip, config, mosquitto_broker.url, "D1", "none", tmp_path / "D1.log")
+    try:
+        async def status_is(state: str) -> dict:
+            while True:
+                status = await retained_status(mosquitto_broker, "D1")
+                if status["state"] == state:
+                    return status
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(status_is("online"), 15)
+        proc.kill()
+        status = await asyncio.wait_for(status_is("offline"), 5)
+    finally:
+        proc.kill()
+        proc.wait(5)
+    assert status["reason"] == "lost"
+
+
+def test_worker_outbox_drops_updates_first_and_says_so(caplog):
+    """A full queue makes room by dropping the oldest update, then the oldest message; each drop is
+    logged with the incident id and counted."""
+    from common.values import Incident, IncidentEvent, IncidentKind, IncidentState
+    from runloop.worker import DetectionOutbox
+
+    def ev(state, incident_id):
+        return IncidentEvent(state, Incident(id=incident_id, kind=IncidentKind.FIRE, confidence=0.9, first_seen_s=0,
+                                             last_seen_s=0, drone_id="D1"))
+
+    box = DetectionOutbox(max_events=3)
+    for e in (ev(IncidentState.NEW, "a"), ev(IncidentState.UPDATE, "a"), ev(IncidentState.NEW, "b")):
+        box.put(e)
+    assert box.put(ev(IncidentState.UPDATE, "a")) == []  # replaces the queued update of a
+    dropped = box.put(ev(IncidentState.END, "a"))
+    assert [(d.state, d.incident.id) for d in dropped] == [(IncidentState.UPDATE, "a")]
+    dropped = box.put(ev(IncidentState.NEW, "c"))
+    assert [(d.state, d.incident.id) for d in dropped] == [(IncidentState.NEW, "a")]
+    assert box.dropped == 2 and len(box) == 3
+    assert "dropped update a" in caplog.text and "dropped new a" in caplog.text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--pose", "mqtt"], "--pose is for a vision worker: give --broker"),
+    (["--broker", "mqtt://127.0.0.1:1"], "needs --drone-id"),
+    (["--broker", "mqtt://127.0.0.1:1", "--drone-id", "D1", "--pose", "gps"], "--pose 'gps': use mavlink:URL"),
+    (["--broker", "mqtt://127.0.0.1:1", "--drone-id", "D/1"], "--drone-id 'D/1' is not a valid id"),
+    (["--broker", "mqtt://127.0.0.1:1", "--drone-id", "D1", "--telemetry", "x.jsonl"], "takes its pose live"),
+])
+def test_worker_command_line_mistakes_are_named(fire_clip, capsys, args, message):
+    import patrol
+
+    clip, config, _ = fire_clip
+    assert patrol.main(["watch", str(clip), "--config", str(config), *args]) == 1
+    assert message in capsys.readouterr().err
