@@ -321,6 +321,9 @@ class VisionWorker:
             status = tg.create_task(self._status_loop(done), name="worker-status")
             try:
                 await self._watch(stop)
+            except Exception as exc:  # a bug in a stage: say so on the status topic before going down
+                self.outcome, self.last_error = "failed", f"{type(exc).__name__}: {exc}"
+                raise
             finally:
                 done.set()
                 await self._drain()
