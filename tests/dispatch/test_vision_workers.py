@@ -26,13 +26,13 @@ from tests.fixtures.ports import free_port
 pytestmark = pytest.mark.mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
-CLIP_S = 6.0
+CLIP_S = 5.0
 D2_NORTH_M = 600.0  # where drone D2 says it is: its fire is another incident than D1's
 
 
 @pytest.fixture(scope="module")
 def fire_clip(tmp_path_factory):
-    """A 6-s 640x360 clip hovering 60 m over a fire that ignites at 0.5 s, and a vision config that
+    """A 5-s 640x360 clip hovering 60 m over a fire that ignites at 0.5 s, and a vision config that
     trusts the synthetic camera's flames (no models needed)."""
     out = tmp_path_factory.mktemp("clip")
     scene = Scene(seed=7, actors=[FireActor((5.0, 3.0), ignite_s=0.5, name="fire-a")])
@@ -251,3 +251,94 @@ def test_worker_command_line_mistakes_are_named(fire_clip, capsys, args, message
     clip, config, _ = fire_clip
     assert patrol.main(["watch", str(clip), "--config", str(config), *args]) == 1
     assert message in capsys.readouterr().err
+
+
+class MjpegCamera:
+    """A network camera on 127.0.0.1 serving a clip's frames as an HTTP MJPEG stream, in a loop,
+    that can be switched off and on again (the stream a worker loses and must reopen)."""
+
+    def __init__(self, clip: Path, fps: float = 10.0):
+        import cv2
+
+        cap = cv2.VideoCapture(str(clip))
+        self.jpegs = []
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            self.jpegs.append(cv2.imencode(".jpg", image)[1].tobytes())
+        cap.release()
+        self.period_s = 1.0 / fps
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/cam.mjpg"
+        self._server = None
+        self._on = threading.Event()
+
+    def switch_on(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        camera = self
+
+        class Stream(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                try:
+                    while camera._on.is_set():
+                        jpeg = camera.jpegs[i % len(camera.jpegs)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                                         % len(jpeg) + jpeg + b"\r\n")
+                        i += 1
+                        time.sleep(camera.period_s)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self._on.set()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Stream)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def switch_off(self) -> None:
+        self._on.clear()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+async def test_worker_reopens_a_lost_video_stream(mosquitto_broker, fire_clip):
+    """The camera's stream goes dead for 1.5 s: the worker says video lost, keeps trying, and
+    watches again once the camera is back (and still finds the fire)."""
+    from runloop.worker import PoseFeed, VisionWorker, WorkerSettings
+    from dispatch.config import BrokerConfig
+    from vision import load_config
+
+    clip, config, _ = fire_clip
+    camera = MjpegCamera(clip)
+    camera.switch_on()
+    worker = VisionWorker(camera.url, BrokerConfig(url=mosquitto_broker.url), "D1", PoseFeed("D1"), load_config(config),
+                          WorkerSettings(stall_timeout_s=1.0, reopen_wait_s=0.3, status_interval_s=0.3))
+    stop = asyncio.Event()
+    run = asyncio.create_task(worker.run(stop))
+    try:
+        await wait_until(lambda: worker.frames >= 3, 10, "the worker watching the stream")
+        camera.switch_off()
+        await wait_until(lambda: worker.video_state == "lost", 5, "the worker to notice the stream is gone")
+        frames_before = worker.frames
+        await asyncio.sleep(1.0)
+        camera.switch_on()
+        await wait_until(lambda: worker.video_state == "ok" and worker.frames > frames_before + 3, 10,
+                         "the worker watching again after the camera came back")
+        await wait_until(lambda: worker.detections, 10, "the fire found in the stream")
+    finally:
+        stop.set()
+        camera.switch_off()
+        assert await asyncio.wait_for(run, 15) == "stopped"
+    assert worker.video_reopens >= 1
+    status = await retained_status(mosquitto_broker, "D1")
+    assert (status["state"], status["reason"]) == ("offline", "stopped") and status["video_reopens"] >= 1
