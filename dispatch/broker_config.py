@@ -8,7 +8,8 @@ Writes into one directory:
                         client's session); persistence on
     passwd              one user per unit, per drone (vision worker), the controller, an operator
     acl                 a unit publishes only its own location/status/acks and reads only its own
-                        alerts plus public state; a drone publishes only its own detections
+                        alerts plus public state; a drone's vision worker publishes only its own
+                        detections and worker status and reads only its drone's state
     credentials.yaml    the generated passwords to hand out; kept on re-runs
     certs/              ca.crt, ca.key, server.crt, server.key when not given (openssl CLI); kept on
                         re-runs so the riders' --ca-file keeps working; `--rotate server` issues a
@@ -156,7 +157,9 @@ def acl_text(layout: BrokerLayout) -> str:
                   f"topic read {p}/drones/+/state",
                   ""]
     for drone in layout.drones:
+        # its vision worker: its own detections and health, and the drone's state as a pose source
         lines += [f"user {drone_user(drone)}", f"topic write {t.detections(drone)}",
+                  f"topic write {t.worker_status(drone)}", f"topic read {t.drone_state(drone)}",
                   f"topic read {t.controller_status}", ""]
     return "\n".join(lines)
 

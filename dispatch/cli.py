@@ -13,7 +13,7 @@ from dispatch.errors import DispatchError
 log = logging.getLogger(__name__)
 
 
-def _add_broker_args(p: argparse.ArgumentParser) -> None:
+def add_broker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=None, help="broker URL mqtt://host[:port] or mqtts://host[:port]")
     p.add_argument("--username", default=None, help="login (also the MQTT client id on a broker-config broker)")
     p.add_argument("--password-file", type=Path, default=None,
@@ -44,7 +44,7 @@ def read_password(args: argparse.Namespace) -> str | None:
     return os.environ.get("PATROL_MQTT_PASSWORD") or None
 
 
-def _broker_from_args(args: argparse.Namespace, base: BrokerConfig | None = None) -> BrokerConfig:
+def broker_from_args(args: argparse.Namespace, base: BrokerConfig | None = None) -> BrokerConfig:
     data = base.model_dump() if base else {}
     if args.broker:
         data["url"] = args.broker
@@ -65,7 +65,7 @@ def _broker_from_args(args: argparse.Namespace, base: BrokerConfig | None = None
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("dispatch", help="the MQTT dispatch controller (alerts motorcycle units)")
-    _add_broker_args(p)
+    add_broker_args(p)
     p.add_argument("--config", type=Path, default=None, help="YAML with broker:/dispatch: sections")
     p.add_argument("--ack-timeout", type=float, default=None, help="seconds a unit has to accept (default 20)")
     p.add_argument("--journal", type=Path, default=None, help="SQLite journal (default dispatch-journal.sqlite)")
@@ -77,7 +77,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_dispatch)
 
     r = subparsers.add_parser("rider", help="the motorcycle officer's terminal app")
-    _add_broker_args(r)
+    add_broker_args(r)
     r.add_argument("--unit", required=True, help="unit id, e.g. M07")
     src = r.add_mutually_exclusive_group()
     src.add_argument("--gps", type=Path, default=None, help="replay fixes from a file (lat,lon per line) at 1 Hz")
@@ -112,7 +112,7 @@ def register(subparsers) -> None:
 
 def _dispatch_config(args: argparse.Namespace) -> tuple[BrokerConfig, DispatchConfig]:
     broker, dispatch = (load_config(args.config) if args.config else (BrokerConfig(), DispatchConfig()))
-    broker = _broker_from_args(args, broker)
+    broker = broker_from_args(args, broker)
     overrides = {k: v for k, v in {
         "ack_timeout_s": args.ack_timeout, "journal_path": args.journal, "unit_silence_s": args.unit_silence,
         "escalation_retry_s": args.escalation_retry, "arrive_radius_m": args.arrive_radius,
@@ -169,7 +169,7 @@ def cmd_rider(args: argparse.Namespace) -> int:
 
     try:
         check_id(args.unit, "unit id")
-        broker = _broker_from_args(args)
+        broker = broker_from_args(args)
         if broker.password is not None and broker.username is None:
             broker = broker.model_copy(update={"username": args.unit})  # a unit logs in as itself
         if broker.username is not None and broker.username != args.unit:

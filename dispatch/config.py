@@ -96,6 +96,8 @@ class DispatchConfig(_Section):
     drone_state_interval_s: float = Field(1.0, gt=0, title="retained drone state at most this often")
     closed_retain_s: float = Field(3600.0, ge=0, title="keep a closed incident's retained state this long")
     status_interval_s: float = Field(5.0, gt=0, title="republish retained controller status with counters")
+    drones: tuple[str, ...] = Field((), title="drones whose detections are taken (empty: any); a detection "
+                                              "from another drone is refused and logged")
     min_confidence: float = Field(0.0, ge=0, le=1, title="detections below this are recorded, not dispatched")
     duplicate_radius_m: dict[str, float] = Field(
         default_factory=lambda: {"fire": 60.0, "crowd": 60.0, "stopped_vehicle": 15.0, "intrusion": 30.0,

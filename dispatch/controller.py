@@ -242,6 +242,9 @@ class Dispatcher:
                         self._on_presence(check_id(unit_id, "unit id"), parse(PresenceMessage, payload, topic))
             elif levels[:1] == ("detections",) and len(levels) == 2:
                 drone_id = check_id(levels[1], "drone id")
+                if self.config.drones and drone_id not in self.config.drones:
+                    raise PayloadError(f"detection from unknown drone {drone_id!r} (this controller takes "
+                                       f"detections from {', '.join(self.config.drones)})")
                 if len(payload) > OFF_LOOP_BYTES:
                     # Up to 4 MB of JSON, base64 and JPEG re-encoding: done in a thread, so locations,
                     # acks and the outbox keep flowing meanwhile (messages are still handled in order).

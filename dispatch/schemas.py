@@ -28,6 +28,7 @@ ESCALATION_SCHEMA = "patrol.escalation/1"
 DRONE_STATE_SCHEMA = "patrol.drone-state/1"
 CONTROLLER_SCHEMA = "patrol.controller/1"
 ALARM_SCHEMA = "patrol.alarm/1"
+WORKER_STATUS_SCHEMA = "patrol.worker-status/1"
 
 MAX_INBOUND_BYTES = 4_000_000  # a detection with a full-size snapshot; anything larger is hostile
 ALERT_SNAPSHOT_MAX_BYTES = 30_000
@@ -311,6 +312,27 @@ class ControllerStatusMessage(Strict):
     locations_ingested: int | None = None
     payloads_rejected: int | None = None
     alerts_issued: int | None = None
+
+
+class WorkerStatusMessage(Strict):
+    """A vision worker's health, retained on {prefix}/workers/{drone_id}/status (Last Will: offline, lost)."""
+
+    schema_: Literal["patrol.worker-status/1"] = Field(WORKER_STATUS_SCHEMA, alias="schema")
+    state: Literal["online", "offline"]
+    drone_id: Id
+    reason: Literal["lost", "stopped", "ended", "failed"] | None = Field(None, title="offline: why")
+    ts: Finite | None = None
+    video: Literal["opening", "ok", "lost", "ended"] | None = None
+    pose: Literal["ok", "stale", "none"] | None = Field(None, title="live pose: fresh, too old to use, or never had one")
+    pose_source: str | None = None
+    frames: int | None = Field(None, ge=0, title="frames looked at since the worker started")
+    frames_per_s: Finite | None = None
+    detections: int | None = Field(None, ge=0, title="detection messages made (new, update, end)")
+    published: int | None = Field(None, ge=0, title="of those, acknowledged by the broker")
+    queued: int | None = Field(None, ge=0, title="waiting for the broker")
+    dropped: int | None = Field(None, ge=0, title="dropped from a full queue (updates first), each one logged")
+    video_reopens: int | None = Field(None, ge=0)
+    last_error: str | None = Field(None, max_length=500)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -38,6 +38,14 @@ class Topics:
     def detections_all(self) -> str:
         return f"{self.prefix}/detections/#"
 
+    def worker_status(self, drone_id: str) -> str:
+        """A vision worker's retained health (patrol.worker-status/1)."""
+        return f"{self.prefix}/workers/{drone_id}/status"
+
+    @property
+    def worker_status_all(self) -> str:
+        return f"{self.prefix}/workers/+/status"
+
     # outside -> controller: alarms (a 110 call, a sensor) from a named source
     def alarms(self, source: str) -> str:
         return f"{self.prefix}/alarms/{source}"

@@ -217,7 +217,7 @@ class PatrolRun:
         cfg = DispatchConfig(journal_path=self.out / "dispatch-journal.sqlite", ack_timeout_s=max(5.0, 60.0 / s),
                              unit_silence_s=max(10.0, 120.0 / s), escalation_retry_s=max(3.0, 30.0 / s),
                              typical_speed_m_s=min(60.0, 8.0 * s), drone_state_interval_s=max(0.2, 1.0 / s),
-                             status_interval_s=2.0)
+                             status_interval_s=2.0, drones=tuple(d.drone_id for d in self.plan.drones))
         self.dispatcher = Dispatcher(self.broker, cfg, on_overwatch_needed=self.drones.overwatch,
                                      on_release=self.drones.release)
         self.dispatcher.locate_grid = self._grid_centre  # alarms may name a cell instead of a position

@@ -41,6 +41,21 @@ def register(subparsers) -> None:
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of an image folder (default 10)")
     p.add_argument("--synthetic", metavar="SCENARIO",
                    help="render a synthetic scenario (calm, fires, crowds, stopped_vehicles, intrusions) and watch it")
+    worker = p.add_argument_group(
+        "as a drone's vision worker (with --broker): detections go to the controller over MQTT, not to --out; "
+        "see docs/deploy.md")
+    from dispatch.cli import add_broker_args
+
+    add_broker_args(worker)
+    worker.add_argument("--pose", metavar="mavlink:URL|mqtt|none",
+                        help="live pose: the drone's MAVLink stream (mavlink:udpin:0.0.0.0:14551, mavlink:tcp:HOST:5760) "
+                             "or the controller's patrol/drones/ID/state (mqtt, the default with --broker)")
+    worker.add_argument("--vision-fps", type=float, default=5.0, metavar="N",
+                        help="frames looked at per second; the newest frame each time, never a backlog (default 5)")
+    worker.add_argument("--queue", type=int, default=1000, metavar="N",
+                        help="detections kept while the broker is unreachable (default 1000; updates dropped first)")
+    worker.add_argument("--status-interval", type=float, default=5.0, metavar="S",
+                        help="seconds between retained status messages (default 5)")
     p.set_defaults(func=run_watch)
     register_eval(subparsers)
 
@@ -143,6 +158,10 @@ def run_watch(args: argparse.Namespace) -> int:
                 update={"width_px": 1280, "height_px": 720, "hfov_deg": 82.0})}).for_synthetic_camera()
         if not source_spec:
             raise VisionError("give a SOURCE (video file, stream URL or image folder) or --synthetic SCENARIO")
+        if args.broker:
+            return run_worker(args, source_spec, config, zones)
+        if args.pose:
+            raise VisionError("--pose is for a vision worker: give --broker URL too (or --telemetry FILE for a recording)")
         telemetry = None
         if telemetry_path:
             g = config.geolocation
@@ -157,3 +176,48 @@ def run_watch(args: argparse.Namespace) -> int:
     except VisionError as exc:
         print(f"patrol watch: {exc}", file=sys.stderr)
         return 1
+
+
+def run_worker(args: argparse.Namespace, source_spec: str, config: VisionConfig, zones) -> int:
+    """`patrol watch SOURCE --broker URL --drone-id D [--pose ...]`: the drone's vision worker
+    (runloop/worker.py) until SIGINT/SIGTERM or the end of a recording."""
+    import asyncio
+    import signal
+
+    from dispatch.cli import broker_from_args
+    from dispatch.errors import DispatchError
+    from dispatch.topics import check_id
+    from runloop.worker import VisionWorker, WorkerSettings, parse_pose_arg
+
+    if args.telemetry:
+        raise VisionError("a vision worker takes its pose live (--pose); --telemetry is for watching a recording")
+    if not args.drone_id:
+        raise VisionError("a vision worker needs --drone-id (the drone whose video this is)")
+    if not args.vision_fps > 0:
+        raise VisionError(f"--vision-fps {args.vision_fps}: must be above 0")
+    try:
+        check_id(args.drone_id, "--drone-id")
+        broker = broker_from_args(args)
+        pose = parse_pose_arg(args.pose or "mqtt", args.drone_id)
+        settings = WorkerSettings(fps=args.vision_fps, outbox_max=args.queue, status_interval_s=args.status_interval,
+                                  topic_prefix=args.topic_prefix or "patrol")
+        worker = VisionWorker(source_spec, broker, args.drone_id, pose, config, settings, zones=zones,
+                              progress=sys.stderr)
+    except (DispatchError, ValueError) as exc:
+        raise VisionError(str(exc)) from exc
+    for line in worker.pipeline.classes_off(with_telemetry=pose.name != "none"):
+        print(f"note: {line}", file=sys.stderr)
+    print(f"{args.drone_id}: vision worker on {broker.url} (pose: {args.pose or 'mqtt'}); "
+          f"status on {worker.topics.worker_status(args.drone_id)}", file=sys.stderr, flush=True)
+
+    async def serve() -> str:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await worker.run(stop)
+
+    outcome = asyncio.run(serve())
+    if outcome == "failed":
+        raise VisionError(worker.last_error or "the video failed")
+    return 0

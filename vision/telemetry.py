@@ -134,12 +134,18 @@ def read_tlog(path: Path) -> list[Pose]:
         if msg.get_type() == "ATTITUDE":
             roll, pitch = math.degrees(msg.roll), math.degrees(msg.pitch)
             continue
-        hdg = msg.hdg / 100.0 if msg.hdg != 65535 else 0.0
-        poses.append(Pose(time_s=float(getattr(msg, "_timestamp", 0.0)), lat=msg.lat / 1e7, lon=msg.lon / 1e7,
-                          alt_rel_m=msg.relative_alt / 1000.0, alt_msl_m=msg.alt / 1000.0, roll_deg=roll,
-                          pitch_deg=pitch, yaw_deg=hdg, heading_deg=hdg,
-                          groundspeed_m_s=math.hypot(msg.vx, msg.vy) / 100.0))
+        poses.append(pose_from_mavlink(msg, roll, pitch, float(getattr(msg, "_timestamp", 0.0))))
     return poses
+
+
+def pose_from_mavlink(position, roll_deg: float, pitch_deg: float, time_s: float, drone_id: str = "") -> Pose:
+    """A Pose from a MAVLink GLOBAL_POSITION_INT (position, heading, velocity) and the roll and
+    pitch of the latest ATTITUDE; used for tlogs and for a live MAVLink stream alike."""
+    hdg = position.hdg / 100.0 if position.hdg != 65535 else 0.0
+    return Pose(time_s=time_s, lat=position.lat / 1e7, lon=position.lon / 1e7,
+                alt_rel_m=position.relative_alt / 1000.0, alt_msl_m=position.alt / 1000.0, roll_deg=roll_deg,
+                pitch_deg=pitch_deg, yaw_deg=hdg, heading_deg=hdg,
+                groundspeed_m_s=math.hypot(position.vx, position.vy) / 100.0, drone_id=drone_id)
 
 
 def load_telemetry(path: str | Path, max_gap_s: float = 1.0, offset_s: float = 0.0) -> Telemetry:

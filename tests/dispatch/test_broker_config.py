@@ -80,6 +80,10 @@ PUBLISH = [
     ("drone-D1", f"{P}/units/M01/location", False),
     ("drone-D1", f"{P}/units/M01/acks", False),
     ("drone-D1", f"{P}/incidents/fire-9", False),
+    ("drone-D1", f"{P}/workers/D1/status", True),  # its vision worker's health
+    ("drone-D1", f"{P}/workers/D2/status", False),
+    ("drone-D1", f"{P}/drones/D1/state", False),
+    ("M01", f"{P}/workers/D1/status", False),
     (OPERATOR_USER, f"{P}/units/M01/alerts", False),
     (OPERATOR_USER, f"{P}/incidents/fire-9", False),
 ]
@@ -96,7 +100,9 @@ READ = {
     f"{P}/escalations": {OPERATOR_USER},
     f"{P}/incidents/fire-9": {"M01", "M02", OPERATOR_USER},
     f"{P}/controller/status": {"M01", "M02", "drone-D1", OPERATOR_USER},
-    f"{P}/drones/D1/state": {"M01", "M02", OPERATOR_USER},
+    f"{P}/drones/D1/state": {"M01", "M02", "drone-D1", OPERATOR_USER},  # D1's worker takes its pose from it
+    f"{P}/drones/D2/state": {"M01", "M02", OPERATOR_USER},
+    f"{P}/workers/D1/status": {OPERATOR_USER},
 }
 READERS = ["M01", "M02", "drone-D1", OPERATOR_USER]
 

@@ -20,6 +20,7 @@ MODELS = {
     "patrol.drone-state/1": schemas.DroneStateMessage,
     "patrol.controller/1": schemas.ControllerStatusMessage,
     "patrol.alarm/1": schemas.AlarmMessage,
+    "patrol.worker-status/1": schemas.WorkerStatusMessage,
 }
 
 
@@ -49,5 +50,6 @@ def test_every_topic_is_documented():
     text = DOC.read_text()
     for topic in (t.detections("{drone_id}"), t.unit_location("{unit_id}"), t.unit_status("{unit_id}"),
                   t.unit_alerts("{unit_id}"), t.unit_acks("{unit_id}"), t.events, t.incident("{incident_id}"),
-                  t.escalations, t.drone_state("{drone_id}"), t.controller_status, t.alarms("{source}")):
+                  t.escalations, t.drone_state("{drone_id}"), t.controller_status, t.alarms("{source}"),
+                  t.worker_status("{drone_id}")):
         assert f"`{topic}`" in text, topic

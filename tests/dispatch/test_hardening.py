@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dispatch import snapshots
-from dispatch.cli import _broker_from_args
+from dispatch.cli import broker_from_args
 from dispatch.config import BrokerConfig, DispatchConfig
 from dispatch.controller import Dispatcher
 from dispatch.errors import DispatchError
@@ -40,13 +40,13 @@ def test_password_from_a_file_or_the_environment(tmp_path, monkeypatch, caplog):
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
     monkeypatch.setenv("PATROL_MQTT_PASSWORD", "from-env")
-    assert _broker_from_args(broker_args(password_file=secret)).password.get_secret_value() == "from-file"
-    assert _broker_from_args(broker_args()).password.get_secret_value() == "from-env"
+    assert broker_from_args(broker_args(password_file=secret)).password.get_secret_value() == "from-file"
+    assert broker_from_args(broker_args()).password.get_secret_value() == "from-env"
     with caplog.at_level(logging.WARNING):
-        assert _broker_from_args(broker_args(password="argv")).password.get_secret_value() == "argv"
+        assert broker_from_args(broker_args(password="argv")).password.get_secret_value() == "argv"
     assert "process list" in caplog.text
     with pytest.raises(DispatchError, match="cannot read --password-file"):
-        _broker_from_args(broker_args(password_file=tmp_path / "missing"))
+        broker_from_args(broker_args(password_file=tmp_path / "missing"))
 
 
 def test_a_failed_unit_save_is_an_error_not_a_debug_line(tmp_path, caplog):
