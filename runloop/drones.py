@@ -114,6 +114,7 @@ class DroneOps:
                 continue
             if rec.queue and not self.ending:
                 sortie = rec.queue.pop(0)
+                self._note_idle(rec, self.clock(), sortie.start_s)
                 if not await self.clock.sleep_until(sortie.start_s, stop):
                     break
             elif self.chooser is not None and not self.ending:
@@ -258,8 +259,18 @@ class DroneOps:
                 self.store.add(t, "sortie_chosen", rec.drone_id, sortie=sortie.sortie_id,
                                grid_ids=list(sortie.grid_ids), duration_s=round(sortie.duration_s, 1))
                 return sortie
+            self._note_idle(rec, t, t + SHIFT_RETRY_S)
             await self.clock.sleep_until(t + SHIFT_RETRY_S, stop)
         return None
+
+    def _note_idle(self, rec: DroneRecord, t0_s: float, t1_s: float) -> None:
+        """A drone ready on its dock is about to wait: record how much of the wait a cell nobody
+        flies will be past its target (the report's idle-with-a-charged-pack figure)."""
+        if self.chooser is None or t1_s <= t0_s:
+            return
+        idle = self.chooser.overdue_wait_s(t0_s, t1_s, self.ledger.last_visits(), self.claimed_cells(rec))
+        if idle > 0:
+            self.store.add(t0_s, "idle_while_overdue", rec.drone_id, seconds=round(idle, 1))
 
     def patrol_now(self, cells) -> None:
         t = self.clock()
