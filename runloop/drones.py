@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 from common.dock_service import DroneState, PackPool
@@ -128,10 +129,18 @@ class DroneOps:
                            grid_ids=list(sortie.grid_ids), purpose=sortie.purpose)
             fly = asyncio.create_task(fly_sortie(rec.vehicle, sortie.mission, progress=lambda m: log.info("%s", m)))
             stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({fly, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            # In a shift a drone out of touch too long is out: its cells must not wait for it.
+            gone = asyncio.create_task(self._link_gone(rec)) if self.chooser is not None else None
+            await asyncio.wait({fly, stopper} | ({gone} if gone else set()), return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
+            if gone is not None:
+                gone.cancel()
             if not fly.done():
                 fly.cancel()
+                if gone is not None and gone.done() and not gone.cancelled():
+                    self.store.add(self.clock(), "sortie_aborted", rec.drone_id, sortie=sortie.sortie_id,
+                                   detail=gone.result())
+                    self._lose(rec, gone.result(), sortie)
                 break
             try:
                 report = fly.result()
@@ -174,6 +183,16 @@ class DroneOps:
         last = self.ledger.last_visits()
         return sorted({g for g, p, _ in sortie.parts if last.get((g, p), -1.0) < sortie.start_s})
 
+    async def _link_gone(self, rec: DroneRecord) -> str:
+        """Returns once the drone's link has been down for the shift's `link_gone_s` (its own
+        failsafe flies it home; we cannot see what it sees, nor send it anywhere)."""
+        limit_s = self.shift.link_gone_s
+        while True:
+            s = rec.vehicle.state
+            if not s.link_ok and time.monotonic() - s.last_heartbeat_s >= self.clock.wall_s(limit_s):
+                return f"link lost for more than {limit_s:g} s in the air"
+            await asyncio.sleep(self.clock.wall_s(1.0))
+
     def _lose(self, rec: DroneRecord, why: str, sortie=None) -> None:
         rec.state = DroneState.LOST
         cells = self._unvisited(sortie) if sortie is not None else []
@@ -214,11 +233,13 @@ class DroneOps:
         ready = self.packs[rec.dock_id].swap(landed)
         self.store.add(landed, "pack_swap", rec.drone_id, dock=rec.dock_id, ready_s=round(ready, 1))
         await self._clear_battery_fault(rec)
-        if not await self.clock.sleep_until(ready, stop):
-            return False
         sim_vehicle = self.sim_vehicles.get(rec.drone_id)
         if sim_vehicle is not None:
-            sim_vehicle.faults.drain_battery_to(100.0)  # the new pack
+            # The new pack goes in when the swap starts, so its charge is in the telemetry by the
+            # time the drone is ready (the pre-flight battery check reads the telemetry).
+            sim_vehicle.faults.drain_battery_to(100.0)
+        if not await self.clock.sleep_until(ready, stop):
+            return False
         rec.state = DroneState.READY
         return True
 

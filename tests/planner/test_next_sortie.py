@@ -160,3 +160,12 @@ def test_demo_shift_with_the_live_schedule_leaves_no_cell_unseen_longer_than_700
                             first_cycle_from="live")
     assert max(result.gaps_s().values()) <= 700.0
     assert result.idle_overdue_s == 0.0
+
+
+def test_a_wait_counts_as_idle_from_when_a_cell_nobody_flies_falls_overdue(demo_plan):
+    chooser = SortieChooser(demo_plan, DEMO_TARGET)
+    seen = {g: 1000.0 for g in DEMO_CELLS}
+    seen["DY-C0534"] = 550.0  # due at 1150 s (600 s target)
+    assert chooser.overdue_wait_s(1100.0, 1200.0, seen) == 50.0
+    assert chooser.overdue_wait_s(1100.0, 1200.0, seen, claimed={"DY-C0534"}) == 0.0  # another drone is on it
+    assert chooser.overdue_wait_s(1000.0, 1100.0, seen) == 0.0
