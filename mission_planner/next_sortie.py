@@ -149,7 +149,7 @@ class SortieChooser:
         """
         dock_id = dock_id or self.docks.get(drone_id) or self.grids.docks[0].grid_id
         dock = self.grids.dock(dock_id)
-        budget = min(self.budget_s, budget_s or self.budget_s)
+        budget = self.budget_s if budget_s is None else min(self.budget_s, budget_s)
         overhead = self.plan.overhead_s
         dd = self.dock_distances(dock_id)
         score = self.urgency(now_s, last_seen_s, hot_spots, shift_start_s, urgent)

@@ -115,9 +115,15 @@ class DroneOps:
                 continue
             if rec.queue and not self.ending:
                 sortie = rec.queue.pop(0)
-                self._note_idle(rec, self.clock(), sortie.start_s)
-                if not await self.clock.sleep_until(sortie.start_s, stop):
-                    break
+                # Until its next planned sortie a shift drone flies a live one that is back in time.
+                filler = self._choose(rec, self.clock(), until_s=sortie.start_s) if self.chooser is not None else None
+                if filler is not None:
+                    rec.queue.insert(0, sortie)
+                    sortie = filler
+                else:
+                    self._note_idle(rec, self.clock(), sortie.start_s)
+                    if not await self.clock.sleep_until(sortie.start_s, stop):
+                        break
             elif self.chooser is not None and not self.ending:
                 sortie = await self._next_shift_sortie(rec, stop)
                 if sortie is None:
@@ -263,26 +269,34 @@ class DroneOps:
                 continue
             rec.state = DroneState.READY
             t = self.clock()
-            last = self.ledger.last_visits()
-            for g, asked in list(self.urgent.items()):  # every part seen since the operator asked: done
-                if all(last.get((u.grid_id, u.part), -1.0) > asked for u in self.chooser.units if u.grid_id == g):
-                    del self.urgent[g]
-            try:
-                sortie = self.chooser.next_sortie(rec.drone_id, t, last, urgent=set(self.urgent),
-                                                  claimed=self.claimed_cells(rec), hot_spots=self.hot_spots,
-                                                  dock_id=rec.dock_id, sortie_id=f"shift{len(rec.replanned) + 1:02d}")
-            except Exception as exc:  # a planner bug must not ground the fleet silently
-                self.store.add(t, "stage_error", f"drones-{rec.drone_id}", error=f"next sortie: {exc!r}")
-                sortie = None
+            sortie = self._choose(rec, t)
             if sortie is not None:
-                rec.total += 1
-                rec.replanned.append(sortie)  # drawn on the live map like the re-planned ones
-                self.store.add(t, "sortie_chosen", rec.drone_id, sortie=sortie.sortie_id,
-                               grid_ids=list(sortie.grid_ids), duration_s=round(sortie.duration_s, 1))
                 return sortie
             self._note_idle(rec, t, t + SHIFT_RETRY_S)
             await self.clock.sleep_until(t + SHIFT_RETRY_S, stop)
         return None
+
+    def _choose(self, rec: DroneRecord, t: float, until_s: float | None = None):
+        """The ledger's sortie for `rec` now (back and swapped before `until_s`, if given), or None."""
+        last = self.ledger.last_visits()
+        for g, asked in list(self.urgent.items()):  # every part seen since the operator asked: done
+            if all(last.get((u.grid_id, u.part), -1.0) > asked for u in self.chooser.units if u.grid_id == g):
+                del self.urgent[g]
+        budget = None if until_s is None else until_s - self.packs[rec.dock_id].service.swap_s - t
+        try:
+            sortie = self.chooser.next_sortie(rec.drone_id, t, last, urgent=set(self.urgent),
+                                              claimed=self.claimed_cells(rec), hot_spots=self.hot_spots,
+                                              dock_id=rec.dock_id, sortie_id=f"shift{len(rec.replanned) + 1:02d}",
+                                              budget_s=budget)
+        except Exception as exc:  # a planner bug must not ground the fleet silently
+            self.store.add(t, "stage_error", f"drones-{rec.drone_id}", error=f"next sortie: {exc!r}")
+            return None
+        if sortie is not None:
+            rec.total += 1
+            rec.replanned.append(sortie)  # drawn on the live map like the re-planned ones
+            self.store.add(t, "sortie_chosen", rec.drone_id, sortie=sortie.sortie_id,
+                           grid_ids=list(sortie.grid_ids), duration_s=round(sortie.duration_s, 1))
+        return sortie
 
     def _note_idle(self, rec: DroneRecord, t0_s: float, t1_s: float) -> None:
         """A drone ready on its dock is about to wait: record how much of the wait a cell nobody
