@@ -236,14 +236,22 @@ class SortieChooser:
             if t2.duration_s <= budget:
                 route, tpl = trial, t2
         if len(route) > 1:  # fly the loop the way round that reaches the stalest parts soonest
-            back = build(route[::-1])
             rate = np.concatenate([[0.0], self.weight[cand] / self.target_s[cand]])
 
-            def staleness_on_arrival(r, t):
-                return max(val[j] + rate[j] * off for j, off in zip(r, t.visit_offsets_s))
+            def staleness_on_arrival(r, offsets):
+                return max(val[j] + rate[j] * off for j, off in zip(r, offsets))
 
-            if back.duration_s <= budget and staleness_on_arrival(route[::-1], back) < staleness_on_arrival(route, tpl):
-                route, tpl = route[::-1], back
+            def estimated_offsets(r):  # centre to centre, half the part swept
+                nodes = [0, *r]
+                legs = np.cumsum([travel[a, b] + work[a] for a, b in zip(nodes[:-1], nodes[1:])])
+                return legs + work[r] / 2
+
+            back_r = route[::-1]
+            if staleness_on_arrival(back_r, estimated_offsets(back_r)) < staleness_on_arrival(route, estimated_offsets(route)):
+                back = build(back_r)  # built only when the estimate says it is worth it
+                if back.duration_s <= budget and (staleness_on_arrival(back_r, back.visit_offsets_s)
+                                                  < staleness_on_arrival(route, tpl.visit_offsets_s)):
+                    route, tpl = back_r, back
         alt = self.layers.get(drone_id)
         if alt is None:
             alt = self.cfg.transit_alt_m(len(self.layers))
