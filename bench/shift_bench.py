@@ -72,7 +72,7 @@ def city(grids, hours: float, swap_s: float) -> None:
         gaps = r.gaps_s()
         ordinary = sorted((v for k, v in gaps.items() if kinds[k[0]] != "special"), reverse=True)
         never = sum(1 for k in gaps if kinds[k[0]] != "special" and not r.visits.get(k))
-        print(f"  city {hours:g} h, first cycle from the {first}: {len(r.flown)} sorties ({len(r.choose_s)} live choices, "
+        print(f"  city {hours:g} h, first cycle from the {first}: {len(r.flown)} sorties ({len(r.choose_s)} live choices), "
               f"model run {wall:.1f} s")
         print(f"    special cells within their revisit target {special * 100:.1f} % of the shift "
               f"(target >= {SPECIAL_SHARE_TARGET * 100:.0f} % {ok(special >= SPECIAL_SHARE_TARGET)}); ordinary "
