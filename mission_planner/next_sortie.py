@@ -30,7 +30,7 @@ from typing import Collection, Mapping
 import numpy as np
 
 from .planner import PatrolPlan, Sortie
-from .routing import route_time, two_opt
+from .routing import two_opt
 from .sorties import build_route, layer_change_s
 from .missions import build_mission
 
@@ -137,15 +137,14 @@ class SortieChooser:
     def next_sortie(self, drone_id: str, now_s: float, last_seen_s: Seen, claimed: Collection = (),
                     hot_spots=(), dock_id: str | None = None, sortie_id: str = "shift01",
                     shift_start_s: float = 0.0, budget_s: float | None = None,
-                    urgent: Collection[str] = (), keep: Sortie | None = None) -> Sortie | None:
+                    urgent: Collection[str] = ()) -> Sortie | None:
         """The sortie `drone_id` should fly from `dock_id` (default its planned dock) at `now_s`:
         the most urgent reachable part first, then the parts that add most urgency per second of
         flight, until the battery budget is full. None when nothing is stale enough to fly.
 
         `claimed`: grid_ids (or (grid_id, part)) other drones are flying now; `hot_spots`:
         (x_m, y_m, t_s) of recent incidents in the grid's metres; `urgent`: grid_ids the operator
-        asked for, flown before anything else; `keep`: a planned sortie whose parts stay in
-        (its battery topped up with the stalest parts it has room for; None when it has none).
+        asked for, flown before anything else.
         """
         dock_id = dock_id or self.docks.get(drone_id) or self.grids.docks[0].grid_id
         dock = self.grids.dock(dock_id)
@@ -155,11 +154,7 @@ class SortieChooser:
         score = self.urgency(now_s, last_seen_s, hot_spots, shift_start_s, urgent)
         reach = overhead + self.slack_s + 2 * (dd + self.radius) / self.speed + self.work <= budget
         free = np.array([u.grid_id not in claimed and (u.grid_id, u.part) not in claimed for u in self.units])
-        kept = np.zeros(len(self.units), bool)
-        if keep is not None:
-            mine = {(g, p) for g, p, _ in keep.parts}
-            kept = np.array([(u.grid_id, u.part) in mine for u in self.units])
-        ok = (reach & free & (score > 0)) | kept
+        ok = reach & free & (score > 0)
         # Parts nearer another dock in use are left to its drones while this dock has work.
         home = dd <= np.min([self.dock_distances(d) for d in set(self.docks.values())], axis=0) + TERRITORY_M
         cand = np.flatnonzero(ok & home)
@@ -169,21 +164,20 @@ class SortieChooser:
             return None
         # The seed is the most urgent part (the nearest of equals); the sortie is then filled
         # from the most urgent parts and those nearest the seed.
-        by_urgency = cand[np.lexsort((dd[cand], -score[cand]))]
-        seeds = np.flatnonzero(kept) if kept.any() else by_urgency[:1]
-        near = np.hypot(*(self.centres[cand][:, None, :] - self.centres[seeds][None, :, :]).T).min(axis=0)
-        pool = np.concatenate([seeds, cand[np.argsort(-score[cand], kind="stable")[:CANDIDATES // 2]],
+        seed = int(cand[np.lexsort((dd[cand], -score[cand]))[0]])
+        near = np.hypot(*(self.centres[cand] - self.centres[seed]).T)
+        pool = np.concatenate([[seed], cand[np.argsort(-score[cand], kind="stable")[:CANDIDATES // 2]],
                                cand[np.argsort(near, kind="stable")[:CANDIDATES // 2]]])
         cand = np.array(list(dict.fromkeys(pool.tolist())))
         pts = np.vstack([np.asarray(dock.xy_m, float)[None], self.centres[cand]])
         travel = self._distances(dock_id, cand) / self.speed
         work = np.concatenate([[0.0], self.work[cand]])
         val = np.concatenate([[0.0], score[cand]])
-        route = two_opt(list(range(1, len(seeds) + 1)), travel)  # nodes into cand (+1): the seeds first
-        spent = route_time(route, travel, work)
+        route = [1]  # nodes into cand (+1); the most urgent first
+        spent = travel[0, 1] + work[1] + travel[1, 0]
         limit = budget - overhead
         left = np.ones(len(pts), bool)
-        left[:len(seeds) + 1] = False
+        left[:2] = False
         while left.any():
             nodes = np.array([0, *route, 0])
             a, b = nodes[:-1], nodes[1:]
@@ -208,13 +202,10 @@ class SortieChooser:
                                "shift")
 
         tpl = build(route)
-        def removable():
-            return [j for j in route if keep is None or j > len(seeds)]
-
-        while tpl.duration_s > budget and len(route) > 1 and removable():  # the estimate was centre to centre
-            route.remove(min(removable(), key=lambda j: val[j]))
+        while tpl.duration_s > budget and len(route) > 1:  # the estimate was centre to centre
+            route.remove(min(route, key=lambda j: val[j]))
             tpl = build(route)
-        if tpl.duration_s > budget or (keep is not None and len(route) == len(seeds)):
+        if tpl.duration_s > budget:
             return None
         # The estimate is conservative (a route enters and leaves a part at its nearer ends):
         # top the battery up with the parts worth most per added second, built exactly.
@@ -247,7 +238,8 @@ class SortieChooser:
                 return legs + work[r] / 2
 
             back_r = route[::-1]
-            if staleness_on_arrival(back_r, estimated_offsets(back_r)) < staleness_on_arrival(route, estimated_offsets(route)):
+            if (staleness_on_arrival(back_r, estimated_offsets(back_r))
+                    < staleness_on_arrival(route, estimated_offsets(route))):
                 back = build(back_r)  # built only when the estimate says it is worth it
                 if back.duration_s <= budget and (staleness_on_arrival(back_r, back.visit_offsets_s)
                                                   < staleness_on_arrival(route, tpl.visit_offsets_s)):
