@@ -39,7 +39,8 @@ def ok(flag: bool) -> str:
 
 def demo(grids, swap_s: float) -> None:
     cfg = PlannerConfig().with_overrides(
-        fleet={"drones": 3, "airframe": {"pack_mah": 8320, "reserve": 0.5, "cruise_speed_m_s": 5}, "launch_stagger_s": 20.0},
+        fleet={"drones": 3, "airframe": {"pack_mah": 8320, "reserve": 0.5, "cruise_speed_m_s": 5}, "launch_stagger_s": 20.0,
+               "battery_swap_min": swap_s / 60},
         schedule={"horizon_h": 1500 / 3600})
     plan = plan_patrol(grids, cfg, cells=DEMO_CELLS, start_positions={f"drone0{i}": "DOCK-NE" for i in (1, 2, 3)})
     weights = ShiftWeights(revisit_s={"comprehensive": 600.0, "special": 300.0})
@@ -55,7 +56,7 @@ def demo(grids, swap_s: float) -> None:
 
 
 def city(grids, hours: float, swap_s: float) -> None:
-    cfg = PlannerConfig().with_overrides(schedule={"horizon_h": hours})
+    cfg = PlannerConfig().with_overrides(schedule={"horizon_h": hours}, fleet={"battery_swap_min": swap_s / 60})
     plan = plan_patrol(grids, cfg)
     t0 = time.perf_counter()
     SortieChooser(plan)  # distances between all parts, once per shift
@@ -71,8 +72,8 @@ def city(grids, hours: float, swap_s: float) -> None:
         gaps = r.gaps_s()
         ordinary = sorted((v for k, v in gaps.items() if kinds[k[0]] != "special"), reverse=True)
         never = sum(1 for k in gaps if kinds[k[0]] != "special" and not r.visits.get(k))
-        print(f"  city {hours:g} h, first cycle from the {first}: {len(r.flown)} sorties ({len(r.choose_s)} chosen "
-              f"live), model run {wall:.1f} s")
+        print(f"  city {hours:g} h, first cycle from the {first}: {len(r.flown)} sorties ({len(r.choose_s)} live choices), "
+              f"model run {wall:.1f} s")
         print(f"    special cells within their revisit target {special * 100:.1f} % of the shift "
               f"(target >= {SPECIAL_SHARE_TARGET * 100:.0f} % {ok(special >= SPECIAL_SHARE_TARGET)}); ordinary "
               f"{r.within_target_share('comprehensive') * 100:.1f} %")

@@ -148,7 +148,7 @@ class SortieChooser:
         """
         dock_id = dock_id or self.docks.get(drone_id) or self.grids.docks[0].grid_id
         dock = self.grids.dock(dock_id)
-        budget = min(self.budget_s, budget_s or self.budget_s)
+        budget = self.budget_s if budget_s is None else min(self.budget_s, budget_s)
         overhead = self.plan.overhead_s
         dd = self.dock_distances(dock_id)
         score = self.urgency(now_s, last_seen_s, hot_spots, shift_start_s, urgent)
@@ -226,6 +226,24 @@ class SortieChooser:
             t2 = build(trial)
             if t2.duration_s <= budget:
                 route, tpl = trial, t2
+        if len(route) > 1:  # fly the loop the way round that reaches the stalest parts soonest
+            rate = np.concatenate([[0.0], self.weight[cand] / self.target_s[cand]])
+
+            def staleness_on_arrival(r, offsets):
+                return max(val[j] + rate[j] * off for j, off in zip(r, offsets))
+
+            def estimated_offsets(r):  # centre to centre, half the part swept
+                nodes = [0, *r]
+                legs = np.cumsum([travel[a, b] + work[a] for a, b in zip(nodes[:-1], nodes[1:])])
+                return legs + work[r] / 2
+
+            back_r = route[::-1]
+            if (staleness_on_arrival(back_r, estimated_offsets(back_r))
+                    < staleness_on_arrival(route, estimated_offsets(route))):
+                back = build(back_r)  # built only when the estimate says it is worth it
+                if back.duration_s <= budget and (staleness_on_arrival(back_r, back.visit_offsets_s)
+                                                  < staleness_on_arrival(route, tpl.visit_offsets_s)):
+                    route, tpl = back_r, back
         alt = self.layers.get(drone_id)
         if alt is None:
             alt = self.cfg.transit_alt_m(len(self.layers))
@@ -234,6 +252,15 @@ class SortieChooser:
                       tuple((u.grid_id, u.part, u.parts) for u in tpl.units),
                       tuple(l for u in tpl.units for l in u.lanes), mission, tpl.points_m, tpl.distance_m,
                       tpl.duration_s, now_s, tuple(tpl.visit_offsets_s), alt, tpl.survey, tpl.sweep_of)
+
+    def overdue_wait_s(self, t0_s: float, t1_s: float, last_seen_s: Seen, claimed: Collection = (),
+                       shift_start_s: float = 0.0) -> float:
+        """Seconds of [t0_s, t1_s] a drone waiting on its dock with a charged pack spends while a
+        part nobody is flying is past its revisit target: idle time the issue wants at ~0."""
+        due = [_last_seen(last_seen_s, u.grid_id, u.part, shift_start_s) + target
+               for u, target in zip(self.units, self.target_s)
+               if u.grid_id not in claimed and (u.grid_id, u.part) not in claimed]
+        return max(0.0, t1_s - max(t0_s, min(due, default=math.inf)))
 
 
 def first_cycle(plan: PatrolPlan) -> dict[str, list[Sortie]]:

@@ -77,7 +77,8 @@ def simulate_shift(plan: PatrolPlan, shift_s: float, weights: ShiftWeights | Non
                    services: Mapping[str, DockService] | None = None, first_cycle_from: str = "plan",
                    lose: Mapping[str, float] | None = None, incidents=(), seen_at_start=None) -> ShiftResult:
     """Fly the shift: the plan's first cycle (`first_cycle_from="plan"`) or the live schedule
-    from the start (`"live"`), then `SortieChooser.next_sortie` for each drone back on its dock.
+    from the start (`"live"`), then `SortieChooser.next_sortie` for each drone back on its dock
+    (and, while it waits for its next planned sortie, a live one that is back in time).
 
     lose: drone_id -> scenario s it drops out (its unflown parts go back to the pool);
     incidents: (x_m, y_m, t_s) reported incidents (cells near them weigh more for a while).
@@ -143,22 +144,28 @@ def simulate_shift(plan: PatrolPlan, shift_s: float, weights: ShiftWeights | Non
             s = q.pop(0)
             if s.start_s > t + 1e-6:
                 q.insert(0, s)
-                push(s.start_s, "ready", drone)
                 break
             sortie = s
-        if sortie is None and q:
-            continue
-        if sortie is None:
+        others = {(g, p) for d, qq in queues.items() if d != drone for s in qq for g, p, _ in s.parts}
+        if sortie is None and q:  # until its next planned sortie: a live one that is back in time, if any
+            swap = pools[plan_dock(plan, drone)].service.swap_s
             count += 1
             w0 = time.perf_counter()
-            planned_parts = {(g, p) for qq in queues.values() for s in qq for g, p, _ in s.parts}
-            sortie = chooser.next_sortie(drone, t, last_seen, claimed=set(claimed) | planned_parts, hot_spots=incidents,
+            sortie = chooser.next_sortie(drone, t, last_seen, claimed=set(claimed) | others, hot_spots=incidents,
+                                         sortie_id=f"shift{count:03d}", budget_s=q[0].start_s - swap - t)
+            res.choose_s.append(time.perf_counter() - w0)
+            if sortie is None:
+                res.idle_overdue_s += chooser.overdue_wait_s(t, q[0].start_s, last_seen, claimed)
+                push(q[0].start_s, "ready", drone)
+                continue
+        elif sortie is None:
+            count += 1
+            w0 = time.perf_counter()
+            sortie = chooser.next_sortie(drone, t, last_seen, claimed=set(claimed) | others, hot_spots=incidents,
                                          sortie_id=f"shift{count:03d}")
             res.choose_s.append(time.perf_counter() - w0)
             if sortie is None:
-                overdue = _overdue(chooser, t, last_seen)
-                if any(overdue[i] for i, u in enumerate(chooser.units) if (u.grid_id, u.part) not in claimed):
-                    res.idle_overdue_s += RETRY_S
+                res.idle_overdue_s += chooser.overdue_wait_s(t, t + RETRY_S, last_seen, claimed)
                 push(t + RETRY_S, "ready", drone)
                 continue
         keys = [(g, p) for g, p, _ in sortie.parts]
@@ -173,10 +180,3 @@ def simulate_shift(plan: PatrolPlan, shift_s: float, weights: ShiftWeights | Non
 
 def plan_dock(plan: PatrolPlan, drone_id: str) -> str:
     return next(d.dock_id for d in plan.drones if d.drone_id == drone_id)
-
-
-def _overdue(chooser: SortieChooser, now_s: float, last_seen) -> "list[bool]":
-    import numpy as np
-
-    seen = np.array([last_seen.get((u.grid_id, u.part), 0.0) for u in chooser.units], float)
-    return (now_s - seen) > chooser.target_s

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 from common.dock_service import DroneState, PackPool
@@ -114,8 +115,15 @@ class DroneOps:
                 continue
             if rec.queue and not self.ending:
                 sortie = rec.queue.pop(0)
-                if not await self.clock.sleep_until(sortie.start_s, stop):
-                    break
+                # Until its next planned sortie a shift drone flies a live one that is back in time.
+                filler = self._choose(rec, self.clock(), until_s=sortie.start_s) if self.chooser is not None else None
+                if filler is not None:
+                    rec.queue.insert(0, sortie)
+                    sortie = filler
+                else:
+                    self._note_idle(rec, self.clock(), sortie.start_s)
+                    if not await self.clock.sleep_until(sortie.start_s, stop):
+                        break
             elif self.chooser is not None and not self.ending:
                 sortie = await self._next_shift_sortie(rec, stop)
                 if sortie is None:
@@ -127,10 +135,18 @@ class DroneOps:
                            grid_ids=list(sortie.grid_ids), purpose=sortie.purpose)
             fly = asyncio.create_task(fly_sortie(rec.vehicle, sortie.mission, progress=lambda m: log.info("%s", m)))
             stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({fly, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            # In a shift a drone out of touch too long is out: its cells must not wait for it.
+            gone = asyncio.create_task(self._link_gone(rec)) if self.chooser is not None else None
+            await asyncio.wait({fly, stopper} | ({gone} if gone else set()), return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
+            if gone is not None:
+                gone.cancel()
             if not fly.done():
                 fly.cancel()
+                if gone is not None and gone.done() and not gone.cancelled():
+                    self.store.add(self.clock(), "sortie_aborted", rec.drone_id, sortie=sortie.sortie_id,
+                                   detail=gone.result())
+                    self._lose(rec, gone.result(), sortie)
                 break
             try:
                 report = fly.result()
@@ -173,6 +189,16 @@ class DroneOps:
         last = self.ledger.last_visits()
         return sorted({g for g, p, _ in sortie.parts if last.get((g, p), -1.0) < sortie.start_s})
 
+    async def _link_gone(self, rec: DroneRecord) -> str:
+        """Returns once the drone's link has been down for the shift's `link_gone_s` (its own
+        failsafe flies it home; we cannot see what it sees, nor send it anywhere)."""
+        limit_s = self.shift.link_gone_s
+        while True:
+            s = rec.vehicle.state
+            if not s.link_ok and time.monotonic() - s.last_heartbeat_s >= self.clock.wall_s(limit_s):
+                return f"link lost for more than {limit_s:g} s in the air"
+            await asyncio.sleep(self.clock.wall_s(1.0))
+
     def _lose(self, rec: DroneRecord, why: str, sortie=None) -> None:
         rec.state = DroneState.LOST
         cells = self._unvisited(sortie) if sortie is not None else []
@@ -213,11 +239,13 @@ class DroneOps:
         ready = self.packs[rec.dock_id].swap(landed)
         self.store.add(landed, "pack_swap", rec.drone_id, dock=rec.dock_id, ready_s=round(ready, 1))
         await self._clear_battery_fault(rec)
-        if not await self.clock.sleep_until(ready, stop):
-            return False
         sim_vehicle = self.sim_vehicles.get(rec.drone_id)
         if sim_vehicle is not None:
-            sim_vehicle.faults.drain_battery_to(100.0)  # the new pack
+            # The new pack goes in when the swap starts, so its charge is in the telemetry by the
+            # time the drone is ready (the pre-flight battery check reads the telemetry).
+            sim_vehicle.faults.drain_battery_to(100.0)
+        if not await self.clock.sleep_until(ready, stop):
+            return False
         rec.state = DroneState.READY
         return True
 
@@ -241,25 +269,43 @@ class DroneOps:
                 continue
             rec.state = DroneState.READY
             t = self.clock()
-            last = self.ledger.last_visits()
-            for g, asked in list(self.urgent.items()):  # every part seen since the operator asked: done
-                if all(last.get((u.grid_id, u.part), -1.0) > asked for u in self.chooser.units if u.grid_id == g):
-                    del self.urgent[g]
-            try:
-                sortie = self.chooser.next_sortie(rec.drone_id, t, last, urgent=set(self.urgent),
-                                                  claimed=self.claimed_cells(rec), hot_spots=self.hot_spots,
-                                                  dock_id=rec.dock_id, sortie_id=f"shift{len(rec.replanned) + 1:02d}")
-            except Exception as exc:  # a planner bug must not ground the fleet silently
-                self.store.add(t, "stage_error", f"drones-{rec.drone_id}", error=f"next sortie: {exc!r}")
-                sortie = None
+            sortie = self._choose(rec, t)
             if sortie is not None:
-                rec.total += 1
-                rec.replanned.append(sortie)  # drawn on the live map like the re-planned ones
-                self.store.add(t, "sortie_chosen", rec.drone_id, sortie=sortie.sortie_id,
-                               grid_ids=list(sortie.grid_ids), duration_s=round(sortie.duration_s, 1))
                 return sortie
+            self._note_idle(rec, t, t + SHIFT_RETRY_S)
             await self.clock.sleep_until(t + SHIFT_RETRY_S, stop)
         return None
+
+    def _choose(self, rec: DroneRecord, t: float, until_s: float | None = None):
+        """The ledger's sortie for `rec` now (back and swapped before `until_s`, if given), or None."""
+        last = self.ledger.last_visits()
+        for g, asked in list(self.urgent.items()):  # every part seen since the operator asked: done
+            if all(last.get((u.grid_id, u.part), -1.0) > asked for u in self.chooser.units if u.grid_id == g):
+                del self.urgent[g]
+        budget = None if until_s is None else until_s - self.packs[rec.dock_id].service.swap_s - t
+        try:
+            sortie = self.chooser.next_sortie(rec.drone_id, t, last, urgent=set(self.urgent),
+                                              claimed=self.claimed_cells(rec), hot_spots=self.hot_spots,
+                                              dock_id=rec.dock_id, sortie_id=f"shift{len(rec.replanned) + 1:02d}",
+                                              budget_s=budget)
+        except Exception as exc:  # a planner bug must not ground the fleet silently
+            self.store.add(t, "stage_error", f"drones-{rec.drone_id}", error=f"next sortie: {exc!r}")
+            return None
+        if sortie is not None:
+            rec.total += 1
+            rec.replanned.append(sortie)  # drawn on the live map like the re-planned ones
+            self.store.add(t, "sortie_chosen", rec.drone_id, sortie=sortie.sortie_id,
+                           grid_ids=list(sortie.grid_ids), duration_s=round(sortie.duration_s, 1))
+        return sortie
+
+    def _note_idle(self, rec: DroneRecord, t0_s: float, t1_s: float) -> None:
+        """A drone ready on its dock is about to wait: record how much of the wait a cell nobody
+        flies will be past its target (the report's idle-with-a-charged-pack figure)."""
+        if self.chooser is None or t1_s <= t0_s:
+            return
+        idle = self.chooser.overdue_wait_s(t0_s, t1_s, self.ledger.last_visits(), self.claimed_cells(rec))
+        if idle > 0:
+            self.store.add(t0_s, "idle_while_overdue", rec.drone_id, seconds=round(idle, 1))
 
     def patrol_now(self, cells) -> None:
         t = self.clock()

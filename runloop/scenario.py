@@ -193,6 +193,7 @@ class ShiftSection(_Section):
     dock_service: DockServiceSection = DockServiceSection()
     docks: dict[str, DockServiceSection] = Field(default_factory=dict, title="per dock grid_id, instead of dock_service")
     lost_after_failures: int = Field(2, ge=1, le=10, title="sorties in a row that fail before a drone is out")
+    link_gone_s: float = Field(60.0, gt=0, le=3600, title="scenario s without a link in the air before a drone is out")
 
     @field_validator("revisit_s", "weights", "cell_weights")
     @classmethod

@@ -62,6 +62,8 @@ def shift_summary(coverage: dict, cells: dict[str, dict], events: dict[str, list
         "drones_lost": events.get("drone_lost", []),
         "cells_returned": events.get("cells_returned", []),
         "pack_swaps": len(events.get("pack_swap", [])),
+        # drone-seconds a drone waited on its dock with a charged pack while a cell nobody flew was overdue
+        "idle_while_overdue_s": round(sum(e.get("seconds", 0.0) for e in events.get("idle_while_overdue", [])), 1),
         "coverage_over_time": coverage_over_time(parts, targets, end_s),
     }
 
@@ -97,7 +99,8 @@ def shift_html(summary: dict | None) -> str:
                        for d in summary["cells_returned"]) or "<li>none</li>"
     return (f"<h2>Shift: cell revisits</h2><p>Longest gaps: "
             f"{html.escape(', '.join(f'{k} {v:.0f} s' for k, v in summary['longest_gap_s'].items()))}; "
-            f"{summary['pack_swaps']} pack swaps. Chart: coverage.png (share of the area seen within its "
+            f"{summary['pack_swaps']} pack swaps; drones idle on a dock with a charged pack while a cell was "
+            f"overdue: {summary.get('idle_while_overdue_s', 0.0):.0f} drone-s. Chart: coverage.png (share of the area seen within its "
             f"target interval).</p><table><tr><th>cell</th><th>kind</th><th>visits</th><th>longest gap s</th>"
             f"<th>target s</th><th>within target</th></tr>{rows}</table>"
             f"<h3>Drones out of the shift</h3><ul>{lost}</ul><h3>Cells back in the pool after a failed sortie</h3>"
@@ -124,7 +127,7 @@ def coverage_png(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def store_events(store, kinds=("drone_lost", "cells_returned", "pack_swap")) -> dict[str, list[dict[str, Any]]]:
+def store_events(store, kinds=("drone_lost", "cells_returned", "pack_swap", "idle_while_overdue")) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict]] = {k: [] for k in kinds}
     for e in store.events(*kinds):
         out[e.kind].append({"t_s": round(e.t_s, 1), "drone_id": e.subject, **e.data})

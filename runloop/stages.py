@@ -79,8 +79,11 @@ class PatrolRun:
                 raise RunError(f"scenario {sc.name}: no cell inside the area {sc.area}")
         dock = sc.fleet.dock or self.grids.docks[0].grid_id
         self.dock = self.grids.dock(dock)
+        fleet = {"drones": sc.fleet.drones, "airframe": sc.fleet.airframe.model_dump(), "launch_stagger_s": 20.0}
+        if sc.shift is not None:  # the plan's take-off times follow the dock's own swap, so no charged drone waits
+            fleet["battery_swap_min"] = sc.shift.service_at(dock).swap_s / 60.0
         self.planner_config = PlannerConfig().with_overrides(
-            fleet={"drones": sc.fleet.drones, "airframe": sc.fleet.airframe.model_dump(), "launch_stagger_s": 20.0},
+            fleet=fleet,
             coverage={"altitude_m": sc.fleet.altitude_m},
             schedule={"horizon_h": max(0.05, sc.duration_s / 3600.0)})
         roster = {f"drone{i + 1:02d}": dock for i in range(sc.fleet.drones)}

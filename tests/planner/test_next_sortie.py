@@ -140,3 +140,32 @@ def test_dock_swaps_wait_for_a_charged_pack():
     assert pool.swap(100.0) == 220.0  # the spare is charged
     assert pool.swap(300.0) == 100.0 + 120.0 + 1000.0 + 120.0  # the next waits for the first landed pack
     assert PackPool(DockService(swap_s=90.0)).swap(50.0) == 140.0  # no pack count: never short
+
+
+def test_a_sortie_reaches_its_stalest_part_before_the_fresher_ones(demo_plan):
+    """The loop dock -> parts -> dock is flown the way round that sees the most overdue part soonest."""
+    chooser = SortieChooser(demo_plan, DEMO_TARGET)
+    now = 1200.0
+    for stale in DEMO_CELLS:
+        seen = {g: now - 250.0 for g in DEMO_CELLS}
+        seen[stale] = now - 900.0
+        sortie = chooser.next_sortie("drone01", now, seen)
+        order = [g for g, _, _ in sortie.parts]
+        if len(set(order)) > 1:
+            assert order[-1] != stale, (stale, order)
+
+
+def test_demo_shift_with_the_live_schedule_leaves_no_cell_unseen_longer_than_700_s(demo_plan):
+    result = simulate_shift(demo_plan, 1500.0, DEMO_TARGET, services={"DOCK-NE": DockService(swap_s=120.0)},
+                            first_cycle_from="live")
+    assert max(result.gaps_s().values()) <= 700.0
+    assert result.idle_overdue_s == 0.0
+
+
+def test_a_wait_counts_as_idle_from_when_a_cell_nobody_flies_falls_overdue(demo_plan):
+    chooser = SortieChooser(demo_plan, DEMO_TARGET)
+    seen = {g: 1000.0 for g in DEMO_CELLS}
+    seen["DY-C0534"] = 550.0  # due at 1150 s (600 s target)
+    assert chooser.overdue_wait_s(1100.0, 1200.0, seen) == 50.0
+    assert chooser.overdue_wait_s(1100.0, 1200.0, seen, claimed={"DY-C0534"}) == 0.0  # another drone is on it
+    assert chooser.overdue_wait_s(1000.0, 1100.0, seen) == 0.0

@@ -38,3 +38,10 @@ def test_max_revisit_gap_fails_the_cells_unseen_for_longer():
     assert shift_failures(s, {"max_revisit_gap_s": {"special": 299.0}}) == [
         "special cells unseen for longer than 299 s: S1 300 s"]
     assert shift_failures(s, {}) == []
+
+
+def test_drones_idle_on_the_dock_while_a_cell_was_overdue_are_summed():
+    idle = {"idle_while_overdue": [{"t_s": 700.0, "drone_id": "drone01", "seconds": 30.0},
+                                   {"t_s": 730.0, "drone_id": "drone03", "seconds": 12.5}]}
+    assert shift_summary(COVERAGE, CELLS, idle, end_s=1000.0)["idle_while_overdue_s"] == 42.5
+    assert shift_summary(COVERAGE, CELLS, {}, end_s=1000.0)["idle_while_overdue_s"] == 0.0

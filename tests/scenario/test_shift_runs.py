@@ -8,7 +8,7 @@ import aiomqtt
 import pytest
 
 from patrol import run_patrol
-from runloop.scenario import PassCriteria, load_scenario
+from runloop.scenario import FaultSpec, LinkCut, PassCriteria, load_scenario
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.e2e]
 
@@ -94,3 +94,38 @@ async def test_a_crowd_gathering_after_the_first_sweep_is_found(mosquitto_broker
     crowd = report["incidents"][0]
     assert crowd["started_s"] >= 825 and crowd["detected_s"] is not None
     assert min(c["visits"] for c in report["shift"]["cells"].values()) >= 2
+
+
+def events_of(run_dir, kind: str) -> list[tuple[float, str, dict]]:
+    with sqlite3.connect(run_dir / "events.sqlite") as con:
+        return [(t, s, json.loads(d)) for t, s, d in con.execute(
+            "select t_s, subject, data from events where kind = ? order by t_s", (kind,))]
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(1200)  # 900 scenario s of three drones with vision at 20x: minutes on a loaded machine
+async def test_a_drone_lost_mid_shift_has_its_cells_flown_by_another(mosquitto_broker, tmp_path):
+    """danyang-shift, 900 s, and drone 1's link cut for 300 s at 100 s, in the middle of its first
+    sortie and before it saw its cells: after the shift's link_gone_s (60 s) it is out of the
+    shift; the cells it had not seen go back into the pool, the other drones see them again, and
+    the report names the drone and the cells."""
+    base = load_scenario("danyang-shift")
+    scenario = base.model_copy(update={
+        "speedup": CI_SPEEDUP, "duration_s": 900.0, "incidents": [],
+        "faults": [FaultSpec(at_s=100, link_cut=LinkCut(drone=1, seconds=300))],
+        "pass_": PassCriteria(all_incidents_detected=False, all_incidents_alerted=False)})
+    report = await run_patrol(scenario, tmp_path, broker_url=mosquitto_broker.url, live=False)
+
+    [(lost_at, drone, lost)] = events_of(tmp_path, "drone_lost")
+    assert drone == "drone01" and 100 < lost_at <= 200, (lost_at, drone)
+    assert "link lost" in lost["reason"] and lost["cells_returned"], lost
+    returned = set(lost["cells_returned"])
+    later = [(t, s, set(d["grid_ids"])) for t, s, d in events_of(tmp_path, "sortie_start") if t > lost_at]
+    assert all(s != "drone01" for _, s, _ in later), "a lost drone took another sortie"
+    assert returned & set().union(*(cells for _, _, cells in later)), (returned, later)  # flown for them
+    # ... and every one of them seen again (another drone's sortie, or its camera on the way)
+    seen_after = {d.get("grid_id", s) for t, s, d in events_of(tmp_path, "cell_visit") if t > lost_at}
+    assert returned <= seen_after, (returned, seen_after)
+    shift = report["shift"]
+    assert [d["drone_id"] for d in shift["drones_lost"]] == ["drone01"]
+    assert set(shift["drones_lost"][0]["cells_returned"]) == returned
