@@ -8,6 +8,11 @@ permissions, Host allow-list, loopback by default — read its docstring for who
                  back to polling /state.json when SSE is unavailable
     /alarms      POST a patrol.alarm/1 (docs/mqtt-api.md): the dispatcher opens a `reported`
                  incident (a drone is sent, a unit alerted); needs CONTROL (--web-control-token)
+    /control     GET: 200 when the request's token grants CONTROL (the page then shows its
+                 buttons), 401/403 otherwise
+    /control/command  POST {command, ...arguments} of a patrol.operator-command/1: sent over MQTT
+                 on patrol/operator/commands like any other console's, answered with the run's
+                 result: 200 {ok: true, detail} or 409 {ok: false, error}; needs CONTROL
 
     view = LiveWebView(get_state, plan)      # get_state() -> LiveState
     url = await view.start()                 # RunError if the address cannot be bound
@@ -187,6 +192,8 @@ async def start_web_view(run, options: WebOptions) -> LiveWebView:
     if getattr(run, "dispatcher", None) is not None:
         view.add_route("/alarms", _alarm_webhook(view, run), needs=Permission.CONTROL, methods=("POST",),
                        body_limit=MAX_BODY_BYTES)
+    if getattr(run, "broker", None) is not None:
+        _operator_console(view, run)
     url = await view.start()
     if generated:
         print(f"live web view: {url}?token={generated}  (token generated for this run: "
@@ -222,3 +229,41 @@ def _alarm_webhook(view: LiveWebView, run):
         await view.respond(writer, 201 if opened else 200, "application/json", body)
 
     return handle
+
+
+def _operator_console(view: LiveWebView, run) -> None:
+    """The page's buttons: each action goes over the broker as an operator command (runloop/
+    operator.py), exactly as any other console would send it, and comes back with the run's answer."""
+    from runloop.operator import OperatorClient, OperatorError
+
+    console = OperatorClient(run.broker, client_id="patrol-run-console")
+    view.console = console
+    view.console_task = asyncio.get_running_loop().create_task(console.run(view.closing), name="web-console")
+
+    async def access(writer, head_only: bool) -> None:
+        await view.respond(writer, 200, "application/json", b'{"control":true}', head_only)
+
+    async def command(writer, request: Request) -> None:
+        body = None
+        if "json" in request.headers.get("content-type", ""):
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                body = None
+        if not isinstance(body, dict) or not isinstance(body.get("command"), str):
+            why = {"ok": False, "error": "send {\"command\": ..., arguments...} as application/json "
+                                         "(docs/mqtt-api.md, operator commands)"}
+            await view.respond(writer, 400, "application/json", json.dumps(why).encode())
+            return
+        body = {k: v for k, v in body.items() if k not in ("schema", "command_id", "ts")}
+        try:
+            result = await console.send(body, timeout_s=REQUEST_TIMEOUT_S - 1.0)
+        except OperatorError as exc:  # the broker or the run did not answer
+            await view.respond(writer, 504, "application/json", json.dumps({"ok": False, "error": str(exc)}).encode())
+            return
+        answer = {"ok": bool(result.get("ok")), "command": body["command"],
+                  **({"detail": result.get("detail", "")} if result.get("ok") else {"error": result.get("error", "")})}
+        await view.respond(writer, 200 if answer["ok"] else 409, "application/json", json.dumps(answer).encode())
+
+    view.add_route("/control", access, needs=Permission.CONTROL)
+    view.add_route("/control/command", command, needs=Permission.CONTROL, methods=("POST",), body_limit=MAX_BODY_BYTES)

@@ -50,6 +50,10 @@ def test_each_command_reaches_the_drones():
     (json.dumps({"schema": "patrol.operator-command/2", "command_id": "x", "command": "end_shift"}).encode(),
      "schema: Input should be"),
     (command(command="pause_drone", drone="../../etc"), "drone: String should match pattern"),
+    (command(command="send_drone", drone="1", lat=32.0), "send_drone needs lon: degrees"),
+    (command(command="send_drone", drone="1", lat=95.0, lon=119.5), "lat: Input should be less than or equal to 90"),
+    (command(command="close_false_alarm", incident="i-1", unit="M01"), "close_false_alarm takes no unit"),
+    (command(command="dispatch_unit", incident="i-1"), "dispatch_unit needs unit: a unit id"),
 ])
 def test_bad_payloads_are_refused_naming_what_is_wrong(payload, error):
     with pytest.raises(ValueError, match=error):
@@ -63,11 +67,12 @@ def test_commands_the_run_cannot_carry_out_say_why():
     with pytest.raises(OperatorError, match=r"no drone '7' \(this patrol flies drone01, drone02\)"):
         apply_command(parse_command(command(command="pause_drone", drone="7")), drones)
     with pytest.raises(OperatorError, match="one sweep"):
-        apply_command(parse_command(command(command="pause_drone", drone="1")), ShiftDrones(shift=False))
+        apply_command(parse_command(command(command="patrol_cells", cells=["DY-C0713"])), ShiftDrones(shift=False))
     assert drones.done == []  # nothing half done
     one_sweep = ShiftDrones(shift=False)
     apply_command(parse_command(command(command="end_shift")), one_sweep)  # ending works either way
-    assert one_sweep.done == [("end_shift",)]
+    apply_command(parse_command(command(command="pause_drone", drone="1")), one_sweep)  # so does holding a drone
+    assert one_sweep.done == [("end_shift",), ("pause", "drone01", True)]
 
 
 def test_doc_examples_are_accepted():
