@@ -8,8 +8,8 @@ permissions, Host allow-list, loopback by default — read its docstring for who
                  back to polling /state.json when SSE is unavailable
     /alarms      POST a patrol.alarm/1 (docs/mqtt-api.md): the dispatcher opens a `reported`
                  incident (a drone is sent, a unit alerted); needs CONTROL (--web-control-token)
-    /control     GET: 200 when the request's token grants CONTROL (the page then shows its
-                 buttons), 401/403 otherwise
+    /control     {"control": true|false}: whether this request's token may act (the page then
+                 shows its console's buttons)
     /control/command  POST {command, ...arguments} of a patrol.operator-command/1: sent over MQTT
                  on patrol/operator/commands like any other console's, answered with the run's
                  result: 200 {ok: true, detail} or 409 {ok: false, error}; needs CONTROL
@@ -111,6 +111,7 @@ class LiveWebView(WebServer):
         self.add_static("/static/live.js", STATIC / "live.js", "text/javascript; charset=utf-8")
         self.add_route("/state.json", self._state)
         self.add_route("/events", self._events)
+        self.add_route("/control", self._control, wants_request=True)
 
     async def start(self) -> str:
         try:
@@ -130,6 +131,13 @@ class LiveWebView(WebServer):
             return
         body = f'{{"live":{live},"plan":{self._plan_json}}}'.encode()
         await self.respond(writer, 200, "application/json", body, head_only)
+
+    async def _control(self, writer, request: Request) -> None:
+        """What this page's token may do: {"control": true} shows the console's buttons (they
+        work only when an operator console is attached: `patrol run --web-control-token`)."""
+        control = Permission.CONTROL in self.granted_to(request) and "/control/command" in self.routes
+        await self.respond(writer, 200, "application/json", json.dumps({"control": control}).encode(),
+                           request.method == "HEAD")
 
     async def _events(self, writer, head_only: bool) -> None:
         head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -240,9 +248,6 @@ def _operator_console(view: LiveWebView, run) -> None:
     view.console = console
     view.console_task = asyncio.get_running_loop().create_task(console.run(view.closing), name="web-console")
 
-    async def access(writer, head_only: bool) -> None:
-        await view.respond(writer, 200, "application/json", b'{"control":true}', head_only)
-
     async def command(writer, request: Request) -> None:
         body = None
         if "json" in request.headers.get("content-type", ""):
@@ -265,5 +270,4 @@ def _operator_console(view: LiveWebView, run) -> None:
                   **({"detail": result.get("detail", "")} if result.get("ok") else {"error": result.get("error", "")})}
         await view.respond(writer, 200 if answer["ok"] else 409, "application/json", json.dumps(answer).encode())
 
-    view.add_route("/control", access, needs=Permission.CONTROL)
     view.add_route("/control/command", command, needs=Permission.CONTROL, methods=("POST",), body_limit=MAX_BODY_BYTES)

@@ -175,7 +175,7 @@ function drawLive(live) {
       g.appendChild(el("line", {x1: 0, y1: 0, x2: (14 * Math.sin(h)).toFixed(1), y2: (-14 * Math.cos(h)).toFixed(1), stroke: c, "stroke-width": 2}));
       g.appendChild(el("circle", {r: 7, fill: c, stroke: d.link_ok ? "#fff" : "#b00020", "stroke-width": d.link_ok ? 1.5 : 3}));
       const batt = d.battery_pct === null ? "-" : d.battery_pct.toFixed(0) + "%";
-      g.appendChild(el("text", {x: 10, y: 14, class: "label"}, `${d.drone_id} ${d.state || d.mode}${d.link_ok ? "" : "!"} ${batt}`));
+      g.appendChild(el("text", {x: 10, y: 14, class: "label"}, `${d.drone_id} ${d.mode}${d.link_ok ? "" : "!"}${d.state && d.state !== "flying" ? " " + d.state : ""} ${batt}`));
       g.appendChild(el("title", {}, `${d.drone_id}: ${d.state || "-"}, ${d.mode}`));
     });
   }
@@ -325,7 +325,7 @@ async function start() {
   listen();
 }
 // ------------------------------------------------------------------ the operator console
-// Shown only when the page's token grants CONTROL (GET /control answers 200). Every button sends
+// Shown only when the page's token grants CONTROL (GET /control says so). Every button sends
 // one operator command (docs/mqtt-api.md) through POST /control/command; the run's answer shows.
 let control = false, picking = null, pressedAt = null;  // picking: "point" | "cells" | null
 const chosenCells = new Set();
@@ -402,7 +402,8 @@ function setupConsole() {
   window.addEventListener("keydown", e => { if (e.key === "Escape" && picking) setPicking(null, "cancelled"); });
 }
 async function checkControl() {
-  try { control = (await fetch("/control", {cache: "no-store"})).ok; } catch (e) { control = false; }
+  try { const r = await fetch("/control", {cache: "no-store"}); control = r.ok && (await r.json()).control === true; }
+  catch (e) { control = false; }
   document.getElementById("console").hidden = !control;
   for (const b of document.querySelectorAll("#console button")) b.disabled = !control || b.id === "c-patrol";
   document.body.dataset.control = control;

@@ -90,3 +90,13 @@ def test_doc_examples_are_accepted():
     result = json.loads(re.findall(r"```json operator-result\n(.*?)```", text, re.S)[0])
     with pytest.raises(OperatorError, match=re.escape(result["error"])):
         apply_command(parse_command(command(command="patrol_cells", cells=["DY-X"])), ShiftDrones())
+
+
+def test_doc_examples_of_the_console_commands_validate():
+    """docs/mqtt-api.md's send_drone / close_false_alarm / dispatch_unit examples are valid commands."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "mqtt-api.md").read_text()
+    blocks = re.findall(r"```json operator-console-command\n(.*?)```", text, re.S)
+    assert [parse_command(b.encode()).command for b in blocks] == ["send_drone", "close_false_alarm", "dispatch_unit"]
