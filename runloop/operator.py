@@ -146,6 +146,10 @@ async def carry_out(cmd: OperatorCommand, drones, dispatcher=None) -> str:
         return await drones.send_to(drone_named(cmd.drone, drones), cmd.lat, cmd.lon)
     if cmd.command == "recall_drone":
         return await drones.recall(drone_named(cmd.drone, drones))
+    if cmd.command == "end_shift":
+        back = [d for d in list(drones.drones) if await drones.back_from_point(d)]  # they finish their sorties
+        done = apply_command(cmd, drones)
+        return done + (f"; {', '.join(back)} back from the operator's point to finish its sortie" if back else "")
     if cmd.command == "resume_drone":
         drone_id = drone_named(cmd.drone, drones)
         if await drones.back_from_point(drone_id):

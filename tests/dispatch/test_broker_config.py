@@ -82,6 +82,11 @@ PUBLISH = [
     ("drone-D1", f"{P}/incidents/fire-9", False),
     (OPERATOR_USER, f"{P}/units/M01/alerts", False),
     (OPERATOR_USER, f"{P}/incidents/fire-9", False),
+    # operator commands (send/recall a drone, dispatch a unit, false alarm, ...): the operator only
+    (OPERATOR_USER, f"{P}/operator/commands", True),
+    ("M01", f"{P}/operator/commands", False),
+    ("drone-D1", f"{P}/operator/commands", False),
+    (OPERATOR_USER, f"{P}/operator/results", False),
 ]
 
 # Who may read what the controller (or a unit) publishes: topic -> the logins that must receive it.
@@ -97,6 +102,7 @@ READ = {
     f"{P}/incidents/fire-9": {"M01", "M02", OPERATOR_USER},
     f"{P}/controller/status": {"M01", "M02", "drone-D1", OPERATOR_USER},
     f"{P}/drones/D1/state": {"M01", "M02", OPERATOR_USER},
+    f"{P}/operator/results": {OPERATOR_USER},
 }
 READERS = ["M01", "M02", "drone-D1", OPERATOR_USER]
 
