@@ -166,9 +166,16 @@ function drawLive(live) {
   }
   for (const d of live.drones) {
     if (d.lat === null) continue;
-    for (const w of d.watching) if (incAt[w]) {
-      const [x1, y1] = xy(d.lat, d.lon), [x2, y2] = xy(...incAt[w]);
+    for (const w of d.watching) {
+      // "point LAT,LON": where the operator sent it (drawn as a cross), else an incident it holds over
+      const at = w.startsWith("point ") ? w.slice(6).split(",").map(Number) : incAt[w];
+      if (!at) continue;
+      const [x1, y1] = xy(d.lat, d.lon), [x2, y2] = xy(...at);
       layers.links.appendChild(el("line", {x1, y1, x2, y2, stroke: colourOf(d.drone_id), "stroke-width": 2}));
+      if (w.startsWith("point ")) marker(layers.links, "point-" + d.drone_id, at[0], at[1], g => {
+        g.appendChild(el("path", {d: "M-7,0H7M0,-7V7", stroke: colourOf(d.drone_id), "stroke-width": 2.5}));
+        g.appendChild(el("title", {}, `${d.drone_id} sent here by the operator`));
+      });
     }
     marker(layers.drones, "drone-" + d.drone_id, d.lat, d.lon, g => {
       const c = colourOf(d.drone_id), h = (d.heading_deg || 0) * Math.PI / 180;

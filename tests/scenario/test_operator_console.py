@@ -172,6 +172,7 @@ def test_an_operator_closes_a_false_alarm_and_sends_the_drone_to_a_point(browser
     assert drone["watching"] and drone["watching"][0].startswith("point ")
     wait_page(browser, lambda d: "point " in " ".join(d.find_element("id", "row-drone-drone01").text.split()),
               "the drone's overwatch of the point in its row")
+    assert browser.find_element("id", "point-drone01"), "the point it was sent to, on the map"
 
     # Refused with the reason: the incident is closed already.
     click_button(browser, "c-recall")
