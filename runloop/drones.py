@@ -285,8 +285,8 @@ class DroneOps:
 
     # ------------------------------------------------------------------ the operator's hand
     def drone_in_the_air(self, drone_id: str) -> DroneRecord:
-        """The drone an operator command names, if it can be flown somewhere now; OperatorRefused
-        naming why not (lost, no link, on the ground, landing, low battery)."""
+        """The drone an operator command names, if it can be flown somewhere now; OperatorError
+        naming why not (lost, no link, on the ground, on its way down)."""
         from runloop.operator import OperatorError
 
         rec = self.drones[drone_id]
@@ -354,6 +354,8 @@ class DroneOps:
         rec.vehicle.retask.active = None
         rec.paused = True
         home = asyncio.create_task(rec.vehicle.action.return_home(), name=f"recall-{drone_id}")
+        home.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(
+            "%s: recall: %s", drone_id, t.exception()))
         # A routed return flies its legs for a while; RTL itself is acknowledged at once.
         done, _ = await asyncio.wait({home}, timeout=5.0)
         if home in done and home.exception() is not None:
