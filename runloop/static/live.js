@@ -380,7 +380,8 @@ function onMapClick(e) {
     setPicking(null);
     send({command: "send_drone", drone: document.getElementById("c-drone").value, lat: +lat.toFixed(7), lon: +lon.toFixed(7)});
   } else if (picking === "cells") {
-    const cell = e.target.closest && e.target.closest("polygon[data-cell]");
+    // the cell under the pointer, also when a label or a marker lies on top of it
+    const cell = document.elementsFromPoint(e.clientX, e.clientY).find(n => n.matches("polygon[data-cell]"));
     if (!cell) return;
     const gid = cell.dataset.cell;
     if (chosenCells.has(gid)) chosenCells.delete(gid); else chosenCells.add(gid);

@@ -194,3 +194,66 @@ def test_an_operator_closes_a_false_alarm_and_sends_the_drone_to_a_point(browser
         assert commands == ["close_false_alarm", "send_drone", "recall_drone", "end_shift"]
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------------------------- each button
+def test_each_button_sends_its_command(browser):
+    """On a scripted state, with a stand-in for the run's answer: every console button posts the
+    operator command it says, with the drone, incident, unit or cells chosen on the page."""
+    from runloop.web import LiveWebView, Permission, Request, WebAccess
+
+    from .test_web_view import ScriptedRun, get_plan, get_state
+
+    sent: list[dict] = []
+    box: dict = {}
+    ready = threading.Event()
+
+    async def main():
+        view = LiveWebView(ScriptedRun(get_state()).get, get_plan(), push_every_wall_s=0.2,
+                           access=WebAccess.view_token("v").with_control_token("c"))
+
+        async def answer(writer, request: Request) -> None:
+            sent.append(json.loads(request.body))
+            ok = sent[-1]["command"] != "pause_drone"
+            body = {"ok": ok, **({"detail": "done"} if ok else {"error": "drone02: no link to the vehicle"})}
+            await view.respond(writer, 200 if ok else 409, "application/json", json.dumps(body).encode())
+        view.add_route("/control/command", answer, needs=Permission.CONTROL, methods=("POST",), body_limit=4000)
+        box["url"], box["loop"], box["stop"] = await view.start(), asyncio.get_running_loop(), asyncio.Event()
+        ready.set()
+        await view.serve(box["stop"])
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        browser.get(box["url"] + "?token=c")
+        wait_page(browser, lambda d: d.find_element("id", "console").is_displayed(), "the console")
+        choose(browser, "c-drone", "drone02")
+        click_button(browser, "c-pause")
+        assert wait_result(browser, "refused:") == "refused: drone02: no link to the vehicle"
+        click_button(browser, "c-recall")
+        wait_result(browser, "accepted: done")
+        choose(browser, "c-incident", "inc-fire-0001")
+        choose(browser, "c-unit", "M02")
+        click_button(browser, "c-dispatch")
+        wait_page(browser, lambda d: len(sent) == 3, "the dispatch sent")
+        click_button(browser, "c-cells")
+        from selenium.webdriver import ActionChains
+
+        for cell in ("DY-C0002", "DY-C0001"):  # a real click, labels on top of the cells or not
+            ActionChains(browser).move_to_element(browser.find_element("css selector", f'polygon[data-cell="{cell}"]')
+                                                  ).click().perform()
+        click_button(browser, "c-patrol")
+        wait_page(browser, lambda d: len(sent) == 4, "the cells sent")
+        click_button(browser, "c-end")
+        assert browser.find_element("id", "c-end").text == "end shift? click again" and len(sent) == 4
+        click_button(browser, "c-end")
+        wait_page(browser, lambda d: len(sent) == 5, "end shift sent")
+        assert sent == [{"command": "pause_drone", "drone": "drone02"}, {"command": "recall_drone", "drone": "drone02"},
+                        {"command": "dispatch_unit", "incident": "inc-fire-0001", "unit": "M02"},
+                        {"command": "patrol_cells", "cells": ["DY-C0002", "DY-C0001"]}, {"command": "end_shift"}]
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert all("/control/command - " in e and " 409 " in e for e in errors), errors  # only the refusal's status
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(10)
