@@ -22,8 +22,10 @@ validate is answered with the reason when it carries a command_id, else logged a
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import secrets
 import time
 from typing import Literal
 
@@ -211,8 +213,6 @@ class OperatorClient:
     their results (the live web view's buttons use it; any other console can do the same)."""
 
     def __init__(self, broker, topic_prefix: str = "patrol", client_id: str = "patrol-console"):
-        import asyncio
-
         from dispatch.mqtt import MqttSession
 
         self.commands_topic = f"{topic_prefix}/operator/commands"
@@ -237,9 +237,6 @@ class OperatorClient:
         """Send one command (schema and command_id filled in) and return its result:
         {"ok": true, "detail": ...} or {"ok": false, "error": ...}. OperatorError when the broker
         or the run does not answer in time."""
-        import asyncio
-        import secrets
-
         command_id = f"console-{secrets.token_hex(6)}"
         payload = {**command, "schema": COMMAND_SCHEMA, "command_id": command_id, "ts": time.time()}
         future = asyncio.get_running_loop().create_future()

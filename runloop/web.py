@@ -200,9 +200,10 @@ async def start_web_view(run, options: WebOptions) -> LiveWebView:
     if getattr(run, "dispatcher", None) is not None:
         view.add_route("/alarms", _alarm_webhook(view, run), needs=Permission.CONTROL, methods=("POST",),
                        body_limit=MAX_BODY_BYTES)
-    if getattr(run, "broker", None) is not None:
-        _operator_console(view, run)
+    console = _operator_console(view, run) if getattr(run, "broker", None) is not None else None
     url = await view.start()
+    if console is not None:  # its MQTT session lives as long as the view
+        view.console_task = asyncio.get_running_loop().create_task(console.run(view.closing), name="web-console")
     if generated:
         print(f"live web view: {url}?token={generated}  (token generated for this run: "
               f"{host} is reachable beyond this machine)", flush=True)
@@ -239,14 +240,12 @@ def _alarm_webhook(view: LiveWebView, run):
     return handle
 
 
-def _operator_console(view: LiveWebView, run) -> None:
+def _operator_console(view: LiveWebView, run):
     """The page's buttons: each action goes over the broker as an operator command (runloop/
     operator.py), exactly as any other console would send it, and comes back with the run's answer."""
     from runloop.operator import OperatorClient, OperatorError
 
     console = OperatorClient(run.broker, client_id="patrol-run-console")
-    view.console = console
-    view.console_task = asyncio.get_running_loop().create_task(console.run(view.closing), name="web-console")
 
     async def command(writer, request: Request) -> None:
         body = None
@@ -271,3 +270,4 @@ def _operator_console(view: LiveWebView, run) -> None:
         await view.respond(writer, 200 if answer["ok"] else 409, "application/json", json.dumps(answer).encode())
 
     view.add_route("/control/command", command, needs=Permission.CONTROL, methods=("POST",), body_limit=MAX_BODY_BYTES)
+    return console

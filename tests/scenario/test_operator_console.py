@@ -142,6 +142,10 @@ def test_an_operator_closes_a_false_alarm_and_sends_the_drone_to_a_point(browser
     send = {"command": "send_drone", "drone": "drone01", "lat": POINT[0], "lon": POINT[1]}
     assert run.post_command(send, None)[0] == 401
     assert run.post_command(send, VIEW)[0] == 403
+    status, answer = run.post_command({"drone": "drone01"}, CONTROL)
+    assert status == 400 and "send {\"command\": ..." in json.loads(answer)["error"]
+    status, answer = run.post_command({"command": "launch_all"}, CONTROL)  # the run itself refuses it, naming why
+    assert status == 409 and json.loads(answer)["error"].startswith("invalid OperatorCommand: command: Input should be")
     browser.get(f"{run.url}/?token={VIEW}")
     wait_page(browser, lambda d: d.find_element("id", "row-drone-drone01"), "the drone row")
     wait_page(browser, lambda d: d.execute_script("return document.body.dataset.control") == "false",
