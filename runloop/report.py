@@ -265,7 +265,9 @@ def _false_alerts_html(report: dict) -> str:
                else "no snapshot")
         units = ", ".join(f"{a['alert_id']} to {a['unit_id']}" for a in f["alerts"]) or "not alerted"
         where = "—" if f.get("lat") is None else f"{f['lat']:.6f}, {f['lon']:.6f}"
-        rows.append(f"<tr><td>{html.escape(str(f['incident_id']))}</td><td>{html.escape(str(f['kind']))}</td>"
+        kind = str(f["kind"]) + (f" (closed by the operator as a false alarm at {f['closed_by_operator_s']} s)"
+                                 if f.get("closed_by_operator_s") is not None else "")
+        rows.append(f"<tr><td>{html.escape(str(f['incident_id']))}</td><td>{html.escape(kind)}</td>"
                     f"<td>{f['t_s']}</td><td>{html.escape(str(f.get('drone_id')))}</td><td>{where}</td>"
                     f"<td>{html.escape(units)}</td><td>{img}</td></tr>")
     if not rows:

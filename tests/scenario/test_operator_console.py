@@ -190,6 +190,7 @@ def test_an_operator_closes_a_false_alarm_and_sends_the_drone_to_a_point(browser
 
     (false,) = report["false_alerts"]
     assert false["incident_id"] == "scenario.alarm-1" and false["closed_by_operator_s"] > 15, false
+    assert "closed by the operator as a false alarm at" in (tmp_path / "report.html").read_text()
     store = EventStore(tmp_path, readonly=True)
     try:
         cancels = [e for e in store.events("alert_cancel") if e.data.get("unit_id") == "M01"]
