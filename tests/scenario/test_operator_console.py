@@ -21,8 +21,6 @@ from tests.fixtures.ports import free_port
 
 from .test_web_view import assert_no_script_errors, browser, get_http, get_request, wait_page  # noqa: F401
 
-pytestmark = [pytest.mark.mosquitto, pytest.mark.e2e]
-
 CALL_AT = (32.0075, 119.5975)  # off DY-C0713's lanes, inside the sortie's fence
 POINT = (32.0115, 119.5930)  # where the operator sends the drone: over the cell, off its first lanes
 VIEW, CONTROL = "view-token-for-the-wall-screen", "control-token-for-the-operator"
@@ -134,6 +132,8 @@ def click_map_at(driver, lat: float, lon: float) -> None:
     ActionChains(driver).move_to_element_with_offset(svg, round(dx), round(dy)).click().perform()
 
 
+@pytest.mark.mosquitto
+@pytest.mark.e2e  # a whole patrol: run alone
 def test_an_operator_closes_a_false_alarm_and_sends_the_drone_to_a_point(browser, mosquitto_broker, tmp_path):
     run = RunInThread(mosquitto_broker.url, tmp_path, free_port())
     wait_run(run, lambda live: get_drone(live)["armed"], "a drone in the air")
