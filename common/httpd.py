@@ -149,6 +149,7 @@ class Route:
     needs: Permission = Permission.VIEW
     methods: tuple[str, ...] = ("GET", "HEAD")
     body_limit: int = 0  # > 0: the request body (Content-Length, at most this) is read for the handler
+    wants_request: bool = False  # the handler gets (writer, request) although no body is read
 
 
 @dataclass(frozen=True)
@@ -207,10 +208,15 @@ class WebServer:
 
     def add_route(self, path: str, handler: Callable[..., Awaitable[None]], *,
                   needs: Permission = Permission.VIEW, methods: tuple[str, ...] = ("GET", "HEAD"),
-                  body_limit: int = 0) -> None:
+                  body_limit: int = 0, wants_request: bool = False) -> None:
         """Serve `handler(writer, head_only)` at `path` to requests holding `needs`; with a
-        `body_limit`, `handler(writer, request)` with the request's body read (at most that)."""
-        self.routes[path] = Route(handler, needs, tuple(m.upper() for m in methods), body_limit)
+        `body_limit`, `handler(writer, request)` with the request's body read (at most that);
+        with `wants_request`, `handler(writer, request)` without reading a body."""
+        self.routes[path] = Route(handler, needs, tuple(m.upper() for m in methods), body_limit, wants_request)
+
+    def granted_to(self, request: Request) -> frozenset[Permission]:
+        """What the request's token grants (a route may show more to who may do more)."""
+        return self.access.granted(self._token_of(request)) or frozenset()
 
     @property
     def url(self) -> str:
@@ -286,7 +292,7 @@ class WebServer:
                     return
                 await route.handler(writer, replace(request, body=body))
                 return
-            await route.handler(writer, request.method == "HEAD")
+            await route.handler(writer, request if route.wants_request else request.method == "HEAD")
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away or stalled: nothing to tell anyone
         except Exception:  # a bug in one request must not end the run

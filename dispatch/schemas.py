@@ -240,7 +240,8 @@ class AlertCancelMessage(Strict):
     ts: Finite
 
 
-DispatchStatus = Literal["unlocated", "pending", "alerting", "accepted", "arrived", "resolved", "ended", "escalated"]
+DispatchStatus = Literal["unlocated", "pending", "alerting", "accepted", "arrived", "resolved", "ended", "escalated",
+                         "false_alarm"]  # false_alarm: closed by the operator (runloop/operator.py)
 
 
 class IncidentRecord(Strict):

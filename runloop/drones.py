@@ -34,6 +34,7 @@ LEDGER_EVERY_S = 0.5
 VISITS_EVERY_S = 3.0  # scenario seconds between counting completed cell visits (a shift's)
 SHIFT_RETRY_S = 30.0  # a ready drone nothing was stale enough for asks again this much later
 LANDED_TIMEOUT_S = 600.0  # scenario seconds a drone may take to come home after a failed sortie
+OPERATOR_POINT = "point "  # what a drone the operator sent to a point watches: "point LAT,LON"
 
 
 @dataclass
@@ -328,6 +329,89 @@ class DroneOps:
             self.ending = True
             self.store.add(self.clock(), "shift_ending", "")
 
+    # ------------------------------------------------------------------ the operator's hand
+    def drone_in_the_air(self, drone_id: str) -> DroneRecord:
+        """The drone an operator command names, if it can be flown somewhere now; OperatorError
+        naming why not (lost, no link, on the ground, on its way down)."""
+        from runloop.operator import OperatorError
+
+        rec = self.drones[drone_id]
+        s = rec.vehicle.state
+        if rec.state == DroneState.LOST:
+            raise OperatorError(f"{drone_id} is lost (out of the shift)")
+        if not s.link_ok:
+            raise OperatorError(f"{drone_id}: no link to the vehicle")
+        if not s.armed or s.pose is None or s.pose.alt_rel_m < 5.0:
+            state = rec.state if rec.state in (DroneState.SWAPPING, DroneState.PAUSED) else "on its dock"
+            raise OperatorError(f"{drone_id} is on the ground ({state}): only a drone in the air can be sent")
+        if s.mode in ("LAND", "RTL", "SMART_RTL") and rec.vehicle.retask.active is None:
+            raise OperatorError(f"{drone_id} is on its way down ({s.mode})")
+        return rec
+
+    async def send_to(self, drone_id: str, lat: float, lon: float) -> str:
+        """The operator's "send drone N there": it leaves its patrol and holds overwatch over the
+        point (standoff and altitude of the scenario's overwatch, camera on the point) until the
+        operator resumes or recalls it. OperatorError naming why it cannot go."""
+        from runloop.operator import OperatorError
+
+        rec = self.drone_in_the_air(drone_id)
+        watched = [w for w in rec.watching if not w.startswith(OPERATOR_POINT)]
+        if watched:
+            raise OperatorError(f"{drone_id} holds overwatch over {', '.join(watched)}: close or dispatch that first")
+        s = rec.vehicle.state
+        if (s.battery_remaining_pct or 0.0) < self.scenario.overwatch.min_battery_pct:
+            raise OperatorError(f"{drone_id}: battery {s.battery_remaining_pct or 0:.0f} % is below the overwatch "
+                                f"minimum of {self.scenario.overwatch.min_battery_pct:.0f} %")
+        ow = self.scenario.overwatch
+        point = f"{OPERATOR_POINT}{lat:.6f},{lon:.6f}"
+        async with self._lock:
+            rec.overwatch_incident, rec.on_scene, rec.watching = point, False, {point: (lat, lon)}
+        try:
+            await rec.vehicle.retask.overwatch(lat, lon, standoff_m=ow.standoff_m, alt_m=ow.alt_m or self.scenario.fleet.altitude_m,
+                                               wait_arrival=False)
+        except Exception as exc:
+            rec.overwatch_incident, rec.watching = None, {}
+            self.store.add(self.clock(), "overwatch_failed", drone_id, incident_id=point, detail=str(exc))
+            await self._back_to_patrol(rec, None)
+            raise OperatorError(f"{drone_id} refused the point: {exc}") from None
+        away_m = distance_m(s.pose.lat, s.pose.lon, lat, lon)
+        self.store.add(self.clock(), "overwatch_start", drone_id, incident_id=point, kind="operator",
+                       distance_m=round(away_m, 1))
+        return f"{drone_id} flying to {lat:.6f},{lon:.6f} ({away_m:.0f} m) to hold over it"
+
+    async def back_from_point(self, drone_id: str) -> bool:
+        """A drone the operator sent to a point goes back to its patrol; False if it was not held there."""
+        rec = self.drones[drone_id]
+        if not (rec.overwatch_incident or "").startswith(OPERATOR_POINT):
+            return False
+        point = rec.overwatch_incident
+        rec.overwatch_incident, rec.watching = None, {}
+        self.store.add(self.clock(), "overwatch_end", drone_id, incident_id=point, reason="operator")
+        await self._back_to_patrol(rec, None)
+        return True
+
+    async def recall(self, drone_id: str) -> str:
+        """The operator's "recall drone N": home now (round the no-fly zones), then held on its
+        dock until resumed. An incident it watched loses its drone (recorded)."""
+        rec = self.drone_in_the_air(drone_id)
+        for watched in list(rec.watching):
+            self.store.add(self.clock(), "overwatch_end", drone_id, incident_id=watched, reason="recalled by the operator")
+        rec.overwatch_incident, rec.watching = None, {}
+        rec.vehicle.retask.active = None
+        rec.paused = True
+        home = asyncio.create_task(rec.vehicle.action.return_home(), name=f"recall-{drone_id}")
+        home.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(
+            "%s: recall: %s", drone_id, t.exception()))
+        # A routed return flies its legs for a while; RTL itself is acknowledged at once.
+        done, _ = await asyncio.wait({home}, timeout=5.0)
+        if home in done and home.exception() is not None:
+            rec.paused = False
+            from runloop.operator import OperatorError
+
+            raise OperatorError(f"{drone_id} refused to return: {home.exception()}")
+        self.store.add(self.clock(), "drone_recalled", drone_id)
+        return f"{drone_id} flying home; it stays on its dock until resumed"
+
     async def _replan(self, rec: DroneRecord, sortie, remaining: list[str]) -> list:
         """The unseen cells of an aborted sortie, planned again from the drone's dock after a battery swap."""
         from mission_planner import plan_patrol
@@ -416,16 +500,16 @@ class DroneOps:
                 await self._back_to_patrol(rec, incident)
                 refused.add(rec.drone_id)  # the next closest drone is asked
 
-    async def _back_to_patrol(self, rec: DroneRecord, incident: Incident) -> None:
+    async def _back_to_patrol(self, rec: DroneRecord, incident: Incident | None) -> None:
         """A retask that failed half way (GUIDED set, the reposition refused: outside the sortie's
         fence) must not leave the drone hovering there: it goes back to its patrol."""
         if rec.vehicle.retask.active is None or rec.vehicle.state.mode != "GUIDED":
             return
         try:
             seq = await rec.vehicle.retask.resume_patrol()
-            self.store.add(self.clock(), "patrol_resumed", rec.drone_id, incident_id=incident.id, item=seq)
+            self.store.add(self.clock(), "patrol_resumed", rec.drone_id, incident_id=incident.id if incident else "", item=seq)
         except Exception as exc:
-            self.store.add(self.clock(), "overwatch_failed", rec.drone_id, incident_id=incident.id,
+            self.store.add(self.clock(), "overwatch_failed", rec.drone_id, incident_id=incident.id if incident else "",
                            detail=f"resume failed: {exc}")
 
     async def release(self, incident: Incident, reason: str) -> None:

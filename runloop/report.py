@@ -226,7 +226,8 @@ def _alarms_html(report: dict) -> str:
 # ------------------------------------------------------------------------------ false alerts
 def _false_alerts(store: EventStore, run_dir: Path, outcomes: list[IncidentOutcome]) -> list[dict[str, Any]]:
     """Incidents vision raised that match no scripted incident under way when raised (nor are
-    a duplicate of one): each sends an officer for nothing. With its alerts and snapshot."""
+    a duplicate of one), and incidents the operator closed as false alarms (`closed_by_operator_s`):
+    each sends an officer for nothing. With its alerts and snapshot."""
     matched = {o.incident_id for o in outcomes if o.incident_id} | {d for o in outcomes for d in o.duplicate_ids}
     alerts: dict[str, list[dict]] = {}
     for ev in store.events("alert"):
@@ -242,6 +243,13 @@ def _false_alerts(store: EventStore, run_dir: Path, outcomes: list[IncidentOutco
                            "drone_id": d.get("drone_id"), "lat": d.get("lat"), "lon": d.get("lon"),
                            "confidence": d.get("confidence"), "alerts": alerts.get(ev.subject, []),
                            "snapshot": str(snap) if (run_dir / snap).is_file() else None}
+    for ev in store.events("incident_status"):  # the operator's word: closed as a false alarm
+        if ev.data.get("status") != "false_alarm":
+            continue
+        row = out.setdefault(ev.subject, {"incident_id": ev.subject, "kind": ev.data.get("kind"), "t_s": round(ev.t_s, 1),
+                                          "drone_id": None, "lat": None, "lon": None, "confidence": None,
+                                          "alerts": alerts.get(ev.subject, []), "snapshot": None})
+        row["closed_by_operator_s"] = round(ev.t_s, 1)
     return list(out.values())
 
 
@@ -257,12 +265,15 @@ def _false_alerts_html(report: dict) -> str:
                else "no snapshot")
         units = ", ".join(f"{a['alert_id']} to {a['unit_id']}" for a in f["alerts"]) or "not alerted"
         where = "—" if f.get("lat") is None else f"{f['lat']:.6f}, {f['lon']:.6f}"
-        rows.append(f"<tr><td>{html.escape(str(f['incident_id']))}</td><td>{html.escape(str(f['kind']))}</td>"
+        kind = str(f["kind"]) + (f" (closed by the operator as a false alarm at {f['closed_by_operator_s']} s)"
+                                 if f.get("closed_by_operator_s") is not None else "")
+        rows.append(f"<tr><td>{html.escape(str(f['incident_id']))}</td><td>{html.escape(kind)}</td>"
                     f"<td>{f['t_s']}</td><td>{html.escape(str(f.get('drone_id')))}</td><td>{where}</td>"
                     f"<td>{html.escape(units)}</td><td>{img}</td></tr>")
     if not rows:
         return "<h2>False alerts</h2><p>none</p>"
-    return ("<h2>False alerts</h2><p>Incidents vision raised where no scripted incident was under way.</p>"
+    return ("<h2>False alerts</h2><p>Incidents vision raised where no scripted incident was under way, and "
+            "incidents the operator closed as false alarms.</p>"
             "<table><tr><th>incident</th><th>kind</th><th>t s</th><th>drone</th><th>where</th><th>alerts</th>"
             "<th>snapshot</th></tr>" + "".join(rows) + "</table>")
 

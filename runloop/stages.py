@@ -228,10 +228,11 @@ class PatrolRun:
         self.recorder = Recorder(self.broker, self.store, self.clock)
 
     def init_operator(self) -> None:
-        """Operator commands over MQTT (runloop/operator.py): patrol cells now, pause/resume, end shift."""
+        """Operator commands over MQTT (runloop/operator.py): patrol cells now, pause/resume, end shift,
+        send/recall a drone, dispatch a unit, close an incident as a false alarm."""
         from runloop.operator import OperatorControl
 
-        self.operator = OperatorControl(self.broker, self.drones, self.store, self.clock)
+        self.operator = OperatorControl(self.broker, self.drones, self.store, self.clock, dispatcher=self.dispatcher)
 
     async def wait_dispatcher_connected(self, timeout_s: float = 20.0) -> None:
         try:

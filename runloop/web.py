@@ -8,6 +8,11 @@ permissions, Host allow-list, loopback by default — read its docstring for who
                  back to polling /state.json when SSE is unavailable
     /alarms      POST a patrol.alarm/1 (docs/mqtt-api.md): the dispatcher opens a `reported`
                  incident (a drone is sent, a unit alerted); needs CONTROL (--web-control-token)
+    /control     {"control": true|false}: whether this request's token may act (the page then
+                 shows its console's buttons)
+    /control/command  POST {command, ...arguments} of a patrol.operator-command/1: sent over MQTT
+                 on patrol/operator/commands like any other console's, answered with the run's
+                 result: 200 {ok: true, detail} or 409 {ok: false, error}; needs CONTROL
 
     view = LiveWebView(get_state, plan)      # get_state() -> LiveState
     url = await view.start()                 # RunError if the address cannot be bound
@@ -106,6 +111,7 @@ class LiveWebView(WebServer):
         self.add_static("/static/live.js", STATIC / "live.js", "text/javascript; charset=utf-8")
         self.add_route("/state.json", self._state)
         self.add_route("/events", self._events)
+        self.add_route("/control", self._control, wants_request=True)
 
     async def start(self) -> str:
         try:
@@ -125,6 +131,13 @@ class LiveWebView(WebServer):
             return
         body = f'{{"live":{live},"plan":{self._plan_json}}}'.encode()
         await self.respond(writer, 200, "application/json", body, head_only)
+
+    async def _control(self, writer, request: Request) -> None:
+        """What this page's token may do: {"control": true} shows the console's buttons (they
+        work only when an operator console is attached: `patrol run --web-control-token`)."""
+        control = Permission.CONTROL in self.granted_to(request) and "/control/command" in self.routes
+        await self.respond(writer, 200, "application/json", json.dumps({"control": control}).encode(),
+                           request.method == "HEAD")
 
     async def _events(self, writer, head_only: bool) -> None:
         head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -187,7 +200,10 @@ async def start_web_view(run, options: WebOptions) -> LiveWebView:
     if getattr(run, "dispatcher", None) is not None:
         view.add_route("/alarms", _alarm_webhook(view, run), needs=Permission.CONTROL, methods=("POST",),
                        body_limit=MAX_BODY_BYTES)
+    console = _operator_console(view, run) if getattr(run, "broker", None) is not None else None
     url = await view.start()
+    if console is not None:  # its MQTT session lives as long as the view
+        view.console_task = asyncio.get_running_loop().create_task(console.run(view.closing), name="web-console")
     if generated:
         print(f"live web view: {url}?token={generated}  (token generated for this run: "
               f"{host} is reachable beyond this machine)", flush=True)
@@ -222,3 +238,36 @@ def _alarm_webhook(view: LiveWebView, run):
         await view.respond(writer, 201 if opened else 200, "application/json", body)
 
     return handle
+
+
+def _operator_console(view: LiveWebView, run):
+    """The page's buttons: each action goes over the broker as an operator command (runloop/
+    operator.py), exactly as any other console would send it, and comes back with the run's answer."""
+    from runloop.operator import OperatorClient, OperatorError
+
+    console = OperatorClient(run.broker, client_id="patrol-run-console")
+
+    async def command(writer, request: Request) -> None:
+        body = None
+        if "json" in request.headers.get("content-type", ""):
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                body = None
+        if not isinstance(body, dict) or not isinstance(body.get("command"), str):
+            why = {"ok": False, "error": "send {\"command\": ..., arguments...} as application/json "
+                                         "(docs/mqtt-api.md, operator commands)"}
+            await view.respond(writer, 400, "application/json", json.dumps(why).encode())
+            return
+        body = {k: v for k, v in body.items() if k not in ("schema", "command_id", "ts")}
+        try:
+            result = await console.send(body, timeout_s=REQUEST_TIMEOUT_S - 1.0)
+        except OperatorError as exc:  # the broker or the run did not answer
+            await view.respond(writer, 504, "application/json", json.dumps({"ok": False, "error": str(exc)}).encode())
+            return
+        answer = {"ok": bool(result.get("ok")), "command": body["command"],
+                  **({"detail": result.get("detail", "")} if result.get("ok") else {"error": result.get("error", "")})}
+        await view.respond(writer, 200 if answer["ok"] else 409, "application/json", json.dumps(answer).encode())
+
+    view.add_route("/control/command", command, needs=Permission.CONTROL, methods=("POST",), body_limit=MAX_BODY_BYTES)
+    return console

@@ -78,7 +78,8 @@ function drawPlan() {
   cells.replaceChildren(); routes.replaceChildren(); docks.replaceChildren();
   for (const [gid, rings] of Object.entries(plan.cells)) {
     for (const ring of rings) {
-      const p = el("polygon", {points: pointsAttr(ring), fill: "rgba(46,139,87,0.12)", stroke: "#7a7a7a", "stroke-width": 0.8});
+      const p = el("polygon", {points: pointsAttr(ring), fill: "rgba(46,139,87,0.12)", stroke: "#7a7a7a", "stroke-width": 0.8,
+                               "data-cell": gid, class: chosenCells.has(gid) ? "cell chosen" : "cell"});
       p.appendChild(el("title", {}, gid)); cells.appendChild(p);
     }
   }
@@ -105,7 +106,7 @@ function marker(layer, id, lat, lon, build) {
 }
 // Where each drone and unit has been lately (kept by the page: the last TRAIL_POINTS moves).
 const TRAIL_POINTS = 300, trails = {};
-const DONE = /resolved|ended|closed|cancel/;  // dispatch states after which a case needs nobody
+const DONE = /resolved|ended|closed|cancel|false_alarm/;  // dispatch states after which a case needs nobody
 function remember(id, lat, lon) {
   const t = trails[id] || (trails[id] = []), last = t[t.length - 1];
   if (!last || last[0] !== lat || last[1] !== lon) t.push([lat, lon]);
@@ -165,16 +166,24 @@ function drawLive(live) {
   }
   for (const d of live.drones) {
     if (d.lat === null) continue;
-    for (const w of d.watching) if (incAt[w]) {
-      const [x1, y1] = xy(d.lat, d.lon), [x2, y2] = xy(...incAt[w]);
+    for (const w of d.watching) {
+      // "point LAT,LON": where the operator sent it (drawn as a cross), else an incident it holds over
+      const at = w.startsWith("point ") ? w.slice(6).split(",").map(Number) : incAt[w];
+      if (!at) continue;
+      const [x1, y1] = xy(d.lat, d.lon), [x2, y2] = xy(...at);
       layers.links.appendChild(el("line", {x1, y1, x2, y2, stroke: colourOf(d.drone_id), "stroke-width": 2}));
+      if (w.startsWith("point ")) marker(layers.links, "point-" + d.drone_id, at[0], at[1], g => {
+        g.appendChild(el("path", {d: "M-7,0H7M0,-7V7", stroke: colourOf(d.drone_id), "stroke-width": 2.5}));
+        g.appendChild(el("title", {}, `${d.drone_id} sent here by the operator`));
+      });
     }
     marker(layers.drones, "drone-" + d.drone_id, d.lat, d.lon, g => {
       const c = colourOf(d.drone_id), h = (d.heading_deg || 0) * Math.PI / 180;
       g.appendChild(el("line", {x1: 0, y1: 0, x2: (14 * Math.sin(h)).toFixed(1), y2: (-14 * Math.cos(h)).toFixed(1), stroke: c, "stroke-width": 2}));
       g.appendChild(el("circle", {r: 7, fill: c, stroke: d.link_ok ? "#fff" : "#b00020", "stroke-width": d.link_ok ? 1.5 : 3}));
       const batt = d.battery_pct === null ? "-" : d.battery_pct.toFixed(0) + "%";
-      g.appendChild(el("text", {x: 10, y: 14, class: "label"}, `${d.drone_id} ${d.mode}${d.link_ok ? "" : "!"} ${batt}`));
+      g.appendChild(el("text", {x: 10, y: 14, class: "label"}, `${d.drone_id} ${d.mode}${d.link_ok ? "" : "!"}${d.state && d.state !== "flying" ? " " + d.state : ""} ${batt}`));
+      g.appendChild(el("title", {}, `${d.drone_id}: ${d.state || "-"}, ${d.mode}`));
     });
   }
 }
@@ -210,7 +219,7 @@ function rows(tbodyId, items, cells, rowId, rowClass) {
 }
 function drawTables(live) {
   rows("drone-table", live.drones, d => [
-    [d.drone_id], [d.mode + (d.link_ok ? "" : "!")], [d.alt_rel_m === null ? "-" : d.alt_rel_m.toFixed(0), "num"],
+    [d.drone_id], [d.state || "-", "st-" + d.state], [d.mode + (d.link_ok ? "" : "!")], [d.alt_rel_m === null ? "-" : d.alt_rel_m.toFixed(0), "num"],
     [d.battery_pct === null ? "-" : d.battery_pct.toFixed(0), d.battery_pct !== null && d.battery_pct < 30 ? "num low" : "num"],
     [d.sortie || "-"], [`${d.done}/${d.total}`, "num"], [d.watching.join(", ")]], d => "row-drone-" + d.drone_id,
     d => d.link_ok ? "" : "lost");
@@ -232,6 +241,7 @@ function update(live) {
   if (fit(planPoints().concat(livePoints(live)))) drawPlan();
   if (bounds) { drawLive(live); declutter(); emphasiseRoutes(live); }
   drawTables(live);
+  fillConsole(live);
   document.body.dataset.t = live.t_s;
 }
 // The sortie a drone is flying now is drawn dashed and strong; the rest of the plan stays faint.
@@ -276,7 +286,8 @@ function setupZoom() {
   let drag = null, pending = false;
   map.addEventListener("wheel", e => { e.preventDefault(); const [px, py] = mapPoint(e); zoomAt(px, py, e.deltaY < 0 ? 1.25 : 0.8); },
                       {passive: false});
-  map.addEventListener("mousedown", e => { drag = [e.clientX, e.clientY]; });
+  map.addEventListener("mousedown", e => { drag = [e.clientX, e.clientY]; pressedAt = [e.clientX, e.clientY]; });
+  map.addEventListener("click", onMapClick);
   window.addEventListener("mouseup", () => { drag = null; });
   window.addEventListener("mousemove", e => {
     if (!drag || !bounds) return;
@@ -320,5 +331,93 @@ async function start() {
   }
   listen();
 }
+// ------------------------------------------------------------------ the operator console
+// Shown only when the page's token grants CONTROL (GET /control says so). Every button sends
+// one operator command (docs/mqtt-api.md) through POST /control/command; the run's answer shows.
+let control = false, picking = null, pressedAt = null;  // picking: "point" | "cells" | null
+const chosenCells = new Set();
+function fillSelect(id, values) {
+  const sel = document.getElementById(id), keep = sel.value;
+  if ([...sel.options].map(o => o.value).join() === values.join()) return;
+  sel.replaceChildren(...values.map(v => { const o = document.createElement("option"); o.value = o.textContent = v; return o; }));
+  if (values.includes(keep)) sel.value = keep;
+}
+function fillConsole(live) {
+  if (!control) return;
+  fillSelect("c-drone", live.drones.map(d => d.drone_id));
+  fillSelect("c-incident", live.incidents.filter(i => !DONE.test(i.status)).map(i => i.incident_id));
+  fillSelect("c-unit", live.units.map(u => u.unit_id));
+  const noIncident = !document.getElementById("c-incident").value;
+  document.getElementById("c-dispatch").disabled = noIncident || !document.getElementById("c-unit").value;
+  document.getElementById("c-false").disabled = noIncident;
+}
+function showResult(text, cls) {
+  const r = document.getElementById("c-result"); r.textContent = text; r.className = cls; r.dataset.state = cls;
+}
+async function send(command) {
+  showResult(`${command.command}: sending`, "sending");
+  try {
+    const r = await fetch("/control/command", {method: "POST", headers: {"Content-Type": "application/json"},
+                                               body: JSON.stringify(command), cache: "no-store"});
+    const a = await r.json().catch(() => ({ok: false, error: "HTTP " + r.status}));
+    showResult(a.ok ? `accepted: ${a.detail}` : `refused: ${a.error}`, a.ok ? "ok" : "refused");
+  } catch (e) { showResult(`${command.command}: not sent (${e.message})`, "refused"); }
+}
+function setPicking(mode, hint) {
+  picking = mode;
+  document.getElementById("map").classList.toggle("picking", !!mode);
+  if (hint) showResult(hint, "picking");
+}
+function latLonAt(px, py) {  // viewBox point -> (lat, lon), the inverse of xy()
+  const e = bounds.cx + (px - W / 2) / bounds.scale, n = bounds.cy - (py - H / 2) / bounds.scale;
+  return [frame.lat0 + n / 110574, frame.lon0 + e / (Math.cos(frame.lat0 * Math.PI / 180) * 111320)];
+}
+function onMapClick(e) {
+  if (!picking || !bounds) return;
+  if (pressedAt && Math.hypot(e.clientX - pressedAt[0], e.clientY - pressedAt[1]) > 4) return;  // a pan, not a click
+  if (picking === "point") {
+    const [px, py] = mapPoint(e), [lat, lon] = latLonAt(px, py);
+    setPicking(null);
+    send({command: "send_drone", drone: document.getElementById("c-drone").value, lat: +lat.toFixed(7), lon: +lon.toFixed(7)});
+  } else if (picking === "cells") {
+    // the cell under the pointer, also when a label or a marker lies on top of it
+    const cell = document.elementsFromPoint(e.clientX, e.clientY).find(n => n.matches("polygon[data-cell]"));
+    if (!cell) return;
+    const gid = cell.dataset.cell;
+    if (chosenCells.has(gid)) chosenCells.delete(gid); else chosenCells.add(gid);
+    for (const p of document.querySelectorAll(`polygon[data-cell="${gid}"]`)) p.classList.toggle("chosen", chosenCells.has(gid));
+    document.getElementById("c-chosen").textContent = [...chosenCells].join(", ");
+    document.getElementById("c-patrol").disabled = !chosenCells.size;
+  }
+}
+function setupConsole() {
+  const on = (id, fn) => document.getElementById(id).addEventListener("click", fn);
+  const drone = () => document.getElementById("c-drone").value;
+  on("c-send", () => setPicking("point", `click the map where ${drone()} should go (Esc: cancel)`));
+  on("c-recall", () => send({command: "recall_drone", drone: drone()}));
+  on("c-pause", () => send({command: "pause_drone", drone: drone()}));
+  on("c-resume", () => send({command: "resume_drone", drone: drone()}));
+  on("c-dispatch", () => send({command: "dispatch_unit", incident: document.getElementById("c-incident").value,
+                               unit: document.getElementById("c-unit").value}));
+  on("c-false", () => send({command: "close_false_alarm", incident: document.getElementById("c-incident").value}));
+  on("c-cells", () => setPicking(picking === "cells" ? null : "cells", picking === "cells" ? "" : "click cells on the map, then patrol them"));
+  on("c-patrol", () => { send({command: "patrol_cells", cells: [...chosenCells]}); setPicking(null); });
+  let armedEnd = 0;  // end shift asks once more: it sends every drone home for good
+  on("c-end", e => {
+    if (Date.now() - armedEnd > 4000) { armedEnd = Date.now(); e.target.textContent = "end shift? click again"; return; }
+    e.target.textContent = "end shift"; armedEnd = 0; send({command: "end_shift"});
+  });
+  window.addEventListener("keydown", e => { if (e.key === "Escape" && picking) setPicking(null, "cancelled"); });
+}
+async function checkControl() {
+  try { const r = await fetch("/control", {cache: "no-store"}); control = r.ok && (await r.json()).control === true; }
+  catch (e) { control = false; }
+  document.getElementById("console").hidden = !control;
+  for (const b of document.querySelectorAll("#console button")) b.disabled = !control || b.id === "c-patrol";
+  document.body.dataset.control = control;
+  if (control && lastLive) fillConsole(lastLive);
+}
 setupZoom();
+setupConsole();
+checkControl();
 start();

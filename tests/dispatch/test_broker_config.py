@@ -86,6 +86,11 @@ PUBLISH = [
     ("M01", f"{P}/workers/D1/status", False),
     (OPERATOR_USER, f"{P}/units/M01/alerts", False),
     (OPERATOR_USER, f"{P}/incidents/fire-9", False),
+    # operator commands (send/recall a drone, dispatch a unit, false alarm, ...): the operator only
+    (OPERATOR_USER, f"{P}/operator/commands", True),
+    ("M01", f"{P}/operator/commands", False),
+    ("drone-D1", f"{P}/operator/commands", False),
+    (OPERATOR_USER, f"{P}/operator/results", False),
 ]
 
 # Who may read what the controller (or a unit) publishes: topic -> the logins that must receive it.
@@ -103,6 +108,7 @@ READ = {
     f"{P}/drones/D1/state": {"M01", "M02", "drone-D1", OPERATOR_USER},  # D1's worker takes its pose from it
     f"{P}/drones/D2/state": {"M01", "M02", OPERATOR_USER},
     f"{P}/workers/D1/status": {OPERATOR_USER},
+    f"{P}/operator/results": {OPERATOR_USER},
 }
 READERS = ["M01", "M02", "drone-D1", OPERATOR_USER]
 

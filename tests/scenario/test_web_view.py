@@ -40,7 +40,7 @@ def get_plan() -> PlanLayer:
 def get_drone(drone_id: str, north_m: float, east_m: float, **kw) -> DroneLive:
     lat, lon = at(north_m, east_m)
     fields = dict(drone_id=drone_id, mode="AUTO", link_ok=True, armed=True, lat=lat, lon=lon, alt_rel_m=60.0,
-                  heading_deg=90.0, battery_pct=71.0, sortie="sortie01", done=0, total=2, watching=())
+                  heading_deg=90.0, battery_pct=71.0, sortie="sortie01", done=0, total=2, watching=(), state="flying")
     fields.update(kw)
     return DroneLive(**fields)
 
@@ -52,7 +52,7 @@ def get_state(t_s: float = 12.5) -> LiveState:
     return LiveState(
         t_s=t_s,
         drones=(get_drone("drone01", 100, 200),
-                get_drone("drone02", 300, 700, mode="RTL", link_ok=False, battery_pct=18.0, done=1)),
+                get_drone("drone02", 300, 700, mode="RTL", link_ok=False, battery_pct=18.0, done=1, state="landing")),
         incidents=(IncidentLive("inc-fire-0001", "fire", "alerted", "M02", *fire),),
         units=(UnitLive("M02", "busy", *at(20, -100)),),
         scripted=(ScriptedLive("fire-1", "fire", *fire, 5.0), ScriptedLive("crowd-2", "crowd", *at(380, 100), None)))
@@ -430,17 +430,18 @@ def get_marker_centre(driver, marker_id: str) -> tuple[float, float]:
 
 
 def test_page_shows_drones_incidents_and_units(browser, tmp_path):
-    """Each drone with mode (! for a lost link) and battery, the incident with its state and unit, the unit."""
+    """Each drone with its state, mode (! for a lost link) and battery, the incident with its state and unit,
+    the unit."""
     with serve_in_thread(ScriptedRun(get_state()), get_plan()) as url:
         browser.get(url)
         wait_page(browser, lambda d: get_row(d, "row-drone-drone02"), "drone02's row")
-        assert get_row(browser, "row-drone-drone01") == ["drone01", "AUTO", "60", "71", "sortie01", "0/2", ""]
-        assert get_row(browser, "row-drone-drone02")[:4] == ["drone02", "RTL!", "60", "18"]
+        assert get_row(browser, "row-drone-drone01") == ["drone01", "flying", "AUTO", "60", "71", "sortie01", "0/2", ""]
+        assert get_row(browser, "row-drone-drone02")[:5] == ["drone02", "landing", "RTL!", "60", "18"]
         assert get_row(browser, "row-incident-inc-fire-0001") == ["inc-fire-0001", "fire", "alerted", "M02"]
         assert get_row(browser, "row-unit-M02")[:2] == ["M02", "busy"]
         assert "crowd-2" in browser.find_element("id", "waiting").text
         labels = browser.find_element("id", "map").text
-        assert "drone01 AUTO 71%" in labels and "drone02 RTL! 18%" in labels
+        assert "drone01 AUTO 71%" in labels and "drone02 RTL! landing 18%" in labels
         assert "inc-fire-0001 alerted \u2192 M02" in labels and "M02 busy" in labels
         assert len(browser.find_elements("css selector", "#cells polygon")) == 2
         assert len(browser.find_elements("css selector", "#routes polyline")) == 1
@@ -491,8 +492,8 @@ def test_page_follows_the_run_as_it_changes(browser, tmp_path):
                                        IncidentLive("inc-crowd-0002", "crowd", "detected", "", *at(380, 100))),
                             units=s.units + (UnitLive("M03", "available", *at(-50, 300)),))
         wait_page(browser, lambda d: d.find_element("id", "t").text == "42.0", "t = 42.0 s")
-        assert get_row(browser, "row-drone-drone01")[:4] == ["drone01", "GUIDED", "60", "64"]
-        assert get_row(browser, "row-drone-drone01")[6] == "inc-fire-0001"
+        assert get_row(browser, "row-drone-drone01")[:5] == ["drone01", "flying", "GUIDED", "60", "64"]
+        assert get_row(browser, "row-drone-drone01")[7] == "inc-fire-0001"
         assert get_row(browser, "row-incident-inc-fire-0001")[2:] == ["accepted", "M02"]
         assert get_row(browser, "row-incident-inc-crowd-0002")[2] == "detected"
         order = [r.get_attribute("id") for r in browser.find_elements("css selector", "#incident-table tbody tr")]
