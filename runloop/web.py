@@ -161,6 +161,7 @@ class WebOptions:
     token: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     control_token: str | None = None  # grants CONTROL: POST /alarms
+    rider_page: object | None = None  # dispatch.riderapp.RiderPageConfig: the rider web app at /rider/
 
 
 def web_access(host: str, token: str | None) -> tuple[WebAccess, str | None]:
@@ -187,6 +188,8 @@ async def start_web_view(run, options: WebOptions) -> LiveWebView:
     if getattr(run, "dispatcher", None) is not None:
         view.add_route("/alarms", _alarm_webhook(view, run), needs=Permission.CONTROL, methods=("POST",),
                        body_limit=MAX_BODY_BYTES)
+    from dispatch.riderapp import RiderPageConfig, add_rider_routes
+    add_rider_routes(view, options.rider_page or RiderPageConfig())
     url = await view.start()
     if generated:
         print(f"live web view: {url}?token={generated}  (token generated for this run: "
