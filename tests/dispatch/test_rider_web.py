@@ -5,6 +5,8 @@ the controller after the reconnect; an alert delivered twice is shown once."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+import time
 
 import pytest
 
@@ -116,3 +118,96 @@ def test_the_controller_serves_where_the_broker_is_never_a_password(mosquitto_br
         RiderPageConfig(ws_url="ws://M01:pw@broker:9001")
     with pytest.raises(DispatchError, match="want ws://"):
         RiderPageConfig(ws_url="mqtt://broker:1883")
+
+
+def test_a_unit_on_a_secured_broker_sees_only_its_own_alerts_and_shares_its_position(mosquitto_factory, phone):
+    """On a `patrol broker-config` broker (WebSockets on the loopback interface): a wrong password
+    is refused on the page; M01 signed in gets its alert and not M02's; with the officer's consent
+    the phone's position goes out as OwnTracks `location`, `busy` once the alert is accepted."""
+    from dispatch.broker_config import CONTROLLER_USER, BrokerLayout, write_broker_config
+    from tests.fixtures.broker import root_user_lines
+    from tests.fixtures.ports import free_port
+
+    made = {}
+
+    def config(port, workdir):
+        layout = BrokerLayout(units=["M01", "M02"], port=port, tls_port=0, ws_port=free_port(),
+                              run_as_root=bool(root_user_lines()))
+        made.update(layout=layout, files=write_broker_config(layout, workdir / "broker"))
+        return made["files"].config_path.read_text()
+
+    broker = mosquitto_factory(config)
+    layout, credentials = made["layout"], made["files"].credentials
+    controller = ControllerSide(broker.host, broker.port, CONTROLLER_USER, credentials[CONTROLLER_USER])
+    locations: list[dict] = []
+    controller.client.message_callback_add("patrol/units/+/location",
+                                           lambda c, u, m: locations.append(json.loads(m.payload)))
+    controller.client.subscribe("patrol/units/+/location", qos=0)
+    try:
+        with serving_rider_page(RiderPageConfig(ws_port=layout.ws_port)) as url:  # ws://127.0.0.1:PORT from the page's host
+            sign_in(phone, url, "M01", "not-the-password")
+            wait_page(phone, "return document.getElementById('conn').dataset.state === 'refused'", "'login refused'")
+            assert "refused unit M01" in phone.find_element("id", "login-error").text
+
+            phone.find_element("id", "password").clear()
+            phone.find_element("id", "password").send_keys(credentials["M01"])
+            phone.find_element("css selector", "#login button[type=submit]").click()
+            wait_online(phone)
+            controller.send_alert("M02", alert_payload("for-m02", unit="M02"))
+            controller.send_alert("M01", alert_payload("for-m01"))
+            wait_page(phone, "return document.getElementById('alert').dataset.alertId === 'for-m01'", "M01's alert")
+            assert phone.execute_script("return window.rider.shown") == ["for-m01"]
+
+            phone.execute_cdp_cmd("Browser.grantPermissions", {"origin": url.rstrip("/"),
+                                                               "permissions": ["geolocation"]})
+            phone.execute_cdp_cmd("Emulation.setGeolocationOverride",
+                                  {"latitude": 32.001, "longitude": 119.581, "accuracy": 6})
+            phone.find_element("id", "share").click()
+            wait_page(phone, "return document.getElementById('share').dataset.sharing === 'on'", "sharing on")
+            phone.find_element("id", "accept").click()
+            controller.wait_ack("for-m01", "accept")
+            deadline = time.monotonic() + 10
+            while not any(loc.get("status") == "busy" for loc in locations) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            busy = [loc for loc in locations if loc.get("status") == "busy"]
+            assert busy, f"no busy location reached the controller (got {locations})"
+            assert busy[0]["_type"] == "location" and busy[0]["lat"] == 32.001 and busy[0]["lon"] == 119.581
+            assert busy[0]["acc"] == 6 and isinstance(busy[0]["tst"], int)
+    finally:
+        controller.close()
+
+
+def test_patrol_dispatch_web_serves_the_rider_app(mosquitto_broker, tmp_path):
+    """`patrol dispatch --web 127.0.0.1:0` prints the rider page's address and serves it (the page,
+    the vendored MQTT client, where the broker is) next to the running dispatcher; SIGTERM ends both."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "patrol.py", "dispatch", "--broker", mosquitto_broker.url,
+                             "--journal", str(tmp_path / "journal.sqlite"), "--web", "127.0.0.1:0",
+                             "--rider-broker", mosquitto_broker.ws_url],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "PATROL_WEB_TOKEN"})
+    try:
+        page_url = None
+        deadline = time.monotonic() + 20
+        while page_url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("rider web app: "):
+                page_url = line.split()[3]
+            elif not line and proc.poll() is not None:
+                break
+        assert page_url and page_url.startswith("http://127.0.0.1:") and page_url.endswith("/rider/"), page_url
+        with urllib.request.urlopen(page_url, timeout=5) as page:
+            assert b"Go on duty" in page.read()
+        with urllib.request.urlopen(page_url + "mqtt.min.js", timeout=5) as client:
+            assert client.headers["Content-Type"].startswith("text/javascript") and len(client.read()) > 100_000
+        with urllib.request.urlopen(page_url + "config.json", timeout=5) as config:
+            assert json.loads(config.read())["ws_url"] == mosquitto_broker.ws_url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0

@@ -73,9 +73,11 @@
     client.on("close", () => { if (rider.client === client) setConn("offline", "offline, reconnecting…"); });
     client.on("error", (err) => {
       const refused = err && (err.code === 4 || err.code === 5 || err.code === 134 || err.code === 135);
-      if (refused) {
-        setConn("refused", "login refused");
+      if (refused) { // a wrong password stays wrong: stop retrying, ask again
+        rider.client = null;
+        sessionStorage.removeItem("patrol.rider.login");
         client.end(true);
+        setConn("refused", "login refused");
         showLogin(`The broker refused unit ${unit}'s login: check the unit id and password.`);
       }
     });
@@ -189,7 +191,7 @@
       $("position").textContent = "Position not shared.";
       return;
     }
-    if (!("geolocation" in navigator)) {
+    if (!window.isSecureContext || !("geolocation" in navigator)) {
       $("position").textContent = "This browser cannot give a position here (it needs https or localhost).";
       return;
     }
