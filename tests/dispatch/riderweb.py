@@ -150,3 +150,16 @@ class ControllerSide:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+async def get_http(url: str, path: str, headers: dict | None = None, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    """GET `path` from the server at `url` as a browser would (Host 127.0.0.1): (status, body)."""
+    host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), timeout_s)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body

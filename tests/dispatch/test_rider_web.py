@@ -16,6 +16,7 @@ from tests.dispatch.riderweb import (
     PHONE,
     ControllerSide,
     alert_payload,
+    get_http,
     have_browser,
     phone_browser,
     serving_rider_page,
@@ -105,13 +106,8 @@ def test_the_controller_serves_where_the_broker_is_never_a_password(mosquitto_br
     a rider broker address with a login in it or a wrong scheme is refused naming what is wrong."""
     import asyncio
 
-    from tests.scenario.test_web_view import get_http, get_request
-
-    async def fetch(url):
-        return await get_http(url, get_request("/rider/config.json"))
-
     with serving_rider_page(RiderPageConfig(ws_url="wss://broker.example:9001")) as url:
-        status, headers, body = asyncio.run(fetch(url))
+        status, body = asyncio.run(get_http(url, "/rider/config.json"))
     assert status == 200 and json.loads(body) == {"ws_url": "wss://broker.example:9001", "ws_port": 9001,
                                                   "topic_prefix": "patrol"}
     with pytest.raises(DispatchError, match="no login in it"):
@@ -211,3 +207,24 @@ def test_patrol_dispatch_web_serves_the_rider_app(mosquitto_broker, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+async def test_patrol_run_web_serves_the_rider_app_next_to_the_live_view(capsys):
+    """`patrol run --web … --rider-broker URL`: the live view's server also serves /rider/, with the
+    same guard (here: the view token) and the broker address given."""
+    from types import SimpleNamespace
+
+    from runloop.web import WebOptions, start_web_view
+    run = SimpleNamespace(plan=SimpleNamespace(cells=()), grids=None, drones=SimpleNamespace(drones={}),
+                          dock=SimpleNamespace(grid_id="DOCK", lat=32.0, lon=119.58),
+                          scenario=SimpleNamespace(name="test"))
+    view = await start_web_view(run, WebOptions("127.0.0.1", 0, token="tok",
+                                                rider_page=RiderPageConfig(ws_url="wss://patrol-host.lan:9001")))
+    try:
+        assert (await get_http(view.url, "/rider/"))[0] == 401
+        status, body = await get_http(view.url, "/rider/", {"Authorization": "Bearer tok"})
+        assert status == 200 and b"Go on duty" in body
+        _, body = await get_http(view.url, "/rider/config.json", {"Authorization": "Bearer tok"})
+        assert json.loads(body)["ws_url"] == "wss://patrol-host.lan:9001"
+    finally:
+        await view.close()
