@@ -29,6 +29,19 @@
   function save(what, value) { localStorage.setItem(key(what), JSON.stringify(value)); }
   // alerts: {alert_id: {message, state, received}}; outbox: [{seq, alert_id, action, ts}]
   const alerts = () => load("alerts", {});
+  const KEEP_CLOSED_MS = SESSION_EXPIRY_S * 1000; // the broker cannot redeliver an alert older than its session
+
+  function tidy() {
+    // localStorage holds ~5 MB: a closed alert keeps its id (to never show it twice) but not its
+    // snapshot, and is forgotten once no broker session could deliver it again.
+    const store = alerts(), now = Date.now();
+    for (const [id, a] of Object.entries(store)) {
+      if (OPEN.has(a.state)) continue;
+      if (now - a.received > KEEP_CLOSED_MS) delete store[id];
+      else delete a.message.snapshot;
+    }
+    save("alerts", store);
+  }
   const outbox = () => load("outbox", []);
 
   function topics(unit) {
@@ -59,6 +72,7 @@
               qos: 1, retain: true },
     });
     rider.client = client;
+    tidy();
     client.on("connect", () => {
       setConn("online", "online");
       $("login-error").hidden = true;
