@@ -228,3 +228,20 @@ async def test_patrol_run_web_serves_the_rider_app_next_to_the_live_view(capsys)
         assert json.loads(body)["ws_url"] == "wss://patrol-host.lan:9001"
     finally:
         await view.close()
+
+
+async def test_patrol_dispatch_web_beyond_loopback_generates_a_token(capsys):
+    """Bound beyond this machine without --web-token, the rider app gets a generated token, printed
+    once in the page's address; without it nothing is served."""
+    from dispatch.riderapp import RiderWebOptions, serve_rider_app
+
+    server = await serve_rider_app(RiderWebOptions("0.0.0.0", 0), RiderPageConfig())
+    try:
+        printed = capsys.readouterr().out
+        assert printed.startswith(f"rider web app: http://0.0.0.0:{server.port}/rider/?token=")
+        token = printed.split("?token=")[1].split()[0]
+        url = f"http://127.0.0.1:{server.port}/"
+        assert (await get_http(url, "/rider/"))[0] == 401
+        assert (await get_http(url, "/rider/", {"Authorization": f"Bearer {token}"}))[0] == 200
+    finally:
+        await server.close()
