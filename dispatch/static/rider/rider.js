@@ -274,6 +274,7 @@
       `<text x="${u[0]}" y="${u[1] - 12}" fill="#cfe3ff" font-size="12" text-anchor="middle">you</text>` +
       `<rect id="map-incident" x="${i[0] - 8}" y="${i[1] - 8}" width="16" height="16" fill="#e33" transform="rotate(45 ${i[0]} ${i[1]})"/>` +
       `<text x="${i[0]}" y="${i[1] + 24}" fill="#ffc4c4" font-size="12" text-anchor="middle">${escapeHtml(inc.kind)}</text>` +
+      `<text x="${(u[0] + i[0]) / 2 + 8}" y="${(u[1] + i[1]) / 2 - 6}" fill="#ffcf66" font-size="12">${$("distance").textContent}</text>` +
       `<text x="${W - 12}" y="20" fill="#9fb0c4" font-size="13" text-anchor="end">N ↑</text>`;
   }
 
