@@ -78,6 +78,9 @@ def add_web_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web-allow-host", metavar="NAME", action="append", default=[],
                         help="one more name the web view answers to in the Host header, e.g. the name this "
                              "machine has on the LAN (repeatable)")
+    from dispatch.cli import add_rider_web_arguments  # the rider web app at /rider/ of the same server
+
+    add_rider_web_arguments(parser, web=False)
 
 
 def _web_address(text: str) -> tuple[str, int]:
@@ -134,8 +137,10 @@ def web_options(args: argparse.Namespace) -> "WebOptions | None":
 
     if args.web is None:
         return None
+    from dispatch.cli import rider_page_config
+
     return WebOptions(*args.web, token=args.web_token, allowed_hosts=tuple(args.web_allow_host),
-                      control_token=args.web_control_token)
+                      control_token=args.web_control_token, rider_page=rider_page_config(args))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

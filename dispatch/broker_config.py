@@ -3,6 +3,8 @@
 Writes into one directory:
     mosquitto.conf      a TLS listener (--bind, default all interfaces) and a plaintext one on
                         loopback only (on another address only with --insecure-plain-on-network);
+                        a WebSockets listener for the rider web app (--ws-port, default 9001) on
+                        the loopback interface, or with TLS (wss://) on --ws-interface;
                         no anonymous access; one login per client (`use_username_as_clientid`:
                         a client's id is its user name, so nobody can take over or resume another
                         client's session); persistence on
@@ -45,6 +47,7 @@ OPERATOR_USER = "patrol-operator"
 DRONE_USER_PREFIX = "drone-"
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$
 CERT_FILES = ("ca.crt", "ca.key", "server.crt", "server.key")
+WS_LOOPBACK_INTERFACE = "lo"
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
@@ -95,6 +98,12 @@ class BrokerLayout:
     persistence_dir: Path | None = None
     rotate: Literal["server", "ca"] | None = None  # generated certificates: issue new ones
     run_as_root: bool = False  # add `user root` (tests run mosquitto as root in private temp dirs)
+    ws_port: int = 9001  # the WebSockets listener the rider web app connects to (0 = none)
+    # An interface NAME, not an address: libwebsockets 4.1 (mosquitto 2.0's) binds a websockets
+    # listener given an IPv4 address to every interface (checked with mosquitto 2.0.11), so only
+    # an interface name keeps it where it was put. "lo": this machine only, plain ws://; any
+    # other interface carries unit passwords over the network and gets the TLS certificate (wss://).
+    ws_interface: str = WS_LOOPBACK_INTERFACE
 
     def __post_init__(self) -> None:
         if not self.units:
@@ -115,6 +124,11 @@ class BrokerLayout:
             raise DispatchError(f"duplicate unit id(s): {sorted(dup)}")
         if not self.port and not self.tls_port:
             raise DispatchError("both listeners disabled (--port 0 --tls-port 0)")
+        if self.ws_port and self.ws_port in (self.port, self.tls_port):
+            raise DispatchError(f"--ws-port {self.ws_port} is also another listener's port")
+        if self.ws_port and (not self.ws_interface or any(c in self.ws_interface for c in ".: /")):
+            raise DispatchError(f"--ws-interface {self.ws_interface!r}: give an interface name such as lo or wlan0, "
+                                "not an address (mosquitto's websockets bind an address on every interface)")
         if self.port and not self.plain_on_network and not is_loopback(self.plain_bind):
             raise DispatchError(f"a plaintext listener on {self.plain_bind} would carry unit passwords in clear; "
                                 "keep it on loopback, turn it off (--port 0) or pass --insecure-plain-on-network")
@@ -240,7 +254,8 @@ def write_broker_config(layout: BrokerLayout, out_dir: Path) -> BrokerFiles:
     if layout.port:
         lines += ["", f"listener {layout.port} {layout.plain_bind}", one_login]
     ca_file = None
-    if layout.tls_port:
+    ws_tls = layout.ws_port and layout.ws_interface != WS_LOOPBACK_INTERFACE
+    if layout.tls_port or ws_tls:
         if layout.cert_file:
             ca_file, cert, key = layout.ca_file, Path(layout.cert_file).resolve(), Path(layout.key_file).resolve()
             for f in (cert, key, *([ca_file] if ca_file else [])):
@@ -248,10 +263,15 @@ def write_broker_config(layout: BrokerLayout, out_dir: Path) -> BrokerFiles:
                     raise DispatchError(f"TLS file {f} does not exist")
         else:
             ca_file, cert, key = generate_certs(out_dir / "certs", layout.hostname, layout.rotate)
+    if layout.tls_port:
         lines += ["", f"listener {layout.tls_port} {layout.bind}", one_login, f"certfile {cert}", f"keyfile {key}",
                   "tls_version tlsv1.2"]
         if ca_file:
             lines.append(f"cafile {Path(ca_file).resolve()}")
+    if layout.ws_port:  # the rider web app (dispatch/riderapp.py): same logins, same ACLs
+        lines += ["", f"listener {layout.ws_port} {layout.ws_interface}", "protocol websockets", one_login]
+        if ws_tls:
+            lines += [f"certfile {cert}", f"keyfile {key}", "tls_version tlsv1.2"]
     config = out_dir / "mosquitto.conf"
     config.write_text("\n".join(lines) + "\n")
     return BrokerFiles(config, passwd, acl, cred_path, Path(ca_file).resolve() if ca_file else None, credentials)

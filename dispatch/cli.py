@@ -4,11 +4,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dispatch.config import BrokerConfig, DispatchConfig, load_config
 from dispatch.errors import DispatchError
+
+if TYPE_CHECKING:
+    from dispatch.riderapp import RiderPageConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,7 @@ def register(subparsers) -> None:
     p.add_argument("--arrive-radius", type=float, default=None, help="metres: a unit this close has arrived")
     p.add_argument("--status-interval", type=float, default=None, help="seconds between controller status updates")
     p.add_argument("--client-id", default=None, help="MQTT client id of the controller (persistent session)")
+    add_rider_web_arguments(p)
     p.set_defaults(func=cmd_dispatch)
 
     r = subparsers.add_parser("rider", help="the motorcycle officer's terminal app")
@@ -105,9 +111,47 @@ def register(subparsers) -> None:
     b.add_argument("--key", type=Path, default=None, help="server key (PEM)")
     b.add_argument("--ca", type=Path, default=None, help="CA certificate (PEM)")
     b.add_argument("--hostname", default="localhost", help="name in a generated server certificate (changing it later needs --rotate server)")
+    b.add_argument("--ws-port", type=int, default=9001,
+                   help="MQTT over WebSockets for the rider web app (0 = none; default 9001)")
+    b.add_argument("--ws-interface", default="lo",
+                   help="network interface NAME of the WebSockets listener (default lo: this machine only); "
+                        "on any other interface it uses the TLS certificate (wss://)")
     b.add_argument("--topic-prefix", default="patrol")
     b.add_argument("--persistence-dir", type=Path, default=None)
     b.set_defaults(func=cmd_broker_config)
+
+
+def add_rider_web_arguments(parser: argparse.ArgumentParser, web: bool = True) -> None:
+    """--web and what guards it, and where the rider web app finds the broker (docs/run.md, "Riders
+    on their phones"). `patrol run` has its own --web; it takes only --rider-broker (web=False)."""
+    from common.httpd import web_address_arg
+
+    if web:
+        parser.add_argument("--web", metavar="[HOST:]PORT", type=web_address_arg, default=None,
+                            help="serve the rider web app at http://HOST:PORT/rider/ (HOST 127.0.0.1 unless given)")
+        parser.add_argument("--web-token", metavar="TOKEN", default=os.environ.get("PATROL_WEB_TOKEN"),
+                            help="the token the page asks for (default: env PATROL_WEB_TOKEN); generated when "
+                                 "--web is reachable beyond this machine without one")
+        parser.add_argument("--web-allow-host", metavar="NAME", action="append", default=[],
+                            help="one more name the page answers to in the Host header (repeatable)")
+    parser.add_argument("--rider-broker", metavar="URL", default=None, type=_rider_broker_arg,
+                        help="the broker's WebSockets listener as riders' phones reach it, ws://HOST:PORT or "
+                             "wss://HOST:PORT (default: the page's own host, port 9001)")
+
+
+def _rider_broker_arg(text: str) -> str:
+    from dispatch.riderapp import RiderPageConfig
+
+    try:
+        return RiderPageConfig(ws_url=text).ws_url
+    except DispatchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def rider_page_config(args: argparse.Namespace, topic_prefix: str = "patrol") -> RiderPageConfig:
+    from dispatch.riderapp import RiderPageConfig
+
+    return RiderPageConfig(ws_url=args.rider_broker, topic_prefix=topic_prefix)
 
 
 def _dispatch_config(args: argparse.Namespace) -> tuple[BrokerConfig, DispatchConfig]:
@@ -133,6 +177,16 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     except DispatchError as exc:
         print(f"patrol dispatch: {exc}")
         return 2
+    web = None
+    if args.web is not None:
+        from dispatch.riderapp import RiderWebOptions
+
+        try:
+            page = rider_page_config(args, config.topic_prefix)
+        except DispatchError as exc:
+            print(f"patrol dispatch: {exc}")
+            return 2
+        web = RiderWebOptions(*args.web, token=args.web_token, allowed_hosts=tuple(args.web_allow_host))
     if broker.username and args.client_id and args.client_id != broker.username:
         log.warning("--client-id %s ignored: logged in as %s, which is also the client id (one login per client)",
                     args.client_id, broker.username)
@@ -145,7 +199,13 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
         dispatcher = Dispatcher(broker, config)
         print(f"patrol dispatch: broker {broker.url}, journal {config.journal_path}, ack timeout "
               f"{config.ack_timeout_s:g} s", flush=True)
+        server = None
+        if web is not None:
+            from dispatch.riderapp import serve_rider_app
+
+            server = await serve_rider_app(web, page)  # bound now: a taken port is an error at start
         task = asyncio.create_task(dispatcher.run(stop))
+        served = asyncio.create_task(server.serve(stop)) if server else None
         waiter = asyncio.create_task(asked_to_stop.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -154,6 +214,9 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
                 await dispatcher.publish_offline()
             stop.set()
         await task
+        stop.set()
+        if served:
+            await served
 
     try:
         asyncio.run(main())
@@ -207,7 +270,7 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
             port=args.port, tls_port=args.tls_port, bind=args.bind, plain_bind=args.plain_bind,
             plain_on_network=args.insecure_plain_on_network, rotate=args.rotate, topic_prefix=args.topic_prefix,
             cert_file=args.cert, key_file=args.key, ca_file=args.ca, hostname=args.hostname,
-            persistence_dir=args.persistence_dir)
+            persistence_dir=args.persistence_dir, ws_port=args.ws_port, ws_interface=args.ws_interface)
         result = write_broker_config(layout, args.out)
     except (DispatchError, ValueError) as exc:
         print(f"patrol broker-config: {exc}")

@@ -174,6 +174,7 @@ class WebOptions:
     token: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     control_token: str | None = None  # grants CONTROL: POST /alarms
+    rider_page: object | None = None  # dispatch.riderapp.RiderPageConfig: the rider web app at /rider/
 
 
 def web_access(host: str, token: str | None) -> tuple[WebAccess, str | None]:
@@ -200,6 +201,8 @@ async def start_web_view(run, options: WebOptions) -> LiveWebView:
     if getattr(run, "dispatcher", None) is not None:
         view.add_route("/alarms", _alarm_webhook(view, run), needs=Permission.CONTROL, methods=("POST",),
                        body_limit=MAX_BODY_BYTES)
+    from dispatch.riderapp import RiderPageConfig, add_rider_routes
+    add_rider_routes(view, options.rider_page or RiderPageConfig())
     console = _operator_console(view, run) if getattr(run, "broker", None) is not None else None
     url = await view.start()
     if console is not None:  # its MQTT session lives as long as the view

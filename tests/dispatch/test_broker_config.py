@@ -29,12 +29,13 @@ P = "patrol"
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    """(broker, layout, files): mosquitto on exactly what broker-config wrote (plain on loopback + TLS)."""
+    """(broker, layout, files): mosquitto on exactly what broker-config wrote (plain on loopback + TLS
+    + WebSockets on the loopback interface)."""
     made = {}
 
     def config(port, workdir):
         layout = BrokerLayout(units=["M01", "M02"], drones=["D1"], port=port, tls_port=free_port(),
-                              bind="127.0.0.1", run_as_root=bool(root_user_lines()))
+                              ws_port=free_port(), bind="127.0.0.1", run_as_root=bool(root_user_lines()))
         made.update(layout=layout, files=write_broker_config(layout, workdir / "broker"))
         return made["files"].config_path.read_text()
 
@@ -183,6 +184,38 @@ async def test_anonymous_and_wrong_password_are_refused(secured):
             pass
 
 
+def login_ws(secured, user: str | None, password: str | None = None) -> aiomqtt.Client:
+    """A login over the WebSockets listener, as the rider web app connects."""
+    _, layout, files = secured
+    return aiomqtt.Client("127.0.0.1", layout.ws_port, username=user,
+                          password=password or (files.credentials[user] if user else None),
+                          protocol=aiomqtt.ProtocolVersion.V5, timeout=3, transport="websockets")
+
+
+async def test_websockets_listener_keeps_the_same_acls(secured):
+    """Over WebSockets a unit reads its own alerts and not another unit's, publishes only its own
+    acks; no login or a wrong password is refused."""
+    seen_m01: list = []
+    seen_ctl: list = []
+    async with login(secured, CONTROLLER_USER) as ctl:
+        await ctl.subscribe(f"{P}/units/+/acks", 1)
+        async with login_ws(secured, "M01") as m01:
+            await m01.subscribe(f"{P}/units/+/alerts", 1)
+            await m01.subscribe(f"{P}/#", 1)
+            await ctl.publish(f"{P}/units/M01/alerts", b"for M01", qos=1)
+            await ctl.publish(f"{P}/units/M02/alerts", b"for M02", qos=1)
+            await m01.publish(f"{P}/units/M01/acks", b"ack M01", qos=1)
+            await m01.publish(f"{P}/units/M02/acks", b"ack as M02", qos=1)
+            await asyncio.gather(collect(m01, seen_m01, 0.5), collect(ctl, seen_ctl, 0.5))
+    assert (f"{P}/units/M01/alerts", b"for M01") in seen_m01
+    assert not [m for m in seen_m01 if m[0] == f"{P}/units/M02/alerts"]
+    assert seen_ctl == [(f"{P}/units/M01/acks", b"ack M01")]
+    for user, password in ((None, None), ("M01", "guess")):
+        with pytest.raises(aiomqtt.MqttError):
+            async with login_ws(secured, user, password):
+                pass
+
+
 async def test_a_unit_cannot_knock_the_controller_off_with_its_client_id(secured):
     """M01 logging in with client id `patrol-controller` gets its own id; the controller stays connected."""
     seen: list = []
@@ -249,16 +282,35 @@ def test_only_the_asked_listeners_are_opened(secured):
     broker, layout, _ = secured
     opened = {int(p) for p in re.findall(r"Opening ipv[46] listen socket on port (\d+)", broker.log_text())}
     assert opened == {layout.port, layout.tls_port}
+    websockets = {int(p) for p in re.findall(r"Opening websockets listen socket on port (\d+)", broker.log_text())}
+    assert websockets == {layout.ws_port}
 
 
 def test_plaintext_stays_on_loopback_unless_asked(tmp_path):
     config = write_broker_config(BrokerLayout(units=["M01"], tls_port=0), tmp_path / "a").config_path.read_text()
-    assert re.findall(r"^listener (\d+) (\S+)", config, re.M) == [("1883", "127.0.0.1")]
+    assert re.findall(r"^listener (\d+) (\S+)", config, re.M) == [("1883", "127.0.0.1"), ("9001", "lo")]
     with pytest.raises(DispatchError, match="in clear.*--insecure-plain-on-network"):
         BrokerLayout(units=["M01"], plain_bind="0.0.0.0")
-    opened = BrokerLayout(units=["M01"], plain_bind="0.0.0.0", plain_on_network=True, tls_port=0)
+    opened = BrokerLayout(units=["M01"], plain_bind="0.0.0.0", plain_on_network=True, tls_port=0, ws_port=0)
     config = write_broker_config(opened, tmp_path / "b").config_path.read_text()
     assert re.findall(r"^listener (\d+) (\S+)", config, re.M) == [("1883", "0.0.0.0")]
+
+
+def test_websockets_leave_the_machine_only_with_tls(tmp_path):
+    """The rider app's listener: on the loopback interface plain ws://; on a network interface
+    with the server certificate (wss://); an address instead of an interface name is refused
+    (libwebsockets would bind it on every interface)."""
+    config = write_broker_config(BrokerLayout(units=["M01"], tls_port=0), tmp_path / "a").config_path.read_text()
+    ws = config.split("listener 9001 lo\n", 1)[1]
+    assert ws.startswith("protocol websockets\nuse_username_as_clientid true") and "certfile" not in ws
+    config = write_broker_config(BrokerLayout(units=["M01"], tls_port=0, ws_interface="wlan0"),
+                                 tmp_path / "b").config_path.read_text()
+    ws = config.split("listener 9001 wlan0\n", 1)[1]
+    assert "protocol websockets" in ws and "certfile " in ws and "keyfile " in ws
+    with pytest.raises(DispatchError, match="interface name"):
+        BrokerLayout(units=["M01"], ws_interface="0.0.0.0")
+    with pytest.raises(DispatchError, match="also another listener"):
+        BrokerLayout(units=["M01"], ws_port=1883)
 
 
 def test_certificates_are_kept_on_rerun_and_rotated_only_when_asked(tmp_path):
