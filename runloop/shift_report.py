@@ -82,31 +82,6 @@ def shift_failures(summary: dict, criteria: dict) -> list[str]:
     return out
 
 
-def shift_html(summary: dict | None) -> str:
-    import html
-
-    if not summary:
-        return ""
-    rows = "".join(f"<tr><td>{html.escape(g)}</td><td>{r['kind']}</td><td>{r['visits']}</td>"
-                   f"<td>{r['longest_gap_s']:.0f}</td><td>{'' if r['target_s'] is None else round(r['target_s'])}</td>"
-                   f"<td>{'—' if r['within_target'] is None else ('yes' if r['within_target'] else '<b>no</b>')}</td></tr>"
-                   for g, r in summary["cells"].items())
-    lost = "".join(f"<li>{d['t_s']} s {html.escape(d['drone_id'])}: {html.escape(str(d.get('reason')))}; its cells "
-                   f"{html.escape(', '.join(d.get('cells_returned') or []) or '(none unseen)')} went back to the "
-                   f"pool</li>" for d in summary["drones_lost"]) or "<li>none</li>"
-    returned = "".join(f"<li>{d['t_s']} s {html.escape(d['drone_id'])} {html.escape(str(d.get('sortie')))}: "
-                       f"{html.escape(', '.join(d.get('cells') or []) or 'none')}</li>"
-                       for d in summary["cells_returned"]) or "<li>none</li>"
-    return (f"<h2>Shift: cell revisits</h2><p>Longest gaps: "
-            f"{html.escape(', '.join(f'{k} {v:.0f} s' for k, v in summary['longest_gap_s'].items()))}; "
-            f"{summary['pack_swaps']} pack swaps; drones idle on a dock with a charged pack while a cell was "
-            f"overdue: {summary.get('idle_while_overdue_s', 0.0):.0f} drone-s. Chart: coverage.png (share of the area seen within its "
-            f"target interval).</p><table><tr><th>cell</th><th>kind</th><th>visits</th><th>longest gap s</th>"
-            f"<th>target s</th><th>within target</th></tr>{rows}</table>"
-            f"<h3>Drones out of the shift</h3><ul>{lost}</ul><h3>Cells back in the pool after a failed sortie</h3>"
-            f"<ul>{returned}</ul>")
-
-
 def coverage_png(summary: dict, path: Path) -> None:
     import matplotlib
 
