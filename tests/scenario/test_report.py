@@ -269,3 +269,52 @@ def test_report_lists_failsafes_with_cause_and_outcome_and_fails_on_a_refused_fa
     assert row["outcome"] == "returned, landed at 180.0 s; cells re-planned: C1 -> sortie01-replan1"
     assert not report["passed"]
     assert any(f.startswith("fault not injected: battery on drone 2") for f in report["failures"])
+
+
+def test_names_from_the_scenario_cannot_inject_markup(tmp_path):
+    """report.html is rendered with every value escaped: a scenario or incident name with markup
+    shows as text, and the map stays well-formed SVG."""
+    store = EventStore(tmp_path)
+    store.set_meta("scenario", {"name": "<script>alert(1)</script>", "incidents": [FIRE],
+                                "incident_names": ['fire "<b>1</b>"'], "pass": {}})
+    store.add(10.0, "incident_start", 'fire "<b>1</b>"', kind="fire", lat=FIRE["lat"], lon=FIRE["lon"])
+    store.add(12.0, "fault_refused", "battery", drone=2, reason="<img src=x onerror=alert(1)>")
+    store.close()
+    write_report(tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>1</b>" not in page and "<img" not in page
+    svg = ET.fromstring("<svg" + page.split("<svg")[1].split("</svg>")[0] + "</svg>")
+    assert [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "incident-label"] \
+        == ['fire "<b>1</b>"']
+
+
+def test_the_run_record_is_opened_once_per_report(tmp_path, monkeypatch):
+    """write_report reads the report and its drawings from one opening of events.sqlite."""
+    import runloop.report
+
+    opened = []
+
+    class CountingStore(EventStore):
+        def __init__(self, *args, **kwargs):
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    get_recorded_run(tmp_path)
+    monkeypatch.setattr(runloop.report, "EventStore", CountingStore)
+    write_report(tmp_path)
+    assert len(opened) == 1 and (tmp_path / "report.png").exists()
+
+
+def test_a_mode_change_then_the_vehicles_words_are_one_failsafe_with_their_cause(tmp_path):
+    """The vehicle switching itself to RTL and its 'Battery Failsafe' text 2 s later are one
+    failsafe, caused by low battery; a GCS failsafe on another drone keeps its own row."""
+    get_recorded_run(tmp_path, criteria={})
+    store = EventStore(tmp_path)
+    store.add(126.0, "vehicle_event", "drone01", event="failsafe", detail="vehicle switched itself to RTL")
+    store.add(128.0, "vehicle_event", "drone01", event="failsafe", detail="Battery Failsafe")
+    store.add(129.0, "vehicle_event", "drone02", event="failsafe", detail="GCS Failsafe")
+    store.close()
+    rows = build_report(tmp_path)["failsafe_summary"]
+    assert [(r["drone_id"], r["cause"]) for r in rows] == [("drone01", "low battery"), ("drone02", "GCS link lost")]
+    assert rows[0]["details"] == ["vehicle switched itself to RTL", "Battery Failsafe"]
