@@ -6,6 +6,10 @@ was detected / alerted / accepted / reached / resolved, geolocation error, drone
 Plus false alerts (incidents vision raised where no scripted incident was under way, with
 their alert snapshots), coverage of the cells, missed incidents, failsafes and faults, sorties,
 and `passed` with the reason for every failed criterion. The map is drawn from the data (no map tiles).
+
+Here: reading the run record (once), matching incidents, pass/fail, writing the files. Sorties and
+failsafes: `runloop/report_flights.py`; map and timeline: `runloop/report_map.py`; the page:
+`runloop/templates/report.html.j2`.
 """
 from __future__ import annotations
 
