@@ -27,10 +27,11 @@ from common.values import Alarm, Alert, Incident, IncidentEvent, IncidentKind, I
 from dispatch.assign import Candidate, EtaModel, StraightLineEta, priority_of, rank_units
 from dispatch.config import BrokerConfig, DispatchConfig
 from dispatch.errors import DispatchError, JournalError, PayloadError
-from dispatch.journal import AlertRow, Journal, OutboxRow
+from dispatch.journal import OPEN_ALERTS, AlertRow, AlertStatus, Journal, OutboxRow
 from dispatch.mqtt import Backoff, LastWill, MqttSession
 from dispatch.registry import RiderUnit, UnitRegistry
-from dispatch.schemas import (AckMessage, AlarmMessage, AlarmRef, AlertCancelMessage, AlertMessage, ControllerStatusMessage,
+from dispatch.schemas import (CLOSED, HOLDING, NOT_TAKEN, UNIT_ALERTED, UNIT_HOLDS, WAITING, AckMessage, AlarmMessage,
+                              AlarmRef, AlertCancelMessage, AlertMessage, ControllerStatusMessage, DispatchStatus,
                               DetectionMessage, DroneStateMessage, EscalationMessage, EventMessage,
                               IncidentPayload, IncidentRecord, LocationMessage, PresenceMessage, dump, parse)
 from dispatch.snapshots import fit_jpeg
@@ -42,13 +43,11 @@ OverwatchCallback = Callable[[Incident], Awaitable[None]]
 ReleaseCallback = Callable[[Incident, str], Awaitable[None]]
 GridLocator = Callable[[str], "tuple[float, float] | None"]
 
-WAITING = ("pending", "escalated")
 # After (re)connecting, answers queued for us by the broker arrive first; give them this long before
 # an alert may time out, so a controller or broker outage never counts against a unit.
 EXPIRY_GRACE_S = 1.0
 OFF_LOOP_BYTES = 64_000  # detections larger than this (a snapshot) are decoded in a thread
 OUTBOX_BATCH = 500  # rows per pass; a pass ends when every topic in it is delivered or stopped
-HOLDING = ("unlocated", "pending", "escalated", "alerting", "accepted")  # a drone should stay overhead
 
 
 @dataclass
@@ -57,7 +56,7 @@ class Case:
 
     incident: Incident
     snapshot: bytes | None
-    status: str
+    status: DispatchStatus
     priority: int
     opened_at: float
     updated_at: float
@@ -72,7 +71,10 @@ class Case:
     vision_state: IncidentState = IncidentState.NEW
     linked: dict[str, IncidentState] = field(default_factory=dict)  # other reports of this incident
     alarm: AlarmRef | None = None  # a `reported` incident: the alarm it came from
-    closed: bool = False
+
+    @property
+    def closed(self) -> bool:
+        return self.status in CLOSED
 
     @property
     def unconfirmed(self) -> bool:
@@ -102,14 +104,15 @@ class Case:
                    opened_at=rec.opened_at, updated_at=rec.updated_at, unit_id=rec.unit_id, alert_id=rec.alert_id,
                    attempts=rec.attempts, escalations=rec.escalations, declined_by=set(rec.declined_by),
                    timed_out=set(rec.timed_out), vision_state=rec.vision_state, linked=dict(rec.linked_reports),
-                   alarm=rec.alarm, closed=rec.closed)
+                   alarm=rec.alarm)
 
 
 @dataclass
 class _OpenAlert:
+    """An alert whose unit may still answer: which incident, which unit."""
+
     incident_id: str
     unit_id: str
-    status: str
 
 
 @dataclass
@@ -204,13 +207,13 @@ class Dispatcher:
             case = Case.from_record(IncidentRecord.model_validate(raw), snapshot)
             self.cases[case.incident.id] = case
             self._linked_to.update(dict.fromkeys(case.linked, case.incident.id))
-        for row in self.journal.alerts(("issued", "accepted", "arrived")):
-            self._alerts[row.alert_id] = _OpenAlert(row.incident_id, row.unit_id, row.status)
+        for row in self.journal.alerts(OPEN_ALERTS):
+            self._alerts[row.alert_id] = _OpenAlert(row.incident_id, row.unit_id)
             case = self.cases.get(row.incident_id)
             if case is None or case.alert_id != row.alert_id:
                 continue
             self.registry.assign(row.unit_id, case.incident.id)
-            if row.status == "issued" and case.status == "alerting":
+            if row.status == AlertStatus.ISSUED and case.status == DispatchStatus.ALERTING:
                 case.alert_expires_at = row.expires_at
                 with self.journal.transaction():  # replay: same alert_id, riders drop the duplicate
                     self.journal.enqueue(self.topics.unit_alerts(row.unit_id), row.message, qos=1)
@@ -282,7 +285,7 @@ class Dispatcher:
             now = self.clock()
             for incident_id in list(unit.incident_ids):
                 case = self.cases.get(incident_id)
-                if case and case.unit_id == unit_id and case.status == "accepted" and case.located and \
+                if case and case.unit_id == unit_id and case.status == DispatchStatus.ACCEPTED and case.located and \
                         distance_m(msg.lat, msg.lon, case.incident.lat, case.incident.lon) <= self.config.arrive_radius_m:
                     log.info("unit %s is within %.0f m of %s: arrived", unit_id, self.config.arrive_radius_m, incident_id)
                     self._arrive(case, now, "unit within arrive radius")
@@ -334,12 +337,12 @@ class Dispatcher:
         changed = moved_m >= 5.0 or event.state != case.vision_state or priority_of(incident) != case.priority
         case.priority = priority_of(incident)  # smoke seen to become fire, say
         case.vision_state = event.state
-        if case.status == "unlocated" and case.located:
-            case.status = "pending"
+        if case.status == DispatchStatus.UNLOCATED and case.located:
+            case.status = DispatchStatus.PENDING
             changed = True
-        if case.seen_by_nobody and case.status in ("unlocated", "pending", "escalated", "alerting"):
+        if case.seen_by_nobody and case.status in NOT_TAKEN:
             # Gone before anyone took it (a car drove off): stand the unit down, free the drone.
-            self._close(case, "ended", now, before, reason="incident ended before a unit accepted")
+            self._close(case, DispatchStatus.ENDED, now, before, reason="incident ended before a unit accepted")
             return
         if changed:
             case.updated_at = now
@@ -379,7 +382,7 @@ class Dispatcher:
         naming why when there is no such open incident."""
         case = self._open_case(incident_id)
         unit = case.unit_id
-        self._close(case, "false_alarm", self.clock() if now is None else now, case.record(),
+        self._close(case, DispatchStatus.FALSE_ALARM, self.clock() if now is None else now, case.record(),
                     reason="closed by the operator as a false alarm")
         return f"{incident_id} closed as a false alarm" + (f"; {unit} stood down" if unit else "")
 
@@ -397,13 +400,13 @@ class Dispatcher:
             raise PayloadError(f"unit {unit_id} is signed off")
         if not case.located:
             raise PayloadError(f"incident {incident_id} has no position yet")
-        if case.unit_id == unit_id and case.status in ("alerting", "accepted", "arrived"):
+        if case.unit_id == unit_id and case.status in UNIT_HOLDS:
             raise PayloadError(f"unit {unit_id} already has {incident_id} ({case.status})")
         (best,) = rank_units(case.incident, [unit], self.eta, self.config.load_penalty_s)
         if case.alert_id and case.unit_id:
             with self.journal.transaction():
                 self._cancel_alert(case.alert_id, case.unit_id, case.incident.id, "reassigned by the operator", now)
-            self._set_alert(case.alert_id, "cancelled", drop=True)
+            self._forget_alert(case.alert_id)
             self.registry.release(case.unit_id, case.incident.id)
         case.declined_by.discard(unit_id)
         case.timed_out.discard(unit_id)
@@ -463,8 +466,8 @@ class Dispatcher:
             return  # nothing changes (updates of a sighting already counted as live)
         before = case.record()
         case.linked[report_id] = vision_state
-        if case.seen_by_nobody and case.status in ("unlocated", "pending", "escalated", "alerting"):
-            self._close(case, "ended", now, before, reason="incident ended before a unit accepted")
+        if case.seen_by_nobody and case.status in NOT_TAKEN:
+            self._close(case, DispatchStatus.ENDED, now, before, reason="incident ended before a unit accepted")
             return
         case.updated_at = now
         with self.journal.transaction():
@@ -473,13 +476,13 @@ class Dispatcher:
     def _open(self, incident: Incident, vision_state: IncidentState, now: float, alarm: AlarmRef | None = None,
               priority: int | None = None) -> None:
         snapshot = fit_jpeg(incident.snapshot_jpeg, self.config.snapshot_max_bytes)
-        case = Case(incident=_replace(incident, snapshot_jpeg=None), snapshot=snapshot, status="pending",
+        case = Case(incident=_replace(incident, snapshot_jpeg=None), snapshot=snapshot, status=DispatchStatus.PENDING,
                     priority=priority or priority_of(incident), opened_at=now, updated_at=now,
                     vision_state=vision_state, alarm=alarm)
         if not case.located:
-            case.status = "unlocated"  # no telemetry yet: wait for an update with a position
+            case.status = DispatchStatus.UNLOCATED  # no telemetry yet: wait for an update with a position
         if vision_state == IncidentState.END:
-            case.status, case.closed = "ended", True
+            case.status = DispatchStatus.ENDED
         if incident.confidence < self.config.min_confidence and not case.closed:
             # Not opened yet: vision's confidence usually rises over updates, and one will open it.
             log.info("incident %s below min confidence %.2f (%.2f): not opened yet", incident.id,
@@ -493,7 +496,7 @@ class Dispatcher:
         log.info("incident %s (%s, priority %d) opened at %s,%s", incident.id, incident.kind, case.priority,
                  incident.lat, incident.lon)
         self._callback(self.on_overwatch_needed, case.incident)
-        if case.status == "pending":
+        if case.status == DispatchStatus.PENDING:
             self._try_assign(now)
 
     def _on_ack(self, unit_id: str, ack: AckMessage) -> None:
@@ -503,7 +506,7 @@ class Dispatcher:
             row = self.journal.get_alert(ack.alert_id)
             if row is None:
                 raise PayloadError(f"unit {unit_id}: {ack.action} for unknown alert {ack.alert_id}")
-            info = _OpenAlert(row.incident_id, row.unit_id, row.status)
+            info = _OpenAlert(row.incident_id, row.unit_id)
         if info.unit_id != unit_id:
             raise PayloadError(f"unit {unit_id} sent {ack.action} for alert {ack.alert_id} addressed to {info.unit_id}")
         case = self.cases.get(info.incident_id)
@@ -513,36 +516,35 @@ class Dispatcher:
         current = case.alert_id == ack.alert_id
         before = case.record()
         if ack.action == "accept":
-            if current and case.status == "alerting":
-                self._set_alert(ack.alert_id, "accepted")
-                case.status, case.updated_at = "accepted", now
+            if current and case.status == DispatchStatus.ALERTING:
+                case.status, case.updated_at = DispatchStatus.ACCEPTED, now
                 with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, "accepted")
+                    self.journal.set_alert_status(ack.alert_id, AlertStatus.ACCEPTED)
                     self._record_change(case, before, IncidentState.UPDATE)
                 log.info("unit %s accepted %s", unit_id, case.incident.id)
             elif current:
                 log.debug("duplicate accept of %s", ack.alert_id)
             elif case.status in WAITING:
                 # A late accept while nobody else holds the incident: take it, it saves time.
-                case.status, case.unit_id, case.alert_id, case.updated_at = "accepted", unit_id, ack.alert_id, now
+                case.status, case.unit_id, case.alert_id, case.updated_at = DispatchStatus.ACCEPTED, unit_id, ack.alert_id, now
                 case.timed_out.discard(unit_id)
                 self.registry.assign(unit_id, case.incident.id)
-                self._alerts[ack.alert_id] = _OpenAlert(case.incident.id, unit_id, "accepted")
+                self._alerts[ack.alert_id] = _OpenAlert(case.incident.id, unit_id)
                 with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, "accepted")
+                    self.journal.set_alert_status(ack.alert_id, AlertStatus.ACCEPTED)
                     self._record_change(case, before, IncidentState.UPDATE)
                 log.info("unit %s accepted %s late; nobody else held it, assigned", unit_id, case.incident.id)
             else:
                 with self.journal.transaction():
                     self._cancel_alert(ack.alert_id, unit_id, case.incident.id, "reassigned to another unit", now)
         elif ack.action == "decline":
-            if current and case.status in ("alerting", "accepted"):
-                self._set_alert(ack.alert_id, "declined", drop=True)
+            if current and case.status in UNIT_ALERTED:
+                self._forget_alert(ack.alert_id)
                 self.registry.release(unit_id, case.incident.id)
                 case.declined_by.add(unit_id)
-                case.status, case.unit_id, case.alert_id, case.updated_at = "pending", None, None, now
+                case.status, case.unit_id, case.alert_id, case.updated_at = DispatchStatus.PENDING, None, None, now
                 with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, "declined")
+                    self.journal.set_alert_status(ack.alert_id, AlertStatus.DECLINED)
                     self._record_change(case, before, IncidentState.UPDATE)
                 log.info("unit %s declined %s%s", unit_id, case.incident.id, f" ({ack.reason})" if ack.reason else "")
                 self._try_assign(now)
@@ -552,61 +554,57 @@ class Dispatcher:
                 case.declined_by.add(unit_id)
                 case.updated_at = now
                 with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, "declined")
+                    self.journal.set_alert_status(ack.alert_id, AlertStatus.DECLINED)
                     self._record_change(case, before, IncidentState.UPDATE)
                 log.info("unit %s declined its earlier alert for %s", unit_id, case.incident.id)
         elif ack.action == "arrived":
-            if current and case.status in ("alerting", "accepted"):
+            if current and case.status in UNIT_ALERTED:
                 self._arrive(case, now, "unit reported arrived")
         elif ack.action == "resolved":
-            if current and case.status in ("alerting", "accepted", "arrived"):
-                if case.status != "arrived":
-                    self._callback(self.on_release, case.incident, "resolved")
-                self._close(case, "resolved", now, before, reason="resolved by unit")
+            if current and case.status in UNIT_HOLDS:
+                if case.status != DispatchStatus.ARRIVED:
+                    self._callback(self.on_release, case.incident, DispatchStatus.RESOLVED)
+                self._close(case, DispatchStatus.RESOLVED, now, before, reason="resolved by unit")
 
     # ------------------------------------------------------------------ state changes
     def _arrive(self, case: Case, now: float, why: str) -> None:
         before = case.record()
-        case.status, case.updated_at = "arrived", now
-        self._set_alert(case.alert_id, "arrived")
+        case.status, case.updated_at = DispatchStatus.ARRIVED, now
         with self.journal.transaction():
-            self.journal.set_alert_status(case.alert_id, "arrived")
+            self.journal.set_alert_status(case.alert_id, AlertStatus.ARRIVED)
             self._record_change(case, before, IncidentState.UPDATE)
         log.info("unit %s arrived at %s (%s): drone released", case.unit_id, case.incident.id, why)
-        self._callback(self.on_release, case.incident, "arrived")
+        self._callback(self.on_release, case.incident, DispatchStatus.ARRIVED)
 
-    def _close(self, case: Case, status: str, now: float, before: IncidentRecord, reason: str) -> None:
+    def _close(self, case: Case, status: DispatchStatus, now: float, before: IncidentRecord, reason: str) -> None:
         held_drone = case.status in HOLDING
         with self.journal.transaction():
             if case.alert_id:
-                if status == "resolved":
-                    self.journal.set_alert_status(case.alert_id, "resolved")
+                if status == DispatchStatus.RESOLVED:
+                    self.journal.set_alert_status(case.alert_id, AlertStatus.RESOLVED)
                 elif case.unit_id:
                     self._cancel_alert(case.alert_id, case.unit_id, case.incident.id, reason, now)
-                self._set_alert(case.alert_id, status, drop=True)
+                self._forget_alert(case.alert_id)
             self.registry.release(case.unit_id, case.incident.id)
-            case.status, case.closed, case.updated_at = status, True, now
+            case.status, case.updated_at = status, now
             self._record_change(case, before, IncidentState.END)
         self.cases.pop(case.incident.id, None)
         for report_id in case.linked:  # the journal keeps the links: late reports stay folded
             self._linked_to.pop(report_id, None)
         log.info("incident %s closed: %s", case.incident.id, reason)
-        if held_drone and status != "resolved":
+        if held_drone and status != DispatchStatus.RESOLVED:
             self._callback(self.on_release, case.incident, status)
 
     def _cancel_alert(self, alert_id: str, unit_id: str, incident_id: str, reason: str, now: float) -> None:
         """Inside a transaction: tell the unit to stand down from one alert."""
-        self.journal.set_alert_status(alert_id, "cancelled")
+        self.journal.set_alert_status(alert_id, AlertStatus.CANCELLED)
         msg = AlertCancelMessage(alert_id=alert_id, incident_id=incident_id, reason=reason, ts=now)
         self.journal.enqueue(self.topics.unit_alerts(unit_id), dump(msg), qos=1)
 
-    def _set_alert(self, alert_id: str | None, status: str, drop: bool = False) -> None:
-        if alert_id is None:
-            return
-        if drop:
+    def _forget_alert(self, alert_id: str | None) -> None:
+        """The alert is answered for good (or stood down): acks for it are checked against the journal."""
+        if alert_id is not None:
             self._alerts.pop(alert_id, None)
-        elif alert_id in self._alerts:
-            self._alerts[alert_id].status = status
 
     def _record_change(self, case: Case, before: IncidentRecord | None, kind: IncidentState,
                        snapshot: bytes | None = None) -> None:
@@ -626,7 +624,7 @@ class Dispatcher:
         units = self.registry.assignable(self.config.max_load, now)
         for case in waiting:
             retry_due = now >= case.next_escalation_at
-            if case.status == "escalated" and retry_due and case.timed_out:
+            if case.status == DispatchStatus.ESCALATED and retry_due and case.timed_out:
                 case.timed_out.clear()  # a new round: units that missed the alert get another chance
             ranked = rank_units(case.incident, units, self.eta, self.config.load_penalty_s,
                                 exclude=case.declined_by | case.timed_out)
@@ -635,7 +633,7 @@ class Dispatcher:
                 self._issue_alert(case, best, now)
                 if best.unit.load >= self.config.max_load:
                     units = [u for u in units if u.unit_id != best.unit.unit_id]
-            elif case.status != "escalated" or retry_due:
+            elif case.status != DispatchStatus.ESCALATED or retry_due:
                 self._escalate(case, now)
 
     def _issue_alert(self, case: Case, best: Candidate, now: float) -> None:
@@ -650,11 +648,11 @@ class Dispatcher:
                       text=case.alarm.text if case.alarm else None)
         message = dump(AlertMessage.of(alert, case.snapshot))
         case.status, case.unit_id, case.alert_id, case.alert_expires_at, case.updated_at = \
-            "alerting", unit_id, alert_id, expires_at, now
+            DispatchStatus.ALERTING, unit_id, alert_id, expires_at, now
         self.registry.assign(unit_id, case.incident.id)
-        self._alerts[alert_id] = _OpenAlert(case.incident.id, unit_id, "issued")
+        self._alerts[alert_id] = _OpenAlert(case.incident.id, unit_id)
         with self.journal.transaction():
-            self.journal.put_alert(AlertRow(alert_id, case.incident.id, unit_id, "issued", now, expires_at, message))
+            self.journal.put_alert(AlertRow(alert_id, case.incident.id, unit_id, AlertStatus.ISSUED, now, expires_at, message))
             self.journal.enqueue(self.topics.unit_alerts(unit_id), message, qos=1)
             self._record_change(case, before, IncidentState.UPDATE)
         self.stats.alerts_issued += 1
@@ -672,7 +670,7 @@ class Dispatcher:
             out = [f"{u.unit_id} {why}" for u in self.registry.all()
                    if (why := self.registry.unavailable_reason(u, self.config.max_load, now))]
             reason = "no assignable unit (" + "; ".join(out[:6]) + ("; ..." if len(out) > 6 else "") + ")"
-        case.status, case.updated_at = "escalated", now
+        case.status, case.updated_at = DispatchStatus.ESCALATED, now
         case.escalations += 1
         case.next_escalation_at = now + self.config.escalation_retry_s
         msg = EscalationMessage(incident=IncidentPayload.of(case.incident), reason=reason, round=case.escalations,
@@ -687,18 +685,17 @@ class Dispatcher:
         if not self.session.connected.is_set() or now - self._connected_at < EXPIRY_GRACE_S:
             return
         for case in list(self.cases.values()):
-            if case.status == "alerting" and now >= case.alert_expires_at:
+            if case.status == DispatchStatus.ALERTING and now >= case.alert_expires_at:
                 before = case.record()
                 alert_id, unit_id = case.alert_id, case.unit_id
                 self.registry.release(unit_id, case.incident.id)
-                self._set_alert(alert_id, "timed_out", drop=True)
+                self._forget_alert(alert_id)
                 case.timed_out.add(unit_id)
-                case.status, case.unit_id, case.alert_id, case.updated_at = "pending", None, None, now
+                case.status, case.unit_id, case.alert_id, case.updated_at = DispatchStatus.PENDING, None, None, now
                 with self.journal.transaction():
-                    self.journal.set_alert_status(alert_id, "timed_out")
                     # Stand the silent unit down so a late look at the screen cannot double-book.
                     self._cancel_alert(alert_id, unit_id, case.incident.id, "no answer in time; reassigned", now)
-                    self.journal.set_alert_status(alert_id, "timed_out")  # after the cancel: timed_out, not cancelled
+                    self.journal.set_alert_status(alert_id, AlertStatus.TIMED_OUT)  # after the cancel: timed_out, not cancelled
                     self._record_change(case, before, IncidentState.UPDATE)
                 log.info("alert %s to %s timed out after %.1f s", alert_id, unit_id, self.config.ack_timeout_s)
 
