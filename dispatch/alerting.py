@@ -52,59 +52,68 @@ class AlertFlow:
         if case is None or case.closed:
             log.info("%s from %s for closed incident %s ignored", ack.action, unit_id, info.incident_id)
             return
-        current = case.alert_id == ack.alert_id
+        answer = {"accept": self._on_accept, "decline": self._on_decline, "arrived": self._on_arrived,
+                  "resolved": self._on_resolved}[ack.action]
+        answer(case, unit_id, ack, now)
+
+    def _on_accept(self, case: Case, unit_id: str, ack: AckMessage, now: float) -> None:
         before = case.record()
-        if ack.action == "accept":
-            if current and case.status == DispatchStatus.ALERTING:
-                case.status, case.updated_at = DispatchStatus.ACCEPTED, now
-                with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, AlertStatus.ACCEPTED)
-                    self._record_change(case, before, IncidentState.UPDATE)
-                log.info("unit %s accepted %s", unit_id, case.incident.id)
-            elif current:
+        if case.alert_id == ack.alert_id:
+            if case.status != DispatchStatus.ALERTING:
                 log.debug("duplicate accept of %s", ack.alert_id)
-            elif case.status in WAITING:
-                # A late accept while nobody else holds the incident: take it, it saves time.
-                case.status, case.unit_id, case.alert_id, case.updated_at = \
-                    DispatchStatus.ACCEPTED, unit_id, ack.alert_id, now
-                case.timed_out.discard(unit_id)
-                self.registry.assign(unit_id, case.incident.id)
-                self._alerts[ack.alert_id] = OpenAlert(case.incident.id, unit_id)
-                with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, AlertStatus.ACCEPTED)
-                    self._record_change(case, before, IncidentState.UPDATE)
-                log.info("unit %s accepted %s late; nobody else held it, assigned", unit_id, case.incident.id)
-            else:
-                with self.journal.transaction():
-                    self._cancel_alert(ack.alert_id, unit_id, case.incident.id, "reassigned to another unit", now)
-        elif ack.action == "decline":
-            if current and case.status in UNIT_ALERTED:
-                self._forget_alert(ack.alert_id)
-                self.registry.release(unit_id, case.incident.id)
-                case.declined_by.add(unit_id)
-                case.status, case.unit_id, case.alert_id, case.updated_at = DispatchStatus.PENDING, None, None, now
-                with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, AlertStatus.DECLINED)
-                    self._record_change(case, before, IncidentState.UPDATE)
-                log.info("unit %s declined %s%s", unit_id, case.incident.id, f" ({ack.reason})" if ack.reason else "")
-                self._try_assign(now)
-            elif unit_id not in case.declined_by:
-                # A decline of an older alert (timed out, the incident moved on): the unit still
-                # must not be asked again, also after a restart, so the record is journaled too.
-                case.declined_by.add(unit_id)
-                case.updated_at = now
-                with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, AlertStatus.DECLINED)
-                    self._record_change(case, before, IncidentState.UPDATE)
-                log.info("unit %s declined its earlier alert for %s", unit_id, case.incident.id)
-        elif ack.action == "arrived":
-            if current and case.status in UNIT_ALERTED:
-                self._arrive(case, now, "unit reported arrived")
-        elif ack.action == "resolved":
-            if current and case.status in UNIT_HOLDS:
-                if case.status != DispatchStatus.ARRIVED:
-                    self._callback(self.on_release, case.incident, DispatchStatus.RESOLVED)
-                self._close(case, DispatchStatus.RESOLVED, now, before, reason="resolved by unit")
+                return
+            case.status, case.updated_at = DispatchStatus.ACCEPTED, now
+            with self.journal.transaction():
+                self.journal.set_alert_status(ack.alert_id, AlertStatus.ACCEPTED)
+                self._record_change(case, before, IncidentState.UPDATE)
+            log.info("unit %s accepted %s", unit_id, case.incident.id)
+        elif case.status in WAITING:
+            # A late accept while nobody else holds the incident: take it, it saves time.
+            case.status, case.unit_id, case.alert_id, case.updated_at = \
+                DispatchStatus.ACCEPTED, unit_id, ack.alert_id, now
+            case.timed_out.discard(unit_id)
+            self.registry.assign(unit_id, case.incident.id)
+            self._alerts[ack.alert_id] = OpenAlert(case.incident.id, unit_id)
+            with self.journal.transaction():
+                self.journal.set_alert_status(ack.alert_id, AlertStatus.ACCEPTED)
+                self._record_change(case, before, IncidentState.UPDATE)
+            log.info("unit %s accepted %s late; nobody else held it, assigned", unit_id, case.incident.id)
+        else:
+            with self.journal.transaction():
+                self._cancel_alert(ack.alert_id, unit_id, case.incident.id, "reassigned to another unit", now)
+
+    def _on_decline(self, case: Case, unit_id: str, ack: AckMessage, now: float) -> None:
+        before = case.record()
+        if case.alert_id == ack.alert_id and case.status in UNIT_ALERTED:
+            self._forget_alert(ack.alert_id)
+            self.registry.release(unit_id, case.incident.id)
+            case.declined_by.add(unit_id)
+            case.status, case.unit_id, case.alert_id, case.updated_at = DispatchStatus.PENDING, None, None, now
+            with self.journal.transaction():
+                self.journal.set_alert_status(ack.alert_id, AlertStatus.DECLINED)
+                self._record_change(case, before, IncidentState.UPDATE)
+            log.info("unit %s declined %s%s", unit_id, case.incident.id, f" ({ack.reason})" if ack.reason else "")
+            self._try_assign(now)
+        elif unit_id not in case.declined_by:
+            # A decline of an older alert (timed out, the incident moved on): the unit still
+            # must not be asked again, also after a restart, so the record is journaled too.
+            case.declined_by.add(unit_id)
+            case.updated_at = now
+            with self.journal.transaction():
+                self.journal.set_alert_status(ack.alert_id, AlertStatus.DECLINED)
+                self._record_change(case, before, IncidentState.UPDATE)
+            log.info("unit %s declined its earlier alert for %s", unit_id, case.incident.id)
+
+    def _on_arrived(self, case: Case, unit_id: str, ack: AckMessage, now: float) -> None:
+        if case.alert_id == ack.alert_id and case.status in UNIT_ALERTED:
+            self._arrive(case, now, "unit reported arrived")
+
+    def _on_resolved(self, case: Case, unit_id: str, ack: AckMessage, now: float) -> None:
+        if case.alert_id == ack.alert_id and case.status in UNIT_HOLDS:
+            before = case.record()
+            if case.status != DispatchStatus.ARRIVED:
+                self._callback(self.on_release, case.incident, DispatchStatus.RESOLVED)
+            self._close(case, DispatchStatus.RESOLVED, now, before, reason="resolved by unit")
 
     def _arrive(self, case: Case, now: float, why: str) -> None:
         before = case.record()
