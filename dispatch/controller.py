@@ -38,7 +38,7 @@ from dispatch.mqtt import Backoff, LastWill, MqttSession
 from dispatch.operator_hand import OperatorHand
 from dispatch.registry import RiderUnit, UnitRegistry
 from dispatch.schemas import (HOLDING, AckMessage, AlarmMessage, ControllerStatusMessage, DispatchStatus,
-                              DetectionMessage, DroneStateMessage, IncidentRecord, LocationMessage, PresenceMessage,
+                              DetectionMessage, DroneStateMessage, LocationMessage, PresenceMessage,
                               dump, parse)
 from dispatch.snapshots import fit_jpeg
 from dispatch.topics import Topics, check_id
@@ -141,8 +141,8 @@ class Dispatcher(IncidentLifecycle, AlertFlow, OperatorHand):
         """Rebuild state from the journal after a restart and queue the alerts still unanswered."""
         for unit_id, lat, lon, last_seen, status in self.journal.units():
             self.registry.restore(RiderUnit(unit_id, lat, lon, last_seen, status=status))
-        for raw, snapshot in self.journal.open_incidents():
-            case = Case.from_record(IncidentRecord.model_validate(raw), snapshot)
+        for record, snapshot in self.journal.open_incidents():
+            case = Case.from_record(record, snapshot)
             self.cases[case.incident.id] = case
             self._linked_to.update(dict.fromkeys(case.linked, case.incident.id))
         for row in self.journal.alerts(OPEN_ALERTS):

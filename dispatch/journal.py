@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Collection, Iterator
 
 from dispatch.errors import DispatchError, JournalError
+from dispatch.schemas import IncidentRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -139,17 +140,18 @@ class Journal:
             self._depth = 0
 
     # incidents
-    def put_incident(self, incident_id: str, record: dict, snapshot: bytes | None, closed: bool) -> None:
+    def put_incident(self, record: IncidentRecord, snapshot: bytes | None) -> None:
         self.db.execute(
             "INSERT INTO incidents(id, record, snapshot, closed, updated_at) VALUES (?,?,?,?,?) "
             "ON CONFLICT(id) DO UPDATE SET record=excluded.record, "
             "snapshot=COALESCE(excluded.snapshot, incidents.snapshot), closed=excluded.closed, "
             "updated_at=excluded.updated_at",
-            (incident_id, json.dumps(record), snapshot, int(closed), time.time()))
+            (record.incident.id, json.dumps(record.model_dump(mode="json", by_alias=True)), snapshot,
+             int(record.closed), time.time()))
 
-    def open_incidents(self) -> list[tuple[dict, bytes | None]]:
+    def open_incidents(self) -> list[tuple[IncidentRecord, bytes | None]]:
         rows = self.db.execute("SELECT record, snapshot FROM incidents WHERE closed=0").fetchall()
-        return [(json.loads(r), s) for r, s in rows]
+        return [(IncidentRecord.model_validate(json.loads(r)), s) for r, s in rows]
 
     def closed_to_clear(self, closed_before: float) -> list[str]:
         """Closed incidents whose retained state is old enough to remove from the broker."""

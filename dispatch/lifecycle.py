@@ -204,7 +204,6 @@ class IncidentLifecycle:
                        snapshot: bytes | None = None) -> None:
         """Inside a transaction: journal the record, enqueue the event and the retained state."""
         after = case.record()
-        self.journal.put_incident(case.incident.id, after.model_dump(mode="json", by_alias=True), snapshot or case.snapshot,
-                                  case.closed)
+        self.journal.put_incident(after, snapshot or case.snapshot)
         self.journal.enqueue(self.topics.events, dump(EventMessage(type=kind, before=before, after=after)), qos=1)
         self.journal.enqueue(self.topics.incident(case.incident.id), dump(after), qos=1, retain=True)
