@@ -157,7 +157,7 @@ class IncidentKind(StrEnum):
     STOPPED_VEHICLE = "stopped_vehicle"
     INTRUSION = "intrusion"
     # An alarm from outside (a 110 call, a citizen's report, a sensor): a place and a text, not
-    # something a camera saw. Vision may confirm it later (dispatch/controller.py).
+    # something a camera saw. Vision may confirm it later (dispatch/lifecycle.py).
     REPORTED = "reported"
 
 

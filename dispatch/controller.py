@@ -5,6 +5,10 @@ state, escalations, retained drone state and its own retained status (Last Will 
 Every state change is journaled (SQLite) together with the messages announcing it before any of
 them is published (see journal.py); inbound QoS 1 messages are PUBACKed only after that commit.
 
+Its parts, one module each: the incident lifecycle (lifecycle.py), alerting units and following
+their answers (alerting.py), the operator's hand (operator_hand.py); an incident as handled is a
+`Case` (cases.py). This module is the service: MQTT in, the outbox out, the timers.
+
 Hooks for the run loop (no flight/ imports here):
     dispatcher.on_overwatch_needed = async fn(incident)          # keep a drone over it
     dispatcher.on_release = async fn(incident, reason)           # unit arrived / closed
@@ -15,24 +19,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import aiomqtt
 
 from common.geo import distance_m
-from common.values import Alarm, Alert, Incident, IncidentEvent, IncidentKind, IncidentState, Pose
-from dispatch.assign import Candidate, EtaModel, StraightLineEta, priority_of, rank_units
+from common.values import Incident, IncidentEvent, Pose
+from dispatch.alerting import AlertFlow, OpenAlert
+from dispatch.assign import EtaModel, StraightLineEta
+from dispatch.cases import Case
 from dispatch.config import BrokerConfig, DispatchConfig
 from dispatch.errors import DispatchError, JournalError, PayloadError
-from dispatch.journal import AlertRow, Journal, OutboxRow
+from dispatch.journal import OPEN_ALERTS, AlertStatus, Journal, OutboxRow
+from dispatch.lifecycle import IncidentLifecycle
 from dispatch.mqtt import Backoff, LastWill, MqttSession
+from dispatch.operator_hand import OperatorHand
 from dispatch.registry import RiderUnit, UnitRegistry
-from dispatch.schemas import (AckMessage, AlarmMessage, AlarmRef, AlertCancelMessage, AlertMessage, ControllerStatusMessage,
-                              DetectionMessage, DroneStateMessage, EscalationMessage, EventMessage,
-                              IncidentPayload, IncidentRecord, LocationMessage, PresenceMessage, dump, parse)
+from dispatch.schemas import (HOLDING, AckMessage, AlarmMessage, ControllerStatusMessage, DispatchStatus,
+                              DetectionMessage, DroneStateMessage, LocationMessage, PresenceMessage,
+                              dump, parse)
 from dispatch.snapshots import fit_jpeg
 from dispatch.topics import Topics, check_id
 
@@ -42,74 +49,8 @@ OverwatchCallback = Callable[[Incident], Awaitable[None]]
 ReleaseCallback = Callable[[Incident, str], Awaitable[None]]
 GridLocator = Callable[[str], "tuple[float, float] | None"]
 
-WAITING = ("pending", "escalated")
-# After (re)connecting, answers queued for us by the broker arrive first; give them this long before
-# an alert may time out, so a controller or broker outage never counts against a unit.
-EXPIRY_GRACE_S = 1.0
 OFF_LOOP_BYTES = 64_000  # detections larger than this (a snapshot) are decoded in a thread
 OUTBOX_BATCH = 500  # rows per pass; a pass ends when every topic in it is delivered or stopped
-HOLDING = ("unlocated", "pending", "escalated", "alerting", "accepted")  # a drone should stay overhead
-
-
-@dataclass
-class Case:
-    """One incident being handled; `record()` is what goes to the journal and the retained topic."""
-
-    incident: Incident
-    snapshot: bytes | None
-    status: str
-    priority: int
-    opened_at: float
-    updated_at: float
-    unit_id: str | None = None
-    alert_id: str | None = None
-    alert_expires_at: float = 0.0
-    attempts: int = 0
-    escalations: int = 0
-    next_escalation_at: float = 0.0
-    declined_by: set[str] = field(default_factory=set)
-    timed_out: set[str] = field(default_factory=set)
-    vision_state: IncidentState = IncidentState.NEW
-    linked: dict[str, IncidentState] = field(default_factory=dict)  # other reports of this incident
-    alarm: AlarmRef | None = None  # a `reported` incident: the alarm it came from
-    closed: bool = False
-
-    @property
-    def unconfirmed(self) -> bool:
-        """A reported alarm no vision report has been linked to yet."""
-        return self.incident.kind == IncidentKind.REPORTED and not self.linked
-
-    @property
-    def located(self) -> bool:
-        return self.incident.lat is not None and self.incident.lon is not None
-
-    @property
-    def seen_by_nobody(self) -> bool:
-        """Every report of it (its own and those linked to it) says it is gone."""
-        return self.vision_state == IncidentState.END and all(s == IncidentState.END for s in self.linked.values())
-
-    def record(self) -> IncidentRecord:
-        return IncidentRecord(incident=IncidentPayload.of(self.incident), status=self.status, priority=self.priority,
-                              unit_id=self.unit_id, alert_id=self.alert_id, attempts=self.attempts,
-                              escalations=self.escalations, declined_by=tuple(sorted(self.declined_by)),
-                              timed_out=tuple(sorted(self.timed_out)), vision_state=self.vision_state,
-                              linked_reports=dict(self.linked), alarm=self.alarm, opened_at=self.opened_at,
-                              updated_at=self.updated_at, closed=self.closed)
-
-    @classmethod
-    def from_record(cls, rec: IncidentRecord, snapshot: bytes | None) -> "Case":
-        return cls(incident=rec.incident.to_incident(), snapshot=snapshot, status=rec.status, priority=rec.priority,
-                   opened_at=rec.opened_at, updated_at=rec.updated_at, unit_id=rec.unit_id, alert_id=rec.alert_id,
-                   attempts=rec.attempts, escalations=rec.escalations, declined_by=set(rec.declined_by),
-                   timed_out=set(rec.timed_out), vision_state=rec.vision_state, linked=dict(rec.linked_reports),
-                   alarm=rec.alarm, closed=rec.closed)
-
-
-@dataclass
-class _OpenAlert:
-    incident_id: str
-    unit_id: str
-    status: str
 
 
 @dataclass
@@ -122,7 +63,7 @@ class DispatcherStats:
     last_invalid_reason: str = ""
 
 
-class Dispatcher:
+class Dispatcher(IncidentLifecycle, AlertFlow, OperatorHand):
     """The controller's dispatch service. `await run(stop)` until stop is set."""
 
     def __init__(self, broker: BrokerConfig, config: DispatchConfig, *, eta: EtaModel | None = None,
@@ -141,7 +82,7 @@ class Dispatcher:
         self.cases: dict[str, Case] = {}
         self._linked_to: dict[str, str] = {}  # report id -> id of the open incident it was folded into
         self.stats = DispatcherStats()
-        self._alerts: dict[str, _OpenAlert] = {}
+        self._alerts: dict[str, OpenAlert] = {}
         self._drone_states: dict[str, DroneStateMessage] = {}
         self._drone_dirty: set[str] = set()
         self._drone_published_at: dict[str, float] = {}
@@ -200,17 +141,17 @@ class Dispatcher:
         """Rebuild state from the journal after a restart and queue the alerts still unanswered."""
         for unit_id, lat, lon, last_seen, status in self.journal.units():
             self.registry.restore(RiderUnit(unit_id, lat, lon, last_seen, status=status))
-        for raw, snapshot in self.journal.open_incidents():
-            case = Case.from_record(IncidentRecord.model_validate(raw), snapshot)
+        for record, snapshot in self.journal.open_incidents():
+            case = Case.from_record(record, snapshot)
             self.cases[case.incident.id] = case
             self._linked_to.update(dict.fromkeys(case.linked, case.incident.id))
-        for row in self.journal.alerts(("issued", "accepted", "arrived")):
-            self._alerts[row.alert_id] = _OpenAlert(row.incident_id, row.unit_id, row.status)
+        for row in self.journal.alerts(OPEN_ALERTS):
+            self._alerts[row.alert_id] = OpenAlert(row.incident_id, row.unit_id)
             case = self.cases.get(row.incident_id)
             if case is None or case.alert_id != row.alert_id:
                 continue
             self.registry.assign(row.unit_id, case.incident.id)
-            if row.status == "issued" and case.status == "alerting":
+            if row.status == AlertStatus.ISSUED and case.status == DispatchStatus.ALERTING:
                 case.alert_expires_at = row.expires_at
                 with self.journal.transaction():  # replay: same alert_id, riders drop the duplicate
                     self.journal.enqueue(self.topics.unit_alerts(row.unit_id), row.message, qos=1)
@@ -282,7 +223,7 @@ class Dispatcher:
             now = self.clock()
             for incident_id in list(unit.incident_ids):
                 case = self.cases.get(incident_id)
-                if case and case.unit_id == unit_id and case.status == "accepted" and case.located and \
+                if case and case.unit_id == unit_id and case.status == DispatchStatus.ACCEPTED and case.located and \
                         distance_m(msg.lat, msg.lon, case.incident.lat, case.incident.lon) <= self.config.arrive_radius_m:
                     log.info("unit %s is within %.0f m of %s: arrived", unit_id, self.config.arrive_radius_m, incident_id)
                     self._arrive(case, now, "unit within arrive radius")
@@ -294,413 +235,7 @@ class Dispatcher:
         if incident.drone_id and incident.drone_id != drone_id:
             raise PayloadError(f"detection on drone {drone_id}'s topic names drone {incident.drone_id!r}")
         snapshot = fit_jpeg(msg.snapshot_bytes(), self.config.snapshot_max_bytes)
-        return IncidentEvent(msg.state, _replace(incident.to_incident(snapshot), drone_id=incident.drone_id or drone_id))
-
-    def submit(self, event: IncidentEvent) -> None:
-        """Take one vision event (from MQTT or straight from an in-process vision pipeline)."""
-        now = self.clock()
-        incident = event.incident
-        check_id(incident.id, "incident id")
-        case = self.cases.get(incident.id)
-        if case is None:
-            primary = self.cases.get(self._linked_to.get(incident.id, ""))
-            if primary is not None:
-                self._linked_report(primary, incident.id, event.state, now)
-                return
-            if self.journal.incident_exists(incident.id) or self.journal.linked_incident(incident.id):
-                log.debug("detection for closed incident %s ignored", incident.id)
-                return
-            if event.state == IncidentState.END:
-                log.info("incident %s ended before we saw it open; recorded only", incident.id)
-            elif (primary := self._same_incident(incident)) is not None:
-                self._link(primary, incident, event.state, now)
-                return
-            self._open(incident, event.state, now)
-            return
-        before = case.record()
-        snapshot = fit_jpeg(incident.snapshot_jpeg, self.config.snapshot_max_bytes) if incident.snapshot_jpeg else None
-        moved_m = 0.0
-        if incident.lat is not None and incident.lon is not None:
-            if case.located:
-                moved_m = distance_m(case.incident.lat, case.incident.lon, incident.lat, incident.lon)
-            else:
-                moved_m = float("inf")
-        case.incident = _replace(incident, snapshot_jpeg=None, first_seen_s=case.incident.first_seen_s,
-                                 lat=incident.lat if incident.lat is not None else case.incident.lat,
-                                 lon=incident.lon if incident.lon is not None else case.incident.lon,
-                                 error_m=incident.error_m if incident.lat is not None else case.incident.error_m)
-        if snapshot:
-            case.snapshot = snapshot
-        changed = moved_m >= 5.0 or event.state != case.vision_state or priority_of(incident) != case.priority
-        case.priority = priority_of(incident)  # smoke seen to become fire, say
-        case.vision_state = event.state
-        if case.status == "unlocated" and case.located:
-            case.status = "pending"
-            changed = True
-        if case.seen_by_nobody and case.status in ("unlocated", "pending", "escalated", "alerting"):
-            # Gone before anyone took it (a car drove off): stand the unit down, free the drone.
-            self._close(case, "ended", now, before, reason="incident ended before a unit accepted")
-            return
-        if changed:
-            case.updated_at = now
-            with self.journal.transaction():
-                self._record_change(case, before, IncidentState.UPDATE, snapshot=snapshot)
-        if case.status in WAITING:
-            self._try_assign(now)
-
-    def submit_alarm(self, alarm: Alarm) -> tuple[str, bool]:
-        """Open a `reported` incident for an alarm (from MQTT or the web view's webhook): a drone
-        is asked to hold over it and the best unit is alerted at once, marked unconfirmed.
-        Returns (incident id, opened now); the same alarm again is recorded once (False).
-        PayloadError when it cannot be placed."""
-        now = self.clock()
-        incident_id = check_id(alarm.incident_id, "alarm source.id")
-        if incident_id in self.cases or self.journal.incident_exists(incident_id):
-            log.info("alarm %s again: already an incident", incident_id)
-            return incident_id, False
-        lat, lon = alarm.lat, alarm.lon
-        if lat is None or lon is None:
-            place = self.locate_grid(alarm.grid_id) if self.locate_grid and alarm.grid_id else None
-            if place is None:
-                raise PayloadError(f"alarm {incident_id}: grid_id {alarm.grid_id!r} is not a cell this controller "
-                                   f"knows; send lat and lon")
-            lat, lon = place
-        incident = Incident(id=incident_id, kind=IncidentKind.REPORTED, confidence=1.0,
-                            first_seen_s=alarm.ts if alarm.ts is not None else now, last_seen_s=now,
-                            lat=lat, lon=lon, grid_id=alarm.grid_id)
-        log.info("alarm %s (%s from %s): %s", incident_id, alarm.kind, alarm.source, alarm.text or "no text")
-        self._open(incident, IncidentState.NEW, now, alarm=AlarmRef.of(alarm), priority=alarm.priority)
-        return incident_id, True
-
-    # ------------------------------------------------------------------ the operator's hand
-    def close_false_alarm(self, incident_id: str, now: float | None = None) -> str:
-        """The operator closes an open incident as a false alarm: its unit is stood down (an
-        alert-cancel on its alerts topic), its drone released. Returns what was done; PayloadError
-        naming why when there is no such open incident."""
-        case = self._open_case(incident_id)
-        unit = case.unit_id
-        self._close(case, "false_alarm", self.clock() if now is None else now, case.record(),
-                    reason="closed by the operator as a false alarm")
-        return f"{incident_id} closed as a false alarm" + (f"; {unit} stood down" if unit else "")
-
-    def assign_unit(self, incident_id: str, unit_id: str, now: float | None = None) -> str:
-        """The operator sends this unit to this incident: a unit alerted for it before is stood
-        down, the chosen one alerted (busy units too: the operator decides). PayloadError naming
-        why when the incident is not open or the unit cannot take an alert."""
-        now = self.clock() if now is None else now
-        case = self._open_case(incident_id)
-        unit = self.registry.get(unit_id)
-        if unit is None:
-            known = ", ".join(sorted(u.unit_id for u in self.registry.all())) or "none"
-            raise PayloadError(f"no unit {unit_id!r} (units known: {known})")
-        if not unit.online:
-            raise PayloadError(f"unit {unit_id} is signed off")
-        if not case.located:
-            raise PayloadError(f"incident {incident_id} has no position yet")
-        if case.unit_id == unit_id and case.status in ("alerting", "accepted", "arrived"):
-            raise PayloadError(f"unit {unit_id} already has {incident_id} ({case.status})")
-        (best,) = rank_units(case.incident, [unit], self.eta, self.config.load_penalty_s)
-        if case.alert_id and case.unit_id:
-            with self.journal.transaction():
-                self._cancel_alert(case.alert_id, case.unit_id, case.incident.id, "reassigned by the operator", now)
-            self._set_alert(case.alert_id, "cancelled", drop=True)
-            self.registry.release(case.unit_id, case.incident.id)
-        case.declined_by.discard(unit_id)
-        case.timed_out.discard(unit_id)
-        self._issue_alert(case, best, now)
-        return f"{unit_id} alerted for {incident_id} ({best.distance_m:.0f} m, ETA {best.eta_s:.0f} s)"
-
-    def _open_case(self, incident_id: str) -> Case:
-        case = self.cases.get(incident_id)
-        if case is not None and not case.closed:
-            return case
-        if self.journal.incident_exists(incident_id) or self.journal.linked_incident(incident_id):
-            raise PayloadError(f"incident {incident_id} is already closed")
-        raise PayloadError(f"no incident {incident_id!r}")
-
-    def _same_incident(self, incident: Incident) -> Case | None:
-        """The open incident a new report is another sighting of: same kind, within the kind's
-        duplicate radius (two drones over one fire, or vision losing and re-finding it); failing
-        that, an open alarm (kind `reported`) within its radius, which the report confirms."""
-        if incident.lat is None or incident.lon is None or incident.confidence < self.config.min_confidence:
-            return None
-        for kind in (incident.kind, IncidentKind.REPORTED):
-            radius_m = self.config.duplicate_radius_m.get(str(kind), 0.0)
-            if radius_m <= 0:
-                continue
-            best, best_m = None, radius_m
-            for case in self.cases.values():
-                if case.incident.kind != kind or not case.located:
-                    continue
-                d = distance_m(case.incident.lat, case.incident.lon, incident.lat, incident.lon)
-                if d <= best_m:
-                    best, best_m = case, d
-            if best is not None:
-                return best
-        return None
-
-    def _link(self, case: Case, incident: Incident, vision_state: IncidentState, now: float) -> None:
-        """Fold a new report into an open incident: no second alert, no second drone overhead."""
-        before = case.record()
-        case.linked[incident.id] = vision_state
-        self._linked_to[incident.id] = case.incident.id
-        snapshot = None
-        if case.snapshot is None and incident.snapshot_jpeg:
-            snapshot = case.snapshot = fit_jpeg(incident.snapshot_jpeg, self.config.snapshot_max_bytes)
-        case.updated_at = now
-        with self.journal.transaction():
-            self.journal.link_report(incident.id, case.incident.id)
-            self._record_change(case, before, IncidentState.UPDATE, snapshot=snapshot)
-        log.info("report %s (%s from %s) is incident %s again, %.0f m away: linked, not dispatched twice"
-                 + (" (the alarm is confirmed)" if case.incident.kind == IncidentKind.REPORTED else ""),
-                 incident.id, incident.kind, incident.drone_id or "?", case.incident.id,
-                 distance_m(case.incident.lat, case.incident.lon, incident.lat, incident.lon))
-
-    def _linked_report(self, case: Case, report_id: str, vision_state: IncidentState, now: float) -> None:
-        """A later detection of a linked report: it only says whether that sighting still sees it."""
-        if case.linked.get(report_id) == vision_state or \
-                (vision_state != IncidentState.END and case.linked.get(report_id) != IncidentState.END):
-            return  # nothing changes (updates of a sighting already counted as live)
-        before = case.record()
-        case.linked[report_id] = vision_state
-        if case.seen_by_nobody and case.status in ("unlocated", "pending", "escalated", "alerting"):
-            self._close(case, "ended", now, before, reason="incident ended before a unit accepted")
-            return
-        case.updated_at = now
-        with self.journal.transaction():
-            self._record_change(case, before, IncidentState.UPDATE)
-
-    def _open(self, incident: Incident, vision_state: IncidentState, now: float, alarm: AlarmRef | None = None,
-              priority: int | None = None) -> None:
-        snapshot = fit_jpeg(incident.snapshot_jpeg, self.config.snapshot_max_bytes)
-        case = Case(incident=_replace(incident, snapshot_jpeg=None), snapshot=snapshot, status="pending",
-                    priority=priority or priority_of(incident), opened_at=now, updated_at=now,
-                    vision_state=vision_state, alarm=alarm)
-        if not case.located:
-            case.status = "unlocated"  # no telemetry yet: wait for an update with a position
-        if vision_state == IncidentState.END:
-            case.status, case.closed = "ended", True
-        if incident.confidence < self.config.min_confidence and not case.closed:
-            # Not opened yet: vision's confidence usually rises over updates, and one will open it.
-            log.info("incident %s below min confidence %.2f (%.2f): not opened yet", incident.id,
-                     self.config.min_confidence, incident.confidence)
-            return
-        with self.journal.transaction():
-            self._record_change(case, None, IncidentState.NEW, snapshot=snapshot)
-        if case.closed:
-            return
-        self.cases[incident.id] = case
-        log.info("incident %s (%s, priority %d) opened at %s,%s", incident.id, incident.kind, case.priority,
-                 incident.lat, incident.lon)
-        self._callback(self.on_overwatch_needed, case.incident)
-        if case.status == "pending":
-            self._try_assign(now)
-
-    def _on_ack(self, unit_id: str, ack: AckMessage) -> None:
-        now = self.clock()
-        info = self._alerts.get(ack.alert_id)
-        if info is None:
-            row = self.journal.get_alert(ack.alert_id)
-            if row is None:
-                raise PayloadError(f"unit {unit_id}: {ack.action} for unknown alert {ack.alert_id}")
-            info = _OpenAlert(row.incident_id, row.unit_id, row.status)
-        if info.unit_id != unit_id:
-            raise PayloadError(f"unit {unit_id} sent {ack.action} for alert {ack.alert_id} addressed to {info.unit_id}")
-        case = self.cases.get(info.incident_id)
-        if case is None or case.closed:
-            log.info("%s from %s for closed incident %s ignored", ack.action, unit_id, info.incident_id)
-            return
-        current = case.alert_id == ack.alert_id
-        before = case.record()
-        if ack.action == "accept":
-            if current and case.status == "alerting":
-                self._set_alert(ack.alert_id, "accepted")
-                case.status, case.updated_at = "accepted", now
-                with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, "accepted")
-                    self._record_change(case, before, IncidentState.UPDATE)
-                log.info("unit %s accepted %s", unit_id, case.incident.id)
-            elif current:
-                log.debug("duplicate accept of %s", ack.alert_id)
-            elif case.status in WAITING:
-                # A late accept while nobody else holds the incident: take it, it saves time.
-                case.status, case.unit_id, case.alert_id, case.updated_at = "accepted", unit_id, ack.alert_id, now
-                case.timed_out.discard(unit_id)
-                self.registry.assign(unit_id, case.incident.id)
-                self._alerts[ack.alert_id] = _OpenAlert(case.incident.id, unit_id, "accepted")
-                with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, "accepted")
-                    self._record_change(case, before, IncidentState.UPDATE)
-                log.info("unit %s accepted %s late; nobody else held it, assigned", unit_id, case.incident.id)
-            else:
-                with self.journal.transaction():
-                    self._cancel_alert(ack.alert_id, unit_id, case.incident.id, "reassigned to another unit", now)
-        elif ack.action == "decline":
-            if current and case.status in ("alerting", "accepted"):
-                self._set_alert(ack.alert_id, "declined", drop=True)
-                self.registry.release(unit_id, case.incident.id)
-                case.declined_by.add(unit_id)
-                case.status, case.unit_id, case.alert_id, case.updated_at = "pending", None, None, now
-                with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, "declined")
-                    self._record_change(case, before, IncidentState.UPDATE)
-                log.info("unit %s declined %s%s", unit_id, case.incident.id, f" ({ack.reason})" if ack.reason else "")
-                self._try_assign(now)
-            elif unit_id not in case.declined_by:
-                # A decline of an older alert (timed out, the incident moved on): the unit still
-                # must not be asked again, also after a restart, so the record is journaled too.
-                case.declined_by.add(unit_id)
-                case.updated_at = now
-                with self.journal.transaction():
-                    self.journal.set_alert_status(ack.alert_id, "declined")
-                    self._record_change(case, before, IncidentState.UPDATE)
-                log.info("unit %s declined its earlier alert for %s", unit_id, case.incident.id)
-        elif ack.action == "arrived":
-            if current and case.status in ("alerting", "accepted"):
-                self._arrive(case, now, "unit reported arrived")
-        elif ack.action == "resolved":
-            if current and case.status in ("alerting", "accepted", "arrived"):
-                if case.status != "arrived":
-                    self._callback(self.on_release, case.incident, "resolved")
-                self._close(case, "resolved", now, before, reason="resolved by unit")
-
-    # ------------------------------------------------------------------ state changes
-    def _arrive(self, case: Case, now: float, why: str) -> None:
-        before = case.record()
-        case.status, case.updated_at = "arrived", now
-        self._set_alert(case.alert_id, "arrived")
-        with self.journal.transaction():
-            self.journal.set_alert_status(case.alert_id, "arrived")
-            self._record_change(case, before, IncidentState.UPDATE)
-        log.info("unit %s arrived at %s (%s): drone released", case.unit_id, case.incident.id, why)
-        self._callback(self.on_release, case.incident, "arrived")
-
-    def _close(self, case: Case, status: str, now: float, before: IncidentRecord, reason: str) -> None:
-        held_drone = case.status in HOLDING
-        with self.journal.transaction():
-            if case.alert_id:
-                if status == "resolved":
-                    self.journal.set_alert_status(case.alert_id, "resolved")
-                elif case.unit_id:
-                    self._cancel_alert(case.alert_id, case.unit_id, case.incident.id, reason, now)
-                self._set_alert(case.alert_id, status, drop=True)
-            self.registry.release(case.unit_id, case.incident.id)
-            case.status, case.closed, case.updated_at = status, True, now
-            self._record_change(case, before, IncidentState.END)
-        self.cases.pop(case.incident.id, None)
-        for report_id in case.linked:  # the journal keeps the links: late reports stay folded
-            self._linked_to.pop(report_id, None)
-        log.info("incident %s closed: %s", case.incident.id, reason)
-        if held_drone and status != "resolved":
-            self._callback(self.on_release, case.incident, status)
-
-    def _cancel_alert(self, alert_id: str, unit_id: str, incident_id: str, reason: str, now: float) -> None:
-        """Inside a transaction: tell the unit to stand down from one alert."""
-        self.journal.set_alert_status(alert_id, "cancelled")
-        msg = AlertCancelMessage(alert_id=alert_id, incident_id=incident_id, reason=reason, ts=now)
-        self.journal.enqueue(self.topics.unit_alerts(unit_id), dump(msg), qos=1)
-
-    def _set_alert(self, alert_id: str | None, status: str, drop: bool = False) -> None:
-        if alert_id is None:
-            return
-        if drop:
-            self._alerts.pop(alert_id, None)
-        elif alert_id in self._alerts:
-            self._alerts[alert_id].status = status
-
-    def _record_change(self, case: Case, before: IncidentRecord | None, kind: IncidentState,
-                       snapshot: bytes | None = None) -> None:
-        """Inside a transaction: journal the record, enqueue the event and the retained state."""
-        after = case.record()
-        self.journal.put_incident(case.incident.id, after.model_dump(mode="json", by_alias=True), snapshot or case.snapshot,
-                                  case.closed)
-        self.journal.enqueue(self.topics.events, dump(EventMessage(type=kind, before=before, after=after)), qos=1)
-        self.journal.enqueue(self.topics.incident(case.incident.id), dump(after), qos=1, retain=True)
-
-    def _try_assign(self, now: float) -> None:
-        """Offer units to waiting incidents, most urgent (then oldest) first."""
-        waiting = sorted((c for c in self.cases.values() if c.status in WAITING and c.located),
-                         key=lambda c: (c.priority, c.opened_at))
-        if not waiting:
-            return
-        units = self.registry.assignable(self.config.max_load, now)
-        for case in waiting:
-            retry_due = now >= case.next_escalation_at
-            if case.status == "escalated" and retry_due and case.timed_out:
-                case.timed_out.clear()  # a new round: units that missed the alert get another chance
-            ranked = rank_units(case.incident, units, self.eta, self.config.load_penalty_s,
-                                exclude=case.declined_by | case.timed_out)
-            if ranked:
-                best = ranked[0]
-                self._issue_alert(case, best, now)
-                if best.unit.load >= self.config.max_load:
-                    units = [u for u in units if u.unit_id != best.unit.unit_id]
-            elif case.status != "escalated" or retry_due:
-                self._escalate(case, now)
-
-    def _issue_alert(self, case: Case, best: Candidate, now: float) -> None:
-        before = case.record()
-        case.attempts += 1
-        unit_id = best.unit.unit_id
-        alert_id = f"{case.incident.id}.{case.attempts}-{secrets.token_hex(3)}"
-        expires_at = now + self.config.ack_timeout_s
-        alert = Alert(alert_id=alert_id, unit_id=unit_id, incident=case.incident, distance_m=best.distance_m,
-                      eta_s=best.eta_s, bearing_deg=best.bearing_deg, priority=case.priority,
-                      issued_at_s=now, expires_at_s=expires_at, unconfirmed=case.unconfirmed,
-                      text=case.alarm.text if case.alarm else None)
-        message = dump(AlertMessage.of(alert, case.snapshot))
-        case.status, case.unit_id, case.alert_id, case.alert_expires_at, case.updated_at = \
-            "alerting", unit_id, alert_id, expires_at, now
-        self.registry.assign(unit_id, case.incident.id)
-        self._alerts[alert_id] = _OpenAlert(case.incident.id, unit_id, "issued")
-        with self.journal.transaction():
-            self.journal.put_alert(AlertRow(alert_id, case.incident.id, unit_id, "issued", now, expires_at, message))
-            self.journal.enqueue(self.topics.unit_alerts(unit_id), message, qos=1)
-            self._record_change(case, before, IncidentState.UPDATE)
-        self.stats.alerts_issued += 1
-        log.info("alert %s -> unit %s: %s %.0f m away, ETA %.0f s", alert_id, unit_id, case.incident.kind,
-                 best.distance_m, best.eta_s)
-
-    def _escalate(self, case: Case, now: float) -> None:
-        before = case.record()
-        tried = sorted(case.declined_by | case.timed_out)
-        if not self.registry.all():
-            reason = "no units known"
-        elif tried:
-            reason = f"no assignable unit left ({len(tried)} tried)"
-        else:
-            out = [f"{u.unit_id} {why}" for u in self.registry.all()
-                   if (why := self.registry.unavailable_reason(u, self.config.max_load, now))]
-            reason = "no assignable unit (" + "; ".join(out[:6]) + ("; ..." if len(out) > 6 else "") + ")"
-        case.status, case.updated_at = "escalated", now
-        case.escalations += 1
-        case.next_escalation_at = now + self.config.escalation_retry_s
-        msg = EscalationMessage(incident=IncidentPayload.of(case.incident), reason=reason, round=case.escalations,
-                                tried_units=tuple(tried), ts=now)
-        with self.journal.transaction():
-            self.journal.enqueue(self.topics.escalations, dump(msg), qos=1)
-            self._record_change(case, before, IncidentState.UPDATE)
-        self.stats.escalations += 1
-        log.warning("escalation %d for %s: %s", case.escalations, case.incident.id, reason)
-
-    def _expire_alerts(self, now: float) -> None:
-        if not self.session.connected.is_set() or now - self._connected_at < EXPIRY_GRACE_S:
-            return
-        for case in list(self.cases.values()):
-            if case.status == "alerting" and now >= case.alert_expires_at:
-                before = case.record()
-                alert_id, unit_id = case.alert_id, case.unit_id
-                self.registry.release(unit_id, case.incident.id)
-                self._set_alert(alert_id, "timed_out", drop=True)
-                case.timed_out.add(unit_id)
-                case.status, case.unit_id, case.alert_id, case.updated_at = "pending", None, None, now
-                with self.journal.transaction():
-                    self.journal.set_alert_status(alert_id, "timed_out")
-                    # Stand the silent unit down so a late look at the screen cannot double-book.
-                    self._cancel_alert(alert_id, unit_id, case.incident.id, "no answer in time; reassigned", now)
-                    self.journal.set_alert_status(alert_id, "timed_out")  # after the cancel: timed_out, not cancelled
-                    self._record_change(case, before, IncidentState.UPDATE)
-                log.info("alert %s to %s timed out after %.1f s", alert_id, unit_id, self.config.ack_timeout_s)
+        return IncidentEvent(msg.state, replace(incident.to_incident(snapshot), drone_id=incident.drone_id or drone_id))
 
     # ------------------------------------------------------------------ drones
     def update_drone_state(self, pose: Pose, mode: str = "", battery_pct: float | None = None) -> None:
@@ -849,8 +384,3 @@ class Dispatcher:
         self._callback_tasks.add(task)
         task.add_done_callback(self._callback_tasks.discard)
 
-
-def _replace(incident: Incident, **changes) -> Incident:
-    from dataclasses import replace
-
-    return replace(incident, **changes)

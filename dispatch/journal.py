@@ -14,10 +14,12 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 from dispatch.errors import DispatchError, JournalError
+from dispatch.schemas import IncidentRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -69,12 +71,27 @@ class OutboxRow:
     retain: bool
 
 
+class AlertStatus(StrEnum):
+    """Where one alert to one unit is; kept in the journal's alerts table."""
+
+    ISSUED = "issued"  # sent, the unit's answer awaited
+    ACCEPTED = "accepted"
+    ARRIVED = "arrived"
+    DECLINED = "declined"
+    TIMED_OUT = "timed_out"  # no answer in time: the unit was stood down
+    CANCELLED = "cancelled"  # the unit was stood down (reassigned, or the incident closed)
+    RESOLVED = "resolved"
+
+
+OPEN_ALERTS = frozenset({AlertStatus.ISSUED, AlertStatus.ACCEPTED, AlertStatus.ARRIVED})  # the unit still has it
+
+
 @dataclass(frozen=True, slots=True)
 class AlertRow:
     alert_id: str
     incident_id: str
     unit_id: str
-    status: str  # issued | accepted | declined | timed_out | arrived | resolved | cancelled
+    status: str  # an AlertStatus
     issued_at: float
     expires_at: float
     message: bytes
@@ -123,17 +140,18 @@ class Journal:
             self._depth = 0
 
     # incidents
-    def put_incident(self, incident_id: str, record: dict, snapshot: bytes | None, closed: bool) -> None:
+    def put_incident(self, record: IncidentRecord, snapshot: bytes | None) -> None:
         self.db.execute(
             "INSERT INTO incidents(id, record, snapshot, closed, updated_at) VALUES (?,?,?,?,?) "
             "ON CONFLICT(id) DO UPDATE SET record=excluded.record, "
             "snapshot=COALESCE(excluded.snapshot, incidents.snapshot), closed=excluded.closed, "
             "updated_at=excluded.updated_at",
-            (incident_id, json.dumps(record), snapshot, int(closed), time.time()))
+            (record.incident.id, json.dumps(record.model_dump(mode="json", by_alias=True)), snapshot,
+             int(record.closed), time.time()))
 
-    def open_incidents(self) -> list[tuple[dict, bytes | None]]:
+    def open_incidents(self) -> list[tuple[IncidentRecord, bytes | None]]:
         rows = self.db.execute("SELECT record, snapshot FROM incidents WHERE closed=0").fetchall()
-        return [(json.loads(r), s) for r, s in rows]
+        return [(IncidentRecord.model_validate(json.loads(r)), s) for r, s in rows]
 
     def closed_to_clear(self, closed_before: float) -> list[str]:
         """Closed incidents whose retained state is old enough to remove from the broker."""
@@ -172,12 +190,12 @@ class Journal:
     def set_alert_status(self, alert_id: str, status: str) -> None:
         self.db.execute("UPDATE alerts SET status=?, updated_at=? WHERE alert_id=?", (status, time.time(), alert_id))
 
-    def alerts(self, statuses: tuple[str, ...] | None = None) -> list[AlertRow]:
+    def alerts(self, statuses: Collection[str] | None = None) -> list[AlertRow]:
         sql = "SELECT alert_id, incident_id, unit_id, status, issued_at, expires_at, message FROM alerts"
         args: tuple = ()
         if statuses:
             sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
-            args = statuses
+            args = tuple(statuses)
         return [AlertRow(*r) for r in self.db.execute(sql + " ORDER BY issued_at", args).fetchall()]
 
     def get_alert(self, alert_id: str) -> AlertRow | None:
@@ -199,9 +217,6 @@ class Journal:
     def mark_published(self, seqs: list[int]) -> None:
         if seqs:
             self.db.executemany("DELETE FROM outbox WHERE seq=?", [(s,) for s in seqs])
-
-    def outbox_size(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
     # units (last known positions so assignment works straight after a restart)
     def save_units(self, rows: list[tuple[str, float, float, float, str]]) -> None:

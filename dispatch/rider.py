@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import aiomqtt
@@ -34,6 +35,21 @@ log = logging.getLogger(__name__)
 
 AlertCallback = Callable[[AlertMessage], Awaitable[None]]
 CancelCallback = Callable[[AlertCancelMessage], Awaitable[None]]
+
+
+class RiderAlertState(StrEnum):
+    """Where an alert is on the rider's side (its store); the controller's view is journal.AlertStatus."""
+
+    NEW = "new"  # shown, not answered yet
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    ARRIVED = "arrived"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"  # the controller stood the unit down
+
+
+ON_SCREEN = frozenset({RiderAlertState.NEW, RiderAlertState.ACCEPTED, RiderAlertState.ARRIVED})  # still to act on
+FINISHED = frozenset({RiderAlertState.RESOLVED, RiderAlertState.CANCELLED})  # a cancel changes nothing
 
 
 class RiderStore:
@@ -54,7 +70,7 @@ class RiderStore:
     def add_alert(self, alert: AlertMessage, raw: bytes) -> bool:
         """Store a new alert; False when this alert_id was seen before (a redelivery)."""
         cur = self.db.execute("INSERT OR IGNORE INTO alerts VALUES (?,?,?,?,?)",
-                              (alert.alert_id, alert.incident.id, raw, "new", time.time()))
+                              (alert.alert_id, alert.incident.id, raw, RiderAlertState.NEW, time.time()))
         return cur.rowcount == 1
 
     def set_state(self, alert_id: str, state: str) -> None:
@@ -65,8 +81,8 @@ class RiderStore:
         return row[0] if row else None
 
     def open_alerts(self) -> list[AlertMessage]:
-        rows = self.db.execute("SELECT message FROM alerts WHERE state IN ('new','accepted','arrived') "
-                               "ORDER BY received_at").fetchall()
+        rows = self.db.execute(f"SELECT message FROM alerts WHERE state IN ({','.join('?' * len(ON_SCREEN))}) "
+                               "ORDER BY received_at", tuple(ON_SCREEN)).fetchall()
         return [AlertMessage.model_validate_json(r[0]) for r in rows]
 
     def seen_ids(self) -> list[str]:
@@ -86,7 +102,8 @@ class RiderStore:
         self.db.close()
 
 
-ACTION_STATE = {"accept": "accepted", "decline": "declined", "arrived": "arrived", "resolved": "resolved"}
+ACTION_STATE = {"accept": RiderAlertState.ACCEPTED, "decline": RiderAlertState.DECLINED,
+                "arrived": RiderAlertState.ARRIVED, "resolved": RiderAlertState.RESOLVED}
 
 
 class RiderClient:
@@ -155,8 +172,9 @@ class RiderClient:
         try:
             if head == ALERT_CANCEL_SCHEMA:
                 cancel = parse(AlertCancelMessage, payload, message.topic.value)
-                if self.store.state(cancel.alert_id) not in (None, "cancelled", "resolved"):
-                    self.store.set_state(cancel.alert_id, "cancelled")
+                state = self.store.state(cancel.alert_id)
+                if state is not None and state not in FINISHED:
+                    self.store.set_state(cancel.alert_id, RiderAlertState.CANCELLED)
                     if self.on_cancel:
                         await self.on_cancel(cancel)
                 return

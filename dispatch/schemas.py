@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -240,8 +241,27 @@ class AlertCancelMessage(Strict):
     ts: Finite
 
 
-DispatchStatus = Literal["unlocated", "pending", "alerting", "accepted", "arrived", "resolved", "ended", "escalated",
-                         "false_alarm"]  # false_alarm: closed by the operator (runloop/operator.py)
+class DispatchStatus(StrEnum):
+    """Where an incident is in dispatch; the `status` of `patrol.incident/1` (the values are the wire's)."""
+
+    UNLOCATED = "unlocated"  # no position yet: waits for a detection update with one
+    PENDING = "pending"  # waiting for a unit to be alerted
+    ESCALATED = "escalated"  # no unit could be alerted; the escalation is retried
+    ALERTING = "alerting"  # one unit alerted, its answer awaited
+    ACCEPTED = "accepted"  # the unit is on its way
+    ARRIVED = "arrived"  # the unit is there; the drone is released
+    RESOLVED = "resolved"  # closed by the unit
+    ENDED = "ended"  # closed: gone before a unit took it
+    FALSE_ALARM = "false_alarm"  # closed by the operator (runloop/operator.py)
+
+
+# The groups of statuses the controller decides by; one home, next to the statuses themselves.
+WAITING = frozenset({DispatchStatus.PENDING, DispatchStatus.ESCALATED})  # a unit is to be alerted
+UNIT_ALERTED = frozenset({DispatchStatus.ALERTING, DispatchStatus.ACCEPTED})  # a unit has it, not yet there
+UNIT_HOLDS = UNIT_ALERTED | {DispatchStatus.ARRIVED}  # a unit has it (until it is resolved)
+NOT_TAKEN = WAITING | {DispatchStatus.UNLOCATED, DispatchStatus.ALERTING}  # no unit has accepted it yet
+HOLDING = NOT_TAKEN | {DispatchStatus.ACCEPTED}  # a drone should stay overhead
+CLOSED = frozenset({DispatchStatus.RESOLVED, DispatchStatus.ENDED, DispatchStatus.FALSE_ALARM})
 
 
 class IncidentRecord(Strict):

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from common.geo import bearing_deg, destination, distance_m
 from dispatch.config import BrokerConfig
-from dispatch.rider import RiderClient, RiderStore
+from dispatch.rider import RiderAlertState, RiderClient, RiderStore
 from dispatch.schemas import AlertCancelMessage, AlertMessage
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class SimulatedRider:
         while True:
             alert = await self._inbox.get()
             await asyncio.sleep(self.config.accept_delay_s)
-            if self.store.state(alert.alert_id) == "cancelled":
+            if self.store.state(alert.alert_id) == RiderAlertState.CANCELLED:
                 continue
             if self.job is not None or self.rng.random() < self.config.decline_rate:
                 await self.client.ack(alert.alert_id, "decline")
