@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{lb['special_share'] * 100:.0f} % of the first cycle's drone time is revisit rounds")
     print(f"  first cycle against the issue-14 lower bound (survey + transit of its sorties / {len(plan.drones)} drones, "
           f"{lb['flight_h']:.2f} h): ratio {plan.makespan_s / 3600 / lb['flight_h']:.2f}")
+    ends: dict[str, float] = {}
+    for s in plan.sorties:
+        if s.purpose == "cycle" and s.cycle == 1:
+            ends[s.dock_id] = max(ends.get(s.dock_id, 0.0), s.end_s)
+    print("  first cycle's last sortie back, per dock: " + ", ".join(f"{d} {v / 3600:.2f} h" for d, v in sorted(ends.items())))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="plan-bench-"))
     t4 = time.perf_counter()
     write_plan_dir(plan, out)
