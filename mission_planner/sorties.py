@@ -114,10 +114,11 @@ def assign_cycle(units: list[WorkUnit], assign: list[int], dist_ud: np.ndarray, 
             out[j] = k
         return out
 
+    centres = np.array([units[i].centre_m for i in comp])  # a computed property: once, not per estimate
+
     def finish_estimate(where: np.ndarray) -> np.ndarray:
         est = np.zeros(n_docks)
         rough: list[list[SortieRoute]] = [[] for _ in range(n_docks)]
-        centres = np.array([units[i].centre_m for i in comp])
         for k in range(n_docks):
             sel = np.flatnonzero(where == k)
             if not len(sel):
