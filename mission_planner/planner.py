@@ -301,7 +301,21 @@ def plan_patrol(grids: GridSet, config: PlannerConfig | None = None, cells=None,
         spec = [u for u, a in zip(units, assign) if a == k and u.special]
         special_t.append(revisit_rounds(dock, k, spec, graph, cfg, budget_s, overhead_s, round_cap, swap_s))
     special_load = np.array([sum((tp.duration_s + swap_s) / tp.period_s for tp in ts) for ts in special_t])
-    assign = assign_cycle(units, assign, dist_ud, drones_at, special_load, cfg, budget_s, reach_s, dock_xy)
+    horizon_s = cfg.schedule.horizon_h * 3600.0
+
+    def first_cycle_finish(cycle_estimate: list[list[SortieRoute]]) -> np.ndarray:
+        """Per dock, when its drones end the first cycle if they fly these sorties (the timeline)."""
+        lines, _ = schedule_timeline(roster, dock_idx, cycle_estimate, special_t, cfg, horizon_s)
+        finish = np.zeros(n_docks)
+        for r, (_, di, _) in enumerate(roster):
+            k = dock_idx.index(di)
+            for start, tpl, cycle in lines[r]:
+                if tpl.purpose == "cycle" and cycle == 1:
+                    finish[k] = max(finish[k], start + tpl.duration_s)
+        return finish
+
+    assign = assign_cycle(units, assign, dist_ud, drones_at, special_load, cfg, budget_s, reach_s, dock_xy,
+                          first_cycle_finish)
     cycle_t: list[list[SortieRoute]] = []
     per_dock_cap *= 0.75
     for k, dock in enumerate(docks):
@@ -313,7 +327,6 @@ def plan_patrol(grids: GridSet, config: PlannerConfig | None = None, cells=None,
     # 5. Timeline.
     t = time.perf_counter()
     say("scheduling the horizon ...")
-    horizon_s = cfg.schedule.horizon_h * 3600.0
     timeline, warnings = schedule_timeline(roster, dock_idx, cycle_t, special_t, cfg, horizon_s)
     timings["schedule"] = time.perf_counter() - t
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -62,7 +63,8 @@ def assign_specials(units: list[WorkUnit], dist_ud: np.ndarray, drones_at: np.nd
 
 def assign_cycle(units: list[WorkUnit], assign: list[int], dist_ud: np.ndarray, drones_at: np.ndarray,
                  special_load: np.ndarray, cfg: PlannerConfig, budget_s: float, overhead_s: float,
-                 dock_xy: np.ndarray | None = None) -> list[int]:
+                 dock_xy: np.ndarray | None = None,
+                 finish_of: Callable[[list[list[SortieRoute]]], np.ndarray] | None = None) -> list[int]:
     """Cycle (non-special) units to docks, so that the docks finish their cycle together.
 
     A dock's share of the cycle work starts proportional to its drones minus the drone-time its
@@ -70,6 +72,10 @@ def assign_cycle(units: list[WorkUnit], assign: list[int], dist_ud: np.ndarray, 
     dock is), each to the nearest dock that still has room, never more than 1.5 km further than
     its nearest or beyond one battery's reach. The shares are then corrected a few times from a
     quick greedy packing per dock (straight-line distances), since far cells cost more transit.
+    With `finish_of` (per dock its estimated cycle sorties -> per dock when its first cycle
+    ends, e.g. the timeline itself), the correction uses when each dock really finishes: drones
+    owning revisit rounds stand by between them, and rounds stop at the horizon, which a
+    drone-time share alone does not see.
     """
     speed = cfg.fleet.cruise_speed_m_s
     swap_s = cfg.fleet.battery_swap_min * 60.0
@@ -108,9 +114,11 @@ def assign_cycle(units: list[WorkUnit], assign: list[int], dist_ud: np.ndarray, 
             out[j] = k
         return out
 
+    centres = np.array([units[i].centre_m for i in comp])  # a computed property: once, not per estimate
+
     def finish_estimate(where: np.ndarray) -> np.ndarray:
         est = np.zeros(n_docks)
-        centres = np.array([units[i].centre_m for i in comp])
+        rough: list[list[SortieRoute]] = [[] for _ in range(n_docks)]
         for k in range(n_docks):
             sel = np.flatnonzero(where == k)
             if not len(sel):
@@ -122,17 +130,19 @@ def assign_cycle(units: list[WorkUnit], assign: list[int], dist_ud: np.ndarray, 
             routes = greedy_sorties(ang, travel, work, budget_s - overhead_s, polish=False)
             busy = sum(route_time(r, travel, work) + overhead_s + swap_s for r in routes)
             est[k] = busy / capacity_w[k]
-        return est
+            rough[k] = [SortieRoute(k, [units[comp[sel[i - 1]]] for i in r], np.zeros((0, 2)), np.zeros(0, bool), 0.0,
+                                    route_time(r, travel, work) + overhead_s, [], "cycle") for r in routes]
+        return np.asarray(finish_of(rough), float) if finish_of is not None else est
 
     share = capacity_w / capacity_w.sum()
     where = place(share)
     if dock_xy is not None:
         best_where, best_max = where, math.inf
-        for _ in range(4):
+        for _ in range(8 if finish_of is not None else 4):
             est = finish_estimate(where)
             if est.max() < best_max:
                 best_where, best_max = where, est.max()
-            if est.max() - est.min() < 0.03 * est.mean():
+            if est.max() - est.min() < (0.01 if finish_of is not None else 0.03) * est.mean():
                 break
             share = share * (est.mean() / np.maximum(est, 1.0))
             share = share / share.sum()
