@@ -43,6 +43,7 @@ class PatrolRun:
         self.broker_restart = None
         self.relays: dict = {}  # drone_id -> LinkRelay
         self.video: dict[str, str] = {}  # drone_id -> its real video source (--video)
+        self.vision_workers = "in-process"  # or "process": one `patrol watch` process per drone (--vision-workers)
         self.alarms_pending = len(scenario.alarms)  # scripted alarms not sent yet
 
     # ------------------------------------------------------------------ start-up stages
@@ -284,8 +285,29 @@ class PatrolRun:
         if self.video:
             self.store.set_meta("video", self.video)
 
+    def set_vision_workers(self, mode: str) -> None:
+        """`--vision-workers process`: each drone's video watched by its own worker process. Only
+        for real video at speedup 1, checked before anything flies."""
+        if mode not in ("in-process", "process"):
+            raise RunError(f"--vision-workers {mode!r}: use in-process or process")
+        if mode == "process":
+            synthetic = [d.drone_id for d in self.plan.drones if d.drone_id not in self.video]
+            if synthetic:
+                raise RunError(
+                    f"--vision-workers process: {', '.join(synthetic)} would be watched by the synthetic camera, "
+                    "whose world exists only inside this run, on its scenario clock; a separate process cannot "
+                    f"see it. Give each drone its real video (--video {synthetic[0]}=SOURCE) or leave "
+                    "--vision-workers in-process")
+            if self.scenario.speedup != 1:
+                raise RunError(
+                    f"--vision-workers process: this run is at speedup {self.scenario.speedup:g}; a worker process "
+                    "watches its video on the wall clock, so its frames and the drones' poses would disagree. "
+                    "Run at --speedup 1 or leave --vision-workers in-process")
+        self.vision_workers = mode
+        self.store.set_meta("vision_workers", mode)
+
     def init_eyes(self) -> None:
-        from runloop.eyes import DroneEyes, VideoEyes
+        from runloop.eyes import DroneEyes, VideoEyes, WorkerProcessEyes
         from vision import IncidentRegistry, VisionConfig
 
         vcfg = VisionConfig.model_validate(self.scenario.vision)
@@ -295,7 +317,13 @@ class PatrolRun:
             args = (self.world, self.clock, self.store, self.publisher, self.camera, self.scenario.camera.fps, vcfg,
                     registry)
             kwargs = {"cell_lookup": self._cell_of, "seed": self.scenario.seed + i}
-            if rec.drone_id in self.video:
+            if self.vision_workers == "process":
+                eyes = WorkerProcessEyes(rec.drone_id, rec.vehicle, self.video[rec.drone_id], self.broker, vcfg,
+                                         self.camera, self.clock, self.store, self.out,
+                                         topic_prefix=self.dispatcher.topics.prefix)
+                self._undo.append((f"vision-worker-{rec.drone_id}", eyes.end))  # no orphan, whatever ends the run
+                self.eyes.append(eyes)
+            elif rec.drone_id in self.video:
                 self.eyes.append(VideoEyes(rec.drone_id, rec.vehicle, self.video[rec.drone_id], *args, **kwargs))
             else:
                 self.eyes.append(DroneEyes(rec.drone_id, rec.vehicle, *args, **kwargs,
