@@ -335,7 +335,8 @@ class WorkerProcessEyes:
     async def run(self, stop: asyncio.Event) -> None:
         from vision.sources import is_stream
 
-        watcher = asyncio.create_task(self.session.run(self._on_message, stop), name=f"watch-{self.drone_id}")
+        watching = asyncio.Event()  # outlives `stop` a little: the worker's last status comes as it goes
+        watcher = asyncio.create_task(self.session.run(self._on_message, watching), name=f"watch-{self.drone_id}")
         try:
             if not is_stream(self.source):  # a recording replays from take-off
                 while not stop.is_set() and not self._airborne():
@@ -351,7 +352,11 @@ class WorkerProcessEyes:
                 self._exited(self.proc.returncode)
         finally:
             await self.end()
-            watcher.cancel()
+            for _ in range(20):
+                if self.proc is None or self.status.get("state") == "offline":
+                    break
+                await asyncio.sleep(0.05)
+            watching.set()
             await asyncio.gather(watcher, return_exceptions=True)
 
     def _airborne(self) -> bool:

@@ -10,21 +10,22 @@ from patrol import main, run_patrol
 from runloop.eventstore import EventStore
 from runloop.scenario import parse_scenario
 
-ONE_DRONE = {"name": "worker-one", "seed": 7, "cells": ["DY-C0713"], "duration_s": 30, "speedup": 1,
+ONE_DRONE = {"name": "worker-one", "seed": 7, "cells": ["DY-C0713"], "duration_s": 15, "speedup": 1,
              "fleet": {"drones": 1, "airframe": {"pack_mah": 4160}, "dock": "DOCK-NE"}, "riders": {"count": 1},
              "camera": {"width_px": 640, "height_px": 360}}
 
 
 @pytest.fixture(scope="module")
 def fire_clip(tmp_path_factory):
-    """A 5-s recording hovering 60 m over a fire that ignites at 0.5 s (what the drone's camera saw)."""
+    """A 10-s recording hovering 60 m over a fire that ignites at 0.5 s (what the drone's camera saw):
+    longer than the run has left after take-off, so the run stops its worker mid-clip."""
     from common.values import CameraModel
     from sim.camera import FireActor, HoverFlight, Scene
     from sim.camera.scenarios import Scenario, write_synthetic_video
 
     out = tmp_path_factory.mktemp("clip")
     scene = Scene(seed=7, actors=[FireActor((5.0, 3.0), ignite_s=0.5, name="fire-a")])
-    return write_synthetic_video(Scenario("hover_fire", scene, HoverFlight((0.0, 0.0), alt_m=60.0), 5.0), out,
+    return write_synthetic_video(Scenario("hover_fire", scene, HoverFlight((0.0, 0.0), alt_m=60.0), 10.0), out,
                                  CameraModel(640, 360, 82.0), fps=10)["video"]
 
 
@@ -37,9 +38,10 @@ def _alive(pid: int) -> bool:
 
 
 async def test_recording_watched_by_a_worker_process_alerts_a_unit(fire_clip, tmp_path):
-    """Drone 1 takes off; the run starts its vision worker process on the recording; the fire it
-    sees reaches the dispatcher over the embedded broker as drone01's and a unit is alerted. When
-    the run ends, no worker process is left."""
+    """Drone 1 takes off (~9 s at speedup 1); the run starts its vision worker process on the
+    recording; the fire it sees reaches the dispatcher over the embedded broker as drone01's and a
+    unit is alerted. The run ends at 15 s, mid-clip: it stops the worker, which says so, and no
+    worker process is left."""
     # The recording was rendered by the synthetic camera, whose flames the colour detector alone
     # is trusted with (real video needs the smoke/fire model).
     scenario = parse_scenario({**ONE_DRONE, "vision": {"fire": {"colour_alone": True},
@@ -55,7 +57,75 @@ async def test_recording_watched_by_a_worker_process_alerts_a_unit(fire_clip, tm
         store.close()
     log = (tmp_path / "vision-workers" / "drone01.log").read_text()
     assert not report["stage_errors"], (report["stage_errors"], log)
-    assert [v["event"] for v in report["video"]] == ["video_opened", "video_ended"], log
+    assert [v["event"] for v in report["video"]] == ["video_opened"], log  # stopped by the run, not ended
     assert fires and all(e.data["drone_id"] == "drone01" for e in fires), log
     assert alerted & {e.subject for e in fires}, "no unit was alerted to the fire the worker saw"
     assert not _alive(started.data["pid"]), "the worker process outlived the run"
+
+
+
+def _scenario_file(tmp_path, **changes):
+    import yaml
+
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump({**ONE_DRONE, **changes}))
+    return path
+
+
+@pytest.mark.parametrize("changes, video, says", [
+    ({}, [], "drone01 would be watched by the synthetic camera"),
+    ({"speedup": 20}, ["--video", "drone01=rtsp://127.0.0.1:1/cam"], "this run is at speedup 20"),
+])
+def test_worker_processes_refused_where_they_cannot_watch(tmp_path, capsys, changes, video, says):
+    """Synthetic camera (its world lives inside the run) or a run faster than the wall clock: refused
+    before anything flies, naming the option and why."""
+    code = main(["run", "--scenario", str(_scenario_file(tmp_path, **changes)), "--out", str(tmp_path / "run"),
+                 "--no-live", "--vision-workers", "process", *video])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--vision-workers process" in err and says in err and "--vision-workers in-process" in err
+    assert not (tmp_path / "run" / "report.json").exists()
+
+
+@pytest.mark.mosquitto
+async def test_a_lost_worker_is_named_and_a_stopped_one_ends(mosquitto_broker, fire_clip, tmp_path):
+    """A worker process that dies under the run is reported as that drone's lost vision worker; one
+    the run stops ends (SIGTERM) without being counted lost."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from common.values import CameraModel
+    from dispatch.config import BrokerConfig
+    from runloop.clock import ScenarioClock
+    from runloop.eyes import WorkerProcessEyes
+    from tests.dispatch.conftest import wait_until
+    from vision import VisionConfig
+
+    store = EventStore(tmp_path)
+    airborne = SimpleNamespace(state=SimpleNamespace(pose=SimpleNamespace(alt_rel_m=60.0), armed=True))
+
+    def eyes(drone_id):
+        return WorkerProcessEyes(drone_id, airborne, str(fire_clip),
+                                 BrokerConfig(url=mosquitto_broker.url), VisionConfig(), CameraModel(640, 360, 82.0),
+                                 ScenarioClock(1.0), store, tmp_path)
+
+    lost, stopped = eyes("D1"), eyes("D2")
+    stop = asyncio.Event()
+    runs = [asyncio.create_task(e.run(stop)) for e in (lost, stopped)]
+    try:
+        await wait_until(lambda: lost.status.get("state") == stopped.status.get("state") == "online", 20,
+                         "both workers online")
+        lost.proc.kill()
+        await asyncio.wait_for(runs[0], 10)
+        stop.set()
+        await asyncio.wait_for(runs[1], 20)
+    finally:
+        stop.set()
+        for e in (lost, stopped):
+            await e.end()
+    errors = [(e.subject, e.data["error"]) for e in store.events("stage_error")]
+    store.close()
+    assert len(errors) == 1 and errors[0][0] == "vision-worker-D1", errors
+    assert "vision worker lost" in errors[0][1]
+    assert lost.proc.returncode == -9 and stopped.proc.returncode == 0
+    assert stopped.status["state"] == "offline" and stopped.status["reason"] == "stopped"
