@@ -292,14 +292,17 @@ class WorkerProcessEyes:
     status_interval_s = 1.0
 
     def __init__(self, drone_id: str, vehicle, source: str, broker, vision_config, camera: CameraModel,
-                 clock: ScenarioClock, store: EventStore, run_dir: Path, topic_prefix: str = "patrol"):
+                 clock: ScenarioClock, store: EventStore, run_dir: Path, topic_prefix: str = "patrol",
+                 worker_broker=None):
+        """broker: the run's, for following the worker; worker_broker: the worker's own login
+        (`drone-<id>` on a `patrol broker-config` broker), default the run's broker settings."""
         from dispatch.mqtt import MqttSession
         from dispatch.topics import Topics
 
         self.drone_id = drone_id
         self.vehicle = vehicle
         self.source = source
-        self.broker = broker
+        self.broker = worker_broker or broker
         self.clock = clock
         self.store = store
         self.dir = Path(run_dir) / "vision-workers"

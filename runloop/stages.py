@@ -10,6 +10,8 @@ import logging
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from common.geo import outer_rings_latlon
 from common.values import CameraModel
 from runloop.clock import ScenarioClock
@@ -45,6 +47,7 @@ class PatrolRun:
         self.video: dict[str, str] = {}  # drone_id -> its real video source (--video)
         self.vision_workers = "in-process"  # or "process": one `patrol watch` process per drone (--vision-workers)
         self.alarms_pending = len(scenario.alarms)  # scripted alarms not sent yet
+        self.worker_logins: dict[str, tuple[str, str]] = {}  # drone_id -> its vision worker's (user, password)
 
     # ------------------------------------------------------------------ start-up stages
     def init_store(self) -> None:
@@ -285,11 +288,17 @@ class PatrolRun:
         if self.video:
             self.store.set_meta("video", self.video)
 
-    def set_vision_workers(self, mode: str) -> None:
+    def set_vision_workers(self, mode: str, logins: Path | None = None, broker_url: str | None = None) -> None:
         """`--vision-workers process`: each drone's video watched by its own worker process. Only
-        for real video at speedup 1, checked before anything flies."""
+        for real video at speedup 1, checked before anything flies. On a broker with logins each
+        worker logs in as its drone (`drone-<id>`, from `--worker-logins`, patrol broker-config's
+        credentials.yaml), never as the controller."""
+        from dispatch.config import BrokerConfig
+
         if mode not in ("in-process", "process"):
             raise RunError(f"--vision-workers {mode!r}: use in-process or process")
+        if logins is not None and mode != "process":
+            raise RunError("--worker-logins is for --vision-workers process")
         if mode == "process":
             synthetic = [d.drone_id for d in self.plan.drones if d.drone_id not in self.video]
             if synthetic:
@@ -303,6 +312,12 @@ class PatrolRun:
                     f"--vision-workers process: this run is at speedup {self.scenario.speedup:g}; a worker process "
                     "watches its video on the wall clock, so its frames and the drones' poses would disagree. "
                     "Run at --speedup 1 or leave --vision-workers in-process")
+            if logins is not None:
+                self.worker_logins = _worker_logins(logins, self.video)
+            elif broker_url and BrokerConfig(url=broker_url).username:
+                raise RunError("--vision-workers process: the broker takes logins; give --worker-logins "
+                               "CREDENTIALS.yaml (from patrol broker-config) so that each worker logs in as its "
+                               "drone (drone-<id>), not with the controller's login")
         self.vision_workers = mode
         self.store.set_meta("vision_workers", mode)
 
@@ -318,9 +333,12 @@ class PatrolRun:
                     registry)
             kwargs = {"cell_lookup": self._cell_of, "seed": self.scenario.seed + i}
             if self.vision_workers == "process":
+                login = self.worker_logins.get(rec.drone_id)
+                worker_broker = (self.broker.model_copy(update={"username": login[0], "password": SecretStr(login[1])})
+                                 if login else None)
                 eyes = WorkerProcessEyes(rec.drone_id, rec.vehicle, self.video[rec.drone_id], self.broker, vcfg,
                                          self.camera, self.clock, self.store, self.out,
-                                         topic_prefix=self.dispatcher.topics.prefix)
+                                         topic_prefix=self.dispatcher.topics.prefix, worker_broker=worker_broker)
                 self._undo.append((f"vision-worker-{rec.drone_id}", eyes.end))  # no orphan, whatever ends the run
                 self.eyes.append(eyes)
             elif rec.drone_id in self.video:
@@ -542,6 +560,28 @@ class PatrolRun:
         from runloop.report import write_report
 
         return write_report(self.out)
+
+
+def _worker_logins(path: Path, video: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Each watched drone's worker login from patrol broker-config's credentials.yaml (user: password)."""
+    import yaml
+
+    from dispatch.broker_config import DRONE_USER_PREFIX
+
+    try:
+        credentials = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RunError(f"--worker-logins {path}: cannot read it: {exc}") from exc
+    if not isinstance(credentials, dict):
+        raise RunError(f"--worker-logins {path}: not a credentials.yaml of patrol broker-config (user: password)")
+    logins = {}
+    for drone_id in video:
+        user = f"{DRONE_USER_PREFIX}{drone_id}"
+        if not credentials.get(user):
+            raise RunError(f"--worker-logins {path}: no login {user} for {drone_id}'s vision worker "
+                           f"(patrol broker-config --drones {drone_id} makes one)")
+        logins[drone_id] = (user, str(credentials[user]))
+    return logins
 
 
 def shift_parts_m(plan) -> dict:

@@ -17,7 +17,7 @@ ONE_DRONE = {"name": "worker-one", "seed": 7, "cells": ["DY-C0713"], "duration_s
 
 @pytest.fixture(scope="module")
 def fire_clip(tmp_path_factory):
-    """A 10-s recording hovering 60 m over a fire that ignites at 0.5 s (what the drone's camera saw):
+    """An 8-s recording hovering 60 m over a fire that ignites at 0.5 s (what the drone's camera saw):
     longer than the run has left after take-off, so the run stops its worker mid-clip."""
     from common.values import CameraModel
     from sim.camera import FireActor, HoverFlight, Scene
@@ -25,7 +25,7 @@ def fire_clip(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("clip")
     scene = Scene(seed=7, actors=[FireActor((5.0, 3.0), ignite_s=0.5, name="fire-a")])
-    return write_synthetic_video(Scenario("hover_fire", scene, HoverFlight((0.0, 0.0), alt_m=60.0), 10.0), out,
+    return write_synthetic_video(Scenario("hover_fire", scene, HoverFlight((0.0, 0.0), alt_m=60.0), 8.0), out,
                                  CameraModel(640, 360, 82.0), fps=10)["video"]
 
 
@@ -37,6 +37,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.soak  # ~22 s: a real-time run (speedup 1); the default run has the shorter worker tests below
 async def test_recording_watched_by_a_worker_process_alerts_a_unit(fire_clip, tmp_path):
     """Drone 1 takes off (~9 s at speedup 1); the run starts its vision worker process on the
     recording; the fire it sees reaches the dispatcher over the embedded broker as drone01's and a
@@ -89,8 +90,9 @@ def test_worker_processes_refused_where_they_cannot_watch(tmp_path, capsys, chan
 
 @pytest.mark.mosquitto
 async def test_a_lost_worker_is_named_and_a_stopped_one_ends(mosquitto_broker, fire_clip, tmp_path):
-    """A worker process that dies under the run is reported as that drone's lost vision worker; one
-    the run stops ends (SIGTERM) without being counted lost."""
+    """Two drones' worker processes on a recording: what they see reaches the run over MQTT as their
+    drone's detections. One that dies under the run is reported as that drone's lost vision worker;
+    one the run stops ends (SIGTERM) without being counted lost."""
     import asyncio
     from types import SimpleNamespace
 
@@ -103,10 +105,11 @@ async def test_a_lost_worker_is_named_and_a_stopped_one_ends(mosquitto_broker, f
 
     store = EventStore(tmp_path)
     airborne = SimpleNamespace(state=SimpleNamespace(pose=SimpleNamespace(alt_rel_m=60.0), armed=True))
+    trusting_flames = VisionConfig.model_validate({"fire": {"colour_alone": True}})  # synthetic clip, no model
 
     def eyes(drone_id):
         return WorkerProcessEyes(drone_id, airborne, str(fire_clip),
-                                 BrokerConfig(url=mosquitto_broker.url), VisionConfig(), CameraModel(640, 360, 82.0),
+                                 BrokerConfig(url=mosquitto_broker.url), trusting_flames, CameraModel(640, 360, 82.0),
                                  ScenarioClock(1.0), store, tmp_path)
 
     lost, stopped = eyes("D1"), eyes("D2")
@@ -115,6 +118,7 @@ async def test_a_lost_worker_is_named_and_a_stopped_one_ends(mosquitto_broker, f
     try:
         await wait_until(lambda: lost.status.get("state") == stopped.status.get("state") == "online", 20,
                          "both workers online")
+        await wait_until(lambda: stopped.detections, 10, "D2's worker to report the fire")
         lost.proc.kill()
         await asyncio.wait_for(runs[0], 10)
         stop.set()
@@ -124,8 +128,66 @@ async def test_a_lost_worker_is_named_and_a_stopped_one_ends(mosquitto_broker, f
         for e in (lost, stopped):
             await e.end()
     errors = [(e.subject, e.data["error"]) for e in store.events("stage_error")]
+    detections = [e.data for e in store.events("detection")]
     store.close()
+    assert detections and {d["drone_id"] for d in detections} <= {"D1", "D2"} and "fire" in {d["kind"] for d in detections}
     assert len(errors) == 1 and errors[0][0] == "vision-worker-D1", errors
     assert "vision worker lost" in errors[0][1]
     assert lost.proc.returncode == -9 and stopped.proc.returncode == 0
     assert stopped.status["state"] == "offline" and stopped.status["reason"] == "stopped"
+
+
+def test_worker_logins_must_name_each_watched_drone(tmp_path, capsys):
+    logins = tmp_path / "credentials.yaml"
+    logins.write_text("patrol-controller: pw1\ndrone-drone02: pw2\n")
+    code = main(["run", "--scenario", str(_scenario_file(tmp_path)), "--out", str(tmp_path / "run"), "--no-live",
+                 "--vision-workers", "process", "--video", "drone01=rtsp://127.0.0.1:1/cam",
+                 "--worker-logins", str(logins)])
+    assert code == 2
+    assert "no login drone-drone01 for drone01's vision worker" in capsys.readouterr().err
+
+
+@pytest.mark.mosquitto
+async def test_worker_process_logs_in_as_its_drone(fire_clip, tmp_path):
+    """On a `patrol broker-config` Mosquitto (no anonymous access, ACLs), the worker process logs in as
+    drone-D1, whose ACL lets it publish D1's detections and status; its password is in its
+    environment, never on its command line."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from common.values import CameraModel
+    from dispatch.broker_config import BrokerLayout, write_broker_config
+    from dispatch.config import BrokerConfig
+    from runloop.clock import ScenarioClock
+    from runloop.eyes import WorkerProcessEyes
+    from tests.dispatch.conftest import wait_until
+    from tests.fixtures.broker import mosquitto_running, root_user_lines
+    from vision import VisionConfig
+
+    made = {}
+
+    def config(port, workdir):
+        made["files"] = write_broker_config(BrokerLayout(units=["M01"], drones=["D1"], port=port, tls_port=0, ws_port=0,
+                                                         run_as_root=bool(root_user_lines())), workdir / "broker")
+        return made["files"].config_path.read_text()
+
+    with mosquitto_running(config) as broker:
+        creds = made["files"].credentials
+        store = EventStore(tmp_path)
+        airborne = SimpleNamespace(state=SimpleNamespace(pose=SimpleNamespace(alt_rel_m=60.0), armed=True))
+        watcher = BrokerConfig(url=broker.url, username="patrol-operator", password=creds["patrol-operator"])
+        worker = BrokerConfig(url=broker.url, username="drone-D1", password=creds["drone-D1"])
+        trusting_flames = VisionConfig.model_validate({"fire": {"colour_alone": True}})  # synthetic clip, no model
+        eyes = WorkerProcessEyes("D1", airborne, str(fire_clip), watcher, trusting_flames, CameraModel(640, 360, 82.0),
+                                 ScenarioClock(1.0), store, tmp_path, worker_broker=worker)
+        stop = asyncio.Event()
+        run = asyncio.create_task(eyes.run(stop))
+        try:
+            await wait_until(lambda: eyes.detections, 20, "D1's detections, published under its own login")
+            cmdline = open(f"/proc/{eyes.proc.pid}/cmdline", "rb").read().split(b"\0")
+        finally:
+            stop.set()
+            await asyncio.wait_for(run, 20)
+        store.close()
+    assert b"drone-D1" in cmdline and not any(creds["drone-D1"].encode() in arg for arg in cmdline)
+    assert eyes.status["state"] == "offline" and eyes.lost is None
