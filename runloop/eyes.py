@@ -369,6 +369,8 @@ class WorkerProcessEyes:
     async def _start(self) -> None:
         import yaml
 
+        from vision.sources import safe_source_name
+
         self.dir.mkdir(parents=True, exist_ok=True)
         config_path = self.dir / f"{self.drone_id}-vision.yaml"
         config_path.write_text(yaml.safe_dump(self.vision_config.model_dump(mode="json")))
@@ -384,7 +386,7 @@ class WorkerProcessEyes:
                 stderr=asyncio.subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
         self.store.add(self.clock(), "worker_started", f"eyes-{self.drone_id}", pid=self.proc.pid, source=self.source,
                        log=str(log_path))
-        print(f"{self.drone_id}: vision worker process {self.proc.pid} watching {_shown(self.source)} "
+        print(f"{self.drone_id}: vision worker process {self.proc.pid} watching {safe_source_name(self.source)} "
               f"(log {log_path})", flush=True)
 
     def _exited(self, code: int) -> None:
@@ -458,12 +460,6 @@ def _is_recording(source: str) -> bool:
     from vision.sources import is_stream
 
     return not is_stream(source)
-
-
-def _shown(source: str) -> str:
-    from runloop.worker import safe_source_name
-
-    return safe_source_name(source)
 
 
 def _die_with_parent() -> None:
