@@ -317,7 +317,7 @@ class PatrolRun:
             elif broker_url and BrokerConfig(url=broker_url).username:
                 raise RunError("--vision-workers process: the broker takes logins; give --worker-logins "
                                "CREDENTIALS.yaml (from patrol broker-config) so that each worker logs in as its "
-                               "drone (drone-<id>), not with the controller's login")
+                               "drone (drone-<id>), not with the controller's login, or leave --vision-workers in-process")
         self.vision_workers = mode
         self.store.set_meta("vision_workers", mode)
 

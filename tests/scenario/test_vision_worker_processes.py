@@ -76,10 +76,13 @@ def _scenario_file(tmp_path, **changes):
 @pytest.mark.parametrize("changes, video, says", [
     ({}, [], "drone01 would be watched by the synthetic camera"),
     ({"speedup": 20}, ["--video", "drone01=rtsp://127.0.0.1:1/cam"], "this run is at speedup 20"),
+    ({}, ["--video", "drone01=rtsp://127.0.0.1:1/cam", "--broker", "mqtt://patrol-controller:pw@127.0.0.1:1"],
+     "the broker takes logins; give --worker-logins"),
 ])
 def test_worker_processes_refused_where_they_cannot_watch(tmp_path, capsys, changes, video, says):
-    """Synthetic camera (its world lives inside the run) or a run faster than the wall clock: refused
-    before anything flies, naming the option and why."""
+    """Synthetic camera (its world lives inside the run), a run faster than the wall clock, or a broker
+    with logins but none for the workers (they would share the controller's): refused before anything
+    flies, naming the option and why."""
     code = main(["run", "--scenario", str(_scenario_file(tmp_path, **changes)), "--out", str(tmp_path / "run"),
                  "--no-live", "--vision-workers", "process", *video])
     assert code == 2
