@@ -383,7 +383,7 @@ class WorkerProcessEyes:
         with log_path.open("ab") as log_file:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command(config_path), stdin=asyncio.subprocess.DEVNULL, stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+                stderr=asyncio.subprocess.STDOUT, env=env, preexec_fn=_die_with_parent())
         self.store.add(self.clock(), "worker_started", f"eyes-{self.drone_id}", pid=self.proc.pid, source=self.source,
                        log=str(log_path))
         print(f"{self.drone_id}: vision worker process {self.proc.pid} watching {safe_source_name(self.source)} "
@@ -462,15 +462,17 @@ def _is_recording(source: str) -> bool:
     return not is_stream(source)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the run's process dies (Linux prctl PR_SET_PDEATHSIG),
-    so not even a SIGKILL-ed run leaves a worker behind."""
+def _die_with_parent():
+    """For the child, run between fork and exec: SIGTERM when the run's process dies (Linux prctl
+    PR_SET_PDEATHSIG), so not even a SIGKILL-ed run leaves a worker behind. libc is loaded here,
+    in the parent: after fork only the call itself runs. None where there is no such call."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def parse_video_arg(text: str) -> tuple[str, str]:

@@ -194,3 +194,62 @@ async def test_worker_process_logs_in_as_its_drone(fire_clip, tmp_path):
         store.close()
     assert b"drone-D1" in cmdline and not any(creds["drone-D1"].encode() in arg for arg in cmdline)
     assert eyes.status["state"] == "offline" and eyes.lost is None
+
+
+RUN_THAT_DIES = """
+import asyncio, sys
+from pathlib import Path
+from types import SimpleNamespace
+from common.values import CameraModel
+from dispatch.config import BrokerConfig
+from runloop.clock import ScenarioClock
+from runloop.eventstore import EventStore
+from runloop.eyes import WorkerProcessEyes
+from vision import VisionConfig
+
+async def main(clip, url, out):
+    airborne = SimpleNamespace(state=SimpleNamespace(pose=SimpleNamespace(alt_rel_m=60.0), armed=True))
+    eyes = WorkerProcessEyes("D1", airborne, clip, BrokerConfig(url=url), VisionConfig(), CameraModel(640, 360, 82.0),
+                             ScenarioClock(1.0), EventStore(Path(out)), Path(out))
+    run = asyncio.create_task(eyes.run(asyncio.Event()))
+    await run  # it says "D1: vision worker process PID watching ..." once the worker is started
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent that never reaps it (PID 1 in a container)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.mosquitto
+def test_a_killed_run_leaves_no_worker_behind(mosquitto_broker, fire_clip, tmp_path):
+    """The run's process is SIGKILL-ed (no chance to stop anything): its worker process goes too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    run = subprocess.Popen([sys.executable, "-c", RUN_THAT_DIES, str(fire_clip), mosquitto_broker.url, str(tmp_path)],
+                           cwd=repo, stdout=subprocess.PIPE, text=True)
+    worker_pid = 0
+    try:
+        worker_pid = int(run.stdout.readline().split("vision worker process ")[1].split()[0])
+        assert _running(worker_pid)
+        run.send_signal(signal.SIGKILL)
+        run.wait(5)
+        deadline = time.monotonic() + 5
+        while _running(worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(worker_pid), "the worker outlived the run that was killed"
+    finally:
+        run.kill()
+        if worker_pid and _running(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
