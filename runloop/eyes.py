@@ -389,6 +389,22 @@ class WorkerProcessEyes:
         print(f"{self.drone_id}: vision worker process {self.proc.pid} watching {safe_source_name(self.source)} "
               f"(log {log_path})", flush=True)
 
+    def live_status(self) -> str:
+        """One line for the live table: how this drone's worker is."""
+        if self.lost is not None:
+            return f"LOST ({self.lost.split(';')[0]})"
+        if self.proc is None:
+            return "waiting for take-off" if _is_recording(self.source) else "starting"
+        st = self.status
+        if not st:
+            return f"pid {self.proc.pid}, starting"
+        if st.get("state") == "offline":
+            return f"offline ({st.get('reason')})"
+        text = f"online, video {st.get('video')}, pose {st.get('pose')}"
+        if st.get("frames_per_s") is not None:
+            text += f", {st['frames_per_s']:.1f} fr/s"
+        return text
+
     def _exited(self, code: int) -> None:
         """The worker ended by itself: a recording played to its end (exit 0), else it was lost."""
         if code == 0 and self.status.get("reason") in ("ended", None):

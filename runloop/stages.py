@@ -458,7 +458,11 @@ class PatrolRun:
     async def live(self, stop: asyncio.Event) -> None:
         from runloop.live import live_table
 
-        await live_table(stop, self.clock, self.drones, self.recorder, self.world)
+        vision = None
+        if self.vision_workers == "process":
+            def vision() -> dict[str, str]:
+                return {e.drone_id: e.live_status() for e in self.eyes}
+        await live_table(stop, self.clock, self.drones, self.recorder, self.world, vision=vision)
 
     async def finish_when_done(self, stop: asyncio.Event) -> None:
         """Stop at duration_s, or earlier once every sortie is flown, every scripted incident has

@@ -103,6 +103,7 @@ async def test_a_lost_worker_is_named_and_a_stopped_one_ends(mosquitto_broker, f
     from dispatch.config import BrokerConfig
     from runloop.clock import ScenarioClock
     from runloop.eyes import WorkerProcessEyes
+    from runloop.live import DroneLive, LiveState, format_table
     from tests.dispatch.conftest import wait_until
     from vision import VisionConfig
 
@@ -122,6 +123,7 @@ async def test_a_lost_worker_is_named_and_a_stopped_one_ends(mosquitto_broker, f
         await wait_until(lambda: lost.status.get("state") == stopped.status.get("state") == "online", 20,
                          "both workers online")
         await wait_until(lambda: stopped.detections, 10, "D2's worker to report the fire")
+        assert stopped.live_status().startswith("online, video ok")
         lost.proc.kill()
         await asyncio.wait_for(runs[0], 10)
         stop.set()
@@ -138,6 +140,9 @@ async def test_a_lost_worker_is_named_and_a_stopped_one_ends(mosquitto_broker, f
     assert "vision worker lost" in errors[0][1]
     assert lost.proc.returncode == -9 and stopped.proc.returncode == 0
     assert stopped.status["state"] == "offline" and stopped.status["reason"] == "stopped"
+    table = format_table(LiveState(5.0, tuple(DroneLive(e.drone_id, "AUTO", True, True, None, None, None, None, None, "",
+                                                        0, 1, (), vision=e.live_status()) for e in (lost, stopped)), (), ()))
+    assert "vision workers: D1 LOST (killed by signal 9); D2 offline (stopped)" in table
 
 
 def test_worker_logins_must_name_each_watched_drone(tmp_path, capsys):
