@@ -293,9 +293,10 @@ class WorkerProcessEyes:
 
     def __init__(self, drone_id: str, vehicle, source: str, broker, vision_config, camera: CameraModel,
                  clock: ScenarioClock, store: EventStore, run_dir: Path, topic_prefix: str = "patrol",
-                 worker_broker=None):
+                 worker_broker=None, zones=()):
         """broker: the run's, for following the worker; worker_broker: the worker's own login
-        (`drone-<id>` on a `patrol broker-config` broker), default the run's broker settings."""
+        (`drone-<id>` on a `patrol broker-config` broker), default the run's broker settings;
+        zones: the scenario's restricted zones, [(lat, lon), ...] each (intrusions)."""
         from dispatch.mqtt import MqttSession
         from dispatch.topics import Topics
 
@@ -309,6 +310,7 @@ class WorkerProcessEyes:
         self.topics = Topics(topic_prefix)
         self.vision_config = vision_config.model_copy(update={"camera": vision_config.camera.model_copy(
             update={"width_px": camera.width_px, "height_px": camera.height_px, "hfov_deg": camera.hfov_deg})})
+        self.zones = [list(z) for z in zones]
         self.proc: asyncio.subprocess.Process | None = None
         self.status: dict = {}  # the worker's newest patrol.worker-status/1
         self.frames = 0
@@ -327,6 +329,8 @@ class WorkerProcessEyes:
         cmd = [sys.executable, "-m", "patrol", "watch", self.source, "--broker", b.url, "--drone-id", self.drone_id,
                "--pose", "mqtt", "--config", str(config_path), "--status-interval", str(self.status_interval_s),
                "--mqtt-version", b.protocol, "--topic-prefix", self.topics.prefix]
+        for zone in self.zones:
+            cmd += ["--zone", ";".join(f"{lat:.7f},{lon:.7f}" for lat, lon in zone)]
         if b.username:
             cmd += ["--username", b.username]
         if b.ca_file:

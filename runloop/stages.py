@@ -338,7 +338,8 @@ class PatrolRun:
                                  if login else None)
                 eyes = WorkerProcessEyes(rec.drone_id, rec.vehicle, self.video[rec.drone_id], self.broker, vcfg,
                                          self.camera, self.clock, self.store, self.out,
-                                         topic_prefix=self.dispatcher.topics.prefix, worker_broker=worker_broker)
+                                         topic_prefix=self.dispatcher.topics.prefix, worker_broker=worker_broker,
+                                         zones=self.world.restricted_zones())
                 self._undo.append((f"vision-worker-{rec.drone_id}", eyes.end))  # no orphan, whatever ends the run
                 self.eyes.append(eyes)
             elif rec.drone_id in self.video:

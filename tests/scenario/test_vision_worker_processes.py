@@ -186,8 +186,9 @@ async def test_worker_process_logs_in_as_its_drone(fire_clip, tmp_path):
         watcher = BrokerConfig(url=broker.url, username="patrol-operator", password=creds["patrol-operator"])
         worker = BrokerConfig(url=broker.url, username="drone-D1", password=creds["drone-D1"])
         trusting_flames = VisionConfig.model_validate({"fire": {"colour_alone": True}})  # synthetic clip, no model
+        zone = [(32.0, 119.5), (32.001, 119.5), (32.001, 119.501)]
         eyes = WorkerProcessEyes("D1", airborne, str(fire_clip), watcher, trusting_flames, CameraModel(640, 360, 82.0),
-                                 ScenarioClock(1.0), store, tmp_path, worker_broker=worker)
+                                 ScenarioClock(1.0), store, tmp_path, worker_broker=worker, zones=[zone])
         stop = asyncio.Event()
         run = asyncio.create_task(eyes.run(stop))
         try:
@@ -198,6 +199,7 @@ async def test_worker_process_logs_in_as_its_drone(fire_clip, tmp_path):
             await asyncio.wait_for(run, 20)
         store.close()
     assert b"drone-D1" in cmdline and not any(creds["drone-D1"].encode() in arg for arg in cmdline)
+    assert b"32.0000000,119.5000000;32.0010000,119.5000000;32.0010000,119.5010000" in cmdline  # the restricted zone
     assert eyes.status["state"] == "offline" and eyes.lost is None
 
 
