@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--video", metavar="DRONE=SOURCE", action="append", type=_video_source, default=[],
                      help="a drone's real video instead of the synthetic camera: drone01=rtsp://HOST/cam, "
                           "2=udp://@:5600, or a recorded file replayed from take-off (repeatable)")
+    run.add_argument("--vision-workers", choices=("in-process", "process"), default="in-process",
+                     help="where each drone's video is watched: in this process (default), or by its own "
+                          "`patrol watch --broker` worker process, as on a separate machine (needs --video for "
+                          "every drone and speedup 1)")
+    run.add_argument("--worker-logins", metavar="FILE", type=Path, default=None,
+                     help="with --vision-workers process on a broker with logins: patrol broker-config's "
+                          "credentials.yaml; each worker process logs in as its drone (drone-<id>)")
     add_web_arguments(run)
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="the bundled Danyang scenario on the embedded broker and built-in simulator")
@@ -101,7 +108,7 @@ def _video_source(text: str) -> tuple[str, str]:
 def run_demo(args: argparse.Namespace) -> int:
     """The bundled Danyang scenario: 3 drones, 4 riders, a fire, a crowd and a stopped vehicle."""
     args.scenario, args.sitl, args.connect_base, args.broker, args.speedup = "danyang-demo", False, None, None, None
-    args.video, args.until = [], None
+    args.video, args.until, args.vision_workers, args.worker_logins = [], None, "in-process", None
     return cmd_run(args)
 
 
@@ -125,7 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         report = asyncio.run(run_patrol(scenario, out, broker_url=args.broker, live=not args.no_live,
                                         sitl=args.sitl, connect_base=args.connect_base,
                                         web=web_options(args),
-                                        video=dict(args.video)))
+                                        video=dict(args.video), vision_workers=args.vision_workers,
+                                        worker_logins=args.worker_logins))
     except RunError as exc:
         print(f"patrol run: {exc}", file=sys.stderr)
         return 2
@@ -165,12 +173,15 @@ def print_verdict(report: dict, out: Path) -> int:
 async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live: bool = True,
                      broker_restart=None, protocol: str | None = None, sitl: bool = False,
                      connect_base: str | None = None, web: "WebOptions | None" = None,
-                     video: dict[str, str] | None = None) -> dict:
+                     video: dict[str, str] | None = None, vision_workers: str = "in-process",
+                     worker_logins: Path | None = None) -> dict:
     """One patrol run, as named stages sharing one stop event; shutdown undoes them in reverse.
 
     broker_restart: async fn(down_s) for a scenario's broker_restart fault on an outside broker
     (tests pass the Mosquitto fixture's); the embedded broker restarts itself.
     video: drone (id or number) -> its real video source, watched instead of the synthetic camera.
+    vision_workers: "in-process", or "process" (each video watched by its own `patrol watch` process);
+    worker_logins: patrol broker-config's credentials.yaml, for the workers' own logins.
     """
     from runloop import stages
 
@@ -182,6 +193,7 @@ async def run_patrol(scenario, out: Path, *, broker_url: str | None = None, live
         run.init_store()
         run.init_plan()
         run.set_video(video)
+        run.set_vision_workers(vision_workers, worker_logins, broker_url)
         await run.start_broker(broker_url, broker_restart, protocol)
         await run.start_vehicles(sitl=sitl, connect_base=connect_base)
         await run.connect_fleet()

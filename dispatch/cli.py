@@ -27,6 +27,8 @@ def add_broker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca-file", type=Path, default=None, help="CA certificate for mqtts://")
     p.add_argument("--tls-insecure", action="store_true", help="do not check the broker's hostname")
     p.add_argument("--topic-prefix", default=None, help="topic prefix (default patrol)")
+    p.add_argument("--mqtt-version", choices=("5", "3.1.1"), default=None,
+                   help="MQTT protocol version (default 5; 3.1.1 for the embedded amqtt demo broker)")
 
 
 def read_password(args: argparse.Namespace) -> str | None:
@@ -62,6 +64,8 @@ def broker_from_args(args: argparse.Namespace, base: BrokerConfig | None = None)
         data["ca_file"] = args.ca_file
     if args.tls_insecure:
         data["tls_insecure"] = True
+    if getattr(args, "mqtt_version", None):
+        data["protocol"] = args.mqtt_version
     try:
         return BrokerConfig(**data)
     except ValueError as exc:

@@ -8,14 +8,23 @@ worker thread (OpenCV releases the GIL), so two cores carry three drones.
 `VideoEyes` watches the drone's real video instead (`patrol run --video drone01=rtsp://...`):
 an RTSP/UDP/HTTP stream, or a recorded file replayed from take-off on the scenario clock. Each
 frame it looks at is paired with the drone's newest telemetry pose; a lost stream is reopened.
+
+`WorkerProcessEyes` hands that video to a separate `patrol watch --broker` process, the same
+vision worker a drone has on its own machine (`patrol run --vision-workers process`): its
+detections reach the dispatcher over MQTT; the run follows its status topic and ends it on stop.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import signal
+import sys
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from common.values import CameraModel, IncidentEvent, Pose
 from runloop.clock import ScenarioClock
@@ -268,6 +277,222 @@ class VideoEyes(DroneEyes):
         finally:
             if feed is not None:
                 feed.close()
+
+
+class WorkerProcessEyes:
+    """A drone's real video watched by its own vision worker process (runloop/worker.py via
+    `patrol watch SOURCE --broker URL --drone-id D --pose mqtt`), as on a separate machine: pose
+    from the dispatcher's `drones/{id}/state`, detections to `detections/{id}`, which the
+    dispatcher takes like any worker's. The run starts it (a recording at take-off, as the
+    in-process eyes replay it; a stream at once), records what its status and detections say,
+    names it when it is lost, and ends it on stop (SIGTERM, then SIGKILL after `stop_timeout_s`;
+    on Linux the child also dies with the run, so a killed run leaves no orphan)."""
+
+    stop_timeout_s = 15.0  # the worker drains its queued detections for up to 10 s (WorkerSettings)
+    status_interval_s = 1.0
+
+    def __init__(self, drone_id: str, vehicle, source: str, broker, vision_config, camera: CameraModel,
+                 clock: ScenarioClock, store: EventStore, run_dir: Path, topic_prefix: str = "patrol",
+                 worker_broker=None, zones=()):
+        """broker: the run's, for following the worker; worker_broker: the worker's own login
+        (`drone-<id>` on a `patrol broker-config` broker), default the run's broker settings;
+        zones: the scenario's restricted zones, [(lat, lon), ...] each (intrusions)."""
+        from dispatch.mqtt import MqttSession
+        from dispatch.topics import Topics
+
+        self.drone_id = drone_id
+        self.vehicle = vehicle
+        self.source = source
+        self.broker = worker_broker or broker
+        self.clock = clock
+        self.store = store
+        self.dir = Path(run_dir) / "vision-workers"
+        self.topics = Topics(topic_prefix)
+        self.vision_config = vision_config.model_copy(update={"camera": vision_config.camera.model_copy(
+            update={"width_px": camera.width_px, "height_px": camera.height_px, "hfov_deg": camera.hfov_deg})})
+        self.zones = [list(z) for z in zones]
+        self.proc: asyncio.subprocess.Process | None = None
+        self.status: dict = {}  # the worker's newest patrol.worker-status/1
+        self.frames = 0
+        self.detections = 0
+        self.lost: str | None = None  # why the worker was lost, if it was
+        self._started_wall = time.time()
+        self._stopping = False
+        self.session = MqttSession(broker, client_id=f"patrol-run-watch-{drone_id}",
+                                   subscriptions=[(self.topics.worker_status(drone_id), 1),
+                                                  (self.topics.detections(drone_id), 1)],
+                                   name=f"watch-{drone_id}")
+
+    def command(self, config_path: Path) -> list[str]:
+        """The worker's command line: no secret on it (the password goes in its environment)."""
+        b = self.broker
+        cmd = [sys.executable, "-m", "patrol", "watch", self.source, "--broker", b.url, "--drone-id", self.drone_id,
+               "--pose", "mqtt", "--config", str(config_path), "--status-interval", str(self.status_interval_s),
+               "--mqtt-version", b.protocol, "--topic-prefix", self.topics.prefix]
+        for zone in self.zones:
+            cmd += ["--zone", ";".join(f"{lat:.7f},{lon:.7f}" for lat, lon in zone)]
+        if b.username:
+            cmd += ["--username", b.username]
+        if b.ca_file:
+            cmd += ["--ca-file", str(b.ca_file)]
+        if b.tls_insecure:
+            cmd.append("--tls-insecure")
+        return cmd
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from vision.sources import is_stream
+
+        watching = asyncio.Event()  # outlives `stop` a little: the worker's last status comes as it goes
+        watcher = asyncio.create_task(self.session.run(self._on_message, watching), name=f"watch-{self.drone_id}")
+        try:
+            if not is_stream(self.source):  # a recording replays from take-off
+                while not stop.is_set() and not self._airborne():
+                    await asyncio.sleep(0.1)
+            if stop.is_set():
+                return
+            await self._start()
+            exited = asyncio.create_task(self.proc.wait())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if exited.done():
+                self._exited(self.proc.returncode)
+        finally:
+            await self.end()
+            for _ in range(20):
+                if self.proc is None or self.status.get("state") == "offline":
+                    break
+                await asyncio.sleep(0.05)
+            watching.set()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    def _airborne(self) -> bool:
+        s = self.vehicle.state
+        return s.pose is not None and s.armed and s.pose.alt_rel_m >= MIN_RENDER_ALT_M
+
+    async def _start(self) -> None:
+        import yaml
+
+        from vision.sources import safe_source_name
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config_path = self.dir / f"{self.drone_id}-vision.yaml"
+        config_path.write_text(yaml.safe_dump(self.vision_config.model_dump(mode="json")))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("PATROL_MQTT_PASSWORD", None)
+        if self.broker.password is not None:
+            env["PATROL_MQTT_PASSWORD"] = self.broker.password.get_secret_value()
+        log_path = self.dir / f"{self.drone_id}.log"
+        self._started_wall = time.time()
+        with log_path.open("ab") as log_file:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command(config_path), stdin=asyncio.subprocess.DEVNULL, stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT, env=env, preexec_fn=_die_with_parent())
+        self.store.add(self.clock(), "worker_started", f"eyes-{self.drone_id}", pid=self.proc.pid, source=self.source,
+                       log=str(log_path))
+        print(f"{self.drone_id}: vision worker process {self.proc.pid} watching {safe_source_name(self.source)} "
+              f"(log {log_path})", flush=True)
+
+    def live_status(self) -> str:
+        """One line for the live table: how this drone's worker is."""
+        if self.lost is not None:
+            return f"LOST ({self.lost.split(';')[0]})"
+        if self.proc is None:
+            return "waiting for take-off" if _is_recording(self.source) else "starting"
+        st = self.status
+        if not st:
+            return f"pid {self.proc.pid}, starting"
+        if st.get("state") == "offline":
+            return f"offline ({st.get('reason')})"
+        text = f"online, video {st.get('video')}, pose {st.get('pose')}"
+        if st.get("frames_per_s") is not None:
+            text += f", {st['frames_per_s']:.1f} fr/s"
+        return text
+
+    def _exited(self, code: int) -> None:
+        """The worker ended by itself: a recording played to its end (exit 0), else it was lost."""
+        if code == 0 and self.status.get("reason") in ("ended", None):
+            return
+        why = f"exited with code {code}" if code >= 0 else f"killed by signal {-code}"
+        self._lose(f"{why}; see {self.dir / (self.drone_id + '.log')}")
+
+    def _lose(self, why: str) -> None:
+        if self.lost is not None or self._stopping:
+            return
+        self.lost = why
+        log.error("%s: vision worker lost: %s", self.drone_id, why)
+        print(f"{self.drone_id}: vision worker LOST: {why}", flush=True)
+        self.store.add(self.clock(), "stage_error", f"vision-worker-{self.drone_id}", error=f"vision worker lost: {why}")
+
+    async def end(self) -> None:
+        """Stop the worker (SIGTERM: it drains what it queued and says `stopped`), SIGKILL if it
+        does not go within `stop_timeout_s`. Safe to call more than once."""
+        self._stopping = True
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
+        except (TimeoutError, asyncio.CancelledError):
+            proc.kill()
+            await asyncio.shield(proc.wait())
+        except ProcessLookupError:
+            pass
+
+    async def _on_message(self, message) -> None:
+        topic = str(message.topic)
+        try:
+            payload = json.loads(message.payload)
+        except (ValueError, TypeError):
+            return
+        if topic == self.topics.worker_status(self.drone_id):
+            self._on_status(payload)
+        elif isinstance(payload, dict) and isinstance(payload.get("incident"), dict):
+            inc = payload["incident"]
+            self.detections += 1
+            self.store.add(self.clock(), "detection", str(inc.get("id")), state=payload.get("state"),
+                           kind=inc.get("kind"), lat=inc.get("lat"), lon=inc.get("lon"), error_m=inc.get("error_m"),
+                           confidence=inc.get("confidence"), drone_id=self.drone_id)
+
+    def _on_status(self, status: dict) -> None:
+        if self.proc is None or (status.get("ts") or 0) < self._started_wall - 1.0:
+            return  # a retained status of an earlier worker of this drone
+        before, self.status = self.status, status
+        self.frames = int(status.get("frames") or 0)
+        now = self.clock()
+        video, was = status.get("video"), before.get("video")
+        if video == "ok" and was != "ok":
+            self.store.add(now, "video_opened", f"eyes-{self.drone_id}", source=self.source,
+                           live=not _is_recording(self.source), worker_pid=self.proc.pid)
+        elif video == "lost" and was != "lost":
+            self.store.add(now, "video_lost", f"eyes-{self.drone_id}", source=self.source,
+                           error=status.get("last_error"))
+        if status.get("state") == "offline" and before.get("state") != "offline":
+            reason = status.get("reason")
+            if reason == "ended":
+                self.store.add(now, "video_ended", f"eyes-{self.drone_id}", source=self.source, frames=self.frames)
+            elif reason in ("lost", "failed"):
+                self._lose(f"status offline ({reason})" + (f": {status['last_error']}" if status.get("last_error") else ""))
+
+
+def _is_recording(source: str) -> bool:
+    from vision.sources import is_stream
+
+    return not is_stream(source)
+
+
+def _die_with_parent():
+    """For the child, run between fork and exec: SIGTERM when the run's process dies (Linux prctl
+    PR_SET_PDEATHSIG), so not even a SIGKILL-ed run leaves a worker behind. libc is loaded here,
+    in the parent: after fork only the call itself runs. None where there is no such call."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def parse_video_arg(text: str) -> tuple[str, str]:

@@ -43,6 +43,7 @@ class DroneLive:
     total: int  # sorties planned
     watching: tuple[str, ...]  # incidents it holds overwatch over
     state: str = ""  # flying / landing / swapping / ready / paused / lost (common.dock_service.DroneState)
+    vision: str = ""  # its vision worker process (--vision-workers process): online / offline / LOST ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +110,10 @@ def drone_state(rec) -> str:
     return "ready" if state in ("flying", "landing", "") else state
 
 
-def live_state(t_s: float, drones, recorder, world) -> LiveState:
+def live_state(t_s: float, drones, recorder, world, vision: dict[str, str] | None = None) -> LiveState:
     """The snapshot of a run's drones (runloop.drones.DroneOps), what the recorder heard from the
-    broker (incidents, unit positions) and the scripted world."""
+    broker (incidents, unit positions) and the scripted world; vision: drone -> how its vision
+    worker process is (only with --vision-workers process)."""
     drone_rows = []
     for rec in drones.drones.values():
         s = rec.vehicle.state
@@ -124,7 +126,7 @@ def live_state(t_s: float, drones, recorder, world) -> LiveState:
             lat=pose.lat if pose else None, lon=pose.lon if pose else None,
             alt_rel_m=pose.alt_rel_m if pose else None, heading_deg=pose.heading_deg if pose else None,
             battery_pct=_opt(s.battery_remaining_pct), sortie=rec.current or "", done=rec.done, total=rec.total,
-            watching=watching, state=drone_state(rec)))
+            watching=watching, state=drone_state(rec), vision=(vision or {}).get(rec.drone_id, "")))
     incident_rows = []
     for iid, rec in sorted(recorder.incidents.items()):
         inc = rec.get("incident") or {}
@@ -153,6 +155,9 @@ def format_table(state: LiveState) -> str:
         mode = d.mode + ("" if d.link_ok else "!")
         lines.append(f"{d.drone_id:<9}{mode:<9}{d.state or '-':<10}{alt:>7}{batt:>8}  {d.sortie or '-':<12}"
                      f"{d.done}/{d.total:<4}  {', '.join(d.watching)}")
+    workers = [f"{d.drone_id} {d.vision}" for d in state.drones if d.vision]
+    if workers:
+        lines.append("vision workers: " + "; ".join(workers))
     lines.append(f"{'incident':<28}{'kind':<17}{'status':<12}unit")
     for i in state.incidents:
         lines.append(f"{i.incident_id:<28}{i.kind:<17}{i.status:<12}{i.unit_id}")
@@ -164,17 +169,19 @@ def format_table(state: LiveState) -> str:
     return "\n".join(lines)
 
 
-def render_table(t_s: float, drones, recorder, world) -> str:
-    return format_table(live_state(t_s, drones, recorder, world))
+def render_table(t_s: float, drones, recorder, world, vision: dict[str, str] | None = None) -> str:
+    return format_table(live_state(t_s, drones, recorder, world, vision))
 
 
-async def live_table(stop: asyncio.Event, clock, drones, recorder, world, stream=None, every_wall_s: float = 1.0) -> None:
+async def live_table(stop: asyncio.Event, clock, drones, recorder, world, stream=None, every_wall_s: float = 1.0,
+                     vision=None) -> None:
+    """vision: () -> {drone: its vision worker's state}, or None (in-process eyes)."""
     out = stream or sys.stderr
     tty = out.isatty()
     last_lines = 0
     n = 0
     while not stop.is_set():
-        text = render_table(clock(), drones, recorder, world)
+        text = render_table(clock(), drones, recorder, world, vision() if vision else None)
         if tty:
             if last_lines:
                 out.write(f"\x1b[{last_lines}F\x1b[J")

@@ -10,6 +10,8 @@ import logging
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from common.geo import outer_rings_latlon
 from common.values import CameraModel
 from runloop.clock import ScenarioClock
@@ -43,7 +45,9 @@ class PatrolRun:
         self.broker_restart = None
         self.relays: dict = {}  # drone_id -> LinkRelay
         self.video: dict[str, str] = {}  # drone_id -> its real video source (--video)
+        self.vision_workers = "in-process"  # or "process": one `patrol watch` process per drone (--vision-workers)
         self.alarms_pending = len(scenario.alarms)  # scripted alarms not sent yet
+        self.worker_logins: dict[str, tuple[str, str]] = {}  # drone_id -> its vision worker's (user, password)
 
     # ------------------------------------------------------------------ start-up stages
     def init_store(self) -> None:
@@ -284,8 +288,41 @@ class PatrolRun:
         if self.video:
             self.store.set_meta("video", self.video)
 
+    def set_vision_workers(self, mode: str, logins: Path | None = None, broker_url: str | None = None) -> None:
+        """`--vision-workers process`: each drone's video watched by its own worker process. Only
+        for real video at speedup 1, checked before anything flies. On a broker with logins each
+        worker logs in as its drone (`drone-<id>`, from `--worker-logins`, patrol broker-config's
+        credentials.yaml), never as the controller."""
+        from dispatch.config import BrokerConfig
+
+        if mode not in ("in-process", "process"):
+            raise RunError(f"--vision-workers {mode!r}: use in-process or process")
+        if logins is not None and mode != "process":
+            raise RunError("--worker-logins is for --vision-workers process")
+        if mode == "process":
+            synthetic = [d.drone_id for d in self.plan.drones if d.drone_id not in self.video]
+            if synthetic:
+                raise RunError(
+                    f"--vision-workers process: {', '.join(synthetic)} would be watched by the synthetic camera, "
+                    "whose world exists only inside this run, on its scenario clock; a separate process cannot "
+                    f"see it. Give each drone its real video (--video {synthetic[0]}=SOURCE) or leave "
+                    "--vision-workers in-process")
+            if self.scenario.speedup != 1:
+                raise RunError(
+                    f"--vision-workers process: this run is at speedup {self.scenario.speedup:g}; a worker process "
+                    "watches its video on the wall clock, so its frames and the drones' poses would disagree. "
+                    "Run at --speedup 1 or leave --vision-workers in-process")
+            if logins is not None:
+                self.worker_logins = _worker_logins(logins, self.video)
+            elif broker_url and BrokerConfig(url=broker_url).username:
+                raise RunError("--vision-workers process: the broker takes logins; give --worker-logins "
+                               "CREDENTIALS.yaml (from patrol broker-config) so that each worker logs in as its "
+                               "drone (drone-<id>), not with the controller's login, or leave --vision-workers in-process")
+        self.vision_workers = mode
+        self.store.set_meta("vision_workers", mode)
+
     def init_eyes(self) -> None:
-        from runloop.eyes import DroneEyes, VideoEyes
+        from runloop.eyes import DroneEyes, VideoEyes, WorkerProcessEyes
         from vision import IncidentRegistry, VisionConfig
 
         vcfg = VisionConfig.model_validate(self.scenario.vision)
@@ -295,7 +332,17 @@ class PatrolRun:
             args = (self.world, self.clock, self.store, self.publisher, self.camera, self.scenario.camera.fps, vcfg,
                     registry)
             kwargs = {"cell_lookup": self._cell_of, "seed": self.scenario.seed + i}
-            if rec.drone_id in self.video:
+            if self.vision_workers == "process":
+                login = self.worker_logins.get(rec.drone_id)
+                worker_broker = (self.broker.model_copy(update={"username": login[0], "password": SecretStr(login[1])})
+                                 if login else None)
+                eyes = WorkerProcessEyes(rec.drone_id, rec.vehicle, self.video[rec.drone_id], self.broker, vcfg,
+                                         self.camera, self.clock, self.store, self.out,
+                                         topic_prefix=self.dispatcher.topics.prefix, worker_broker=worker_broker,
+                                         zones=self.world.restricted_zones())
+                self._undo.append((f"vision-worker-{rec.drone_id}", eyes.end))  # no orphan, whatever ends the run
+                self.eyes.append(eyes)
+            elif rec.drone_id in self.video:
                 self.eyes.append(VideoEyes(rec.drone_id, rec.vehicle, self.video[rec.drone_id], *args, **kwargs))
             else:
                 self.eyes.append(DroneEyes(rec.drone_id, rec.vehicle, *args, **kwargs,
@@ -412,7 +459,11 @@ class PatrolRun:
     async def live(self, stop: asyncio.Event) -> None:
         from runloop.live import live_table
 
-        await live_table(stop, self.clock, self.drones, self.recorder, self.world)
+        vision = None
+        if self.vision_workers == "process":
+            def vision() -> dict[str, str]:
+                return {e.drone_id: e.live_status() for e in self.eyes}
+        await live_table(stop, self.clock, self.drones, self.recorder, self.world, vision=vision)
 
     async def finish_when_done(self, stop: asyncio.Event) -> None:
         """Stop at duration_s, or earlier once every sortie is flown, every scripted incident has
@@ -514,6 +565,28 @@ class PatrolRun:
         from runloop.report import write_report
 
         return write_report(self.out)
+
+
+def _worker_logins(path: Path, video: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Each watched drone's worker login from patrol broker-config's credentials.yaml (user: password)."""
+    import yaml
+
+    from dispatch.broker_config import DRONE_USER_PREFIX
+
+    try:
+        credentials = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RunError(f"--worker-logins {path}: cannot read it: {exc}") from exc
+    if not isinstance(credentials, dict):
+        raise RunError(f"--worker-logins {path}: not a credentials.yaml of patrol broker-config (user: password)")
+    logins = {}
+    for drone_id in video:
+        user = f"{DRONE_USER_PREFIX}{drone_id}"
+        if not credentials.get(user):
+            raise RunError(f"--worker-logins {path}: no login {user} for {drone_id}'s vision worker "
+                           f"(patrol broker-config --drones {drone_id} makes one)")
+        logins[drone_id] = (user, str(credentials[user]))
+    return logins
 
 
 def shift_parts_m(plan) -> dict:

@@ -27,9 +27,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
 
 from common.values import IncidentEvent, IncidentState, Pose
+from vision.sources import safe_source_name
 
 log = logging.getLogger(__name__)
 
@@ -253,14 +253,6 @@ def parse_pose_arg(text: str, drone_id: str) -> PoseFeed:
         return PoseFeed(drone_id)
     raise ValueError(f"--pose {text!r}: use mavlink:URL (e.g. mavlink:udpin:0.0.0.0:14551, mavlink:tcp:HOST:5760), "
                      "mqtt (the controller's patrol/drones/ID/state) or none")
-
-
-def safe_source_name(spec: str) -> str:
-    """A video source as it may be shown: a stream URL without its user:password."""
-    parts = urlsplit(spec)
-    if parts.scheme and "@" in parts.netloc:
-        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-    return spec
 
 
 # ---------------------------------------------------------------------------------- the worker

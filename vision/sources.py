@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -151,3 +152,11 @@ def open_source(spec: str | Path, fps: float = 10.0) -> FileSource | StreamSourc
     if path.is_dir():
         return ImageFolderSource(path, fps=fps)
     return FileSource(path)
+
+
+def safe_source_name(spec: str) -> str:
+    """A video source as it may be shown: a stream URL without its user:password."""
+    parts = urlsplit(spec)
+    if parts.scheme and "@" in parts.netloc:
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return spec
