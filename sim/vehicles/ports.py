@@ -79,6 +79,7 @@ class SimVehicle(FlyingVehicle, Protocol):
 
     index: int
     sysid: int
+    boot: Any  # boot.BootSequence
     home_lat: float
     home_lon: float
     home_alt_msl: float

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Callable
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
 from common.geo import LocalFrame
-from common.modes import MANUAL_THROTTLE, MODE_NAMES, NOT_ARMABLE, REQUIRES_POSITION, CopterMode
+from common.modes import MANUAL_THROTTLE, MODE_NAMES, REQUIRES_POSITION, CopterMode
 from common.values import Pose
-from sim.vehicles import failsafes, navigation, telemetry
+from sim.vehicles import arming, failsafes, navigation, telemetry
 from sim.vehicles.avoidance import ObjectAvoidance
 from sim.vehicles.boot import BootSequence
 from sim.vehicles.faults import VehicleFaults
@@ -279,9 +279,8 @@ class SimulatedVehicle:
                 self.position_ok = True
             for sev, text in texts:
                 self.send_text(sev, text.format(alt=f"{self.home_alt_msl:.0f}"))
-        oa_needs_reboot = not self.armed and self.position_ok and navigation.oa_needs_reboot(self)
-        if (not self.position_ok or oa_needs_reboot) and self.boot.prearm_report_due(now):
-            reasons = self.arming_failures()
+        if arming.prearm_report_due(self, now):
+            reasons = arming.failures(self)
             if reasons:
                 self.send_text(SEV_CRITICAL, "PreArm: " + reasons[-1])
 
@@ -501,34 +500,12 @@ class SimulatedVehicle:
                         float(self.home_alt_msl), 1)
 
     # ------------------------------------------------------------------ arming
-    def arming_failures(self) -> list[str]:
-        """Why arming would be refused now, in ArduCopter's words (empty when armable)."""
-        out: list[str] = []
-        if not self.position_ok:
-            if self.boot.gyros_settling(self.now):
-                out.append("Gyros inconsistent")
-            out.append("Need Position Estimate")
-            return out
-        if failsafes.fence_enabled(self):
-            if not self.home_set:
-                out.append("Fence requires position")
-            elif failsafes.fence_breached_now(self):
-                out.append("Vehicle breaching Polygon fence")
-        if self.battery.voltage_v < self.params.get("BATT_ARM_VOLT") > 0:
-            out.append("Battery 1 below minimum arming voltage")
-        if navigation.oa_needs_reboot(self):
-            out.append("Dijkstra OA requires reboot")
-        return out
-
     def arm(self, force: bool = False) -> tuple[int, list[str]]:
         if self.armed:
             return MAV_RESULT_ACCEPTED, []
-        if not force:
-            if self.mode in NOT_ARMABLE:
-                return MAV_RESULT_FAILED, ["Arm: Mode not armable"]
-            reasons = self.arming_failures()
-            if reasons:
-                return MAV_RESULT_FAILED, ["Arm: " + r for r in reasons]
+        refused = arming.refusals(self, force)
+        if refused:
+            return MAV_RESULT_FAILED, refused
         self.armed = True
         self.arm_time_s = self.now
         self.disarm_at_s = None
