@@ -42,6 +42,14 @@ class Nav:
     blocked_to: tuple | None = None  # object avoidance found no path to (e, n, u, speed, climb_first): holding
 
 
+@dataclass(slots=True)
+class ReturnState:
+    """Where an RTL is (`rtl_step` moves it on): "" (none), climb, return, loiter, final, land."""
+
+    phase: str = ""
+    target: tuple[float, float] = (0.0, 0.0)  # home or the nearest rally point, east/north m
+
+
 @dataclass(frozen=True, slots=True)
 class _Limits:
     """One physics step's speed limits and wind (parameters read once per step)."""
@@ -256,13 +264,13 @@ def start_rtl(v: FlyingVehicle) -> None:
     """Climb to RTL_ALT_M (at least RTL_CLIMB_MIN_M more), then `rtl_step` flies the rest."""
     k = v.kin
     rtl_alt = max(v.params.get("RTL_ALT_M"), k.up_m + v.params.get("RTL_CLIMB_MIN_M"))
-    v.rtl_target = _rtl_destination(v)
+    v.rtl.target = _rtl_destination(v)
     e, n = v.est_en()
     if v.landed:
-        v.rtl_phase = "land"
+        v.rtl.phase = "land"
         v.nav = Nav("land", e, n, 0.0)
         return
-    v.rtl_phase = "climb"
+    v.rtl.phase = "climb"
     v.nav = Nav("goto", e, n, rtl_alt)
 
 
@@ -283,24 +291,24 @@ def rtl_step(v: FlyingVehicle, now: float) -> None:
     """climb -> return -> loiter (RTL_LOIT_TIME) -> final (RTL_ALT_FINAL_M) or land."""
     k = v.kin
     e, n = v.est_en()
-    if v.rtl_phase == "climb":
+    if v.rtl.phase == "climb":
         if k.up_m >= v.nav.u - 0.5:
-            v.rtl_phase = "return"
+            v.rtl.phase = "return"
             speed = v.params.get("RTL_SPEED_MS") or None
-            v.nav = goto_nav(v, *v.rtl_target, v.nav.u, speed_m_s=speed)
-    elif v.rtl_phase == "return":
+            v.nav = goto_nav(v, *v.rtl.target, v.nav.u, speed_m_s=speed)
+    elif v.rtl.phase == "return":
         if v.nav.blocked_to is not None or v.nav.path:
             return  # going round a zone, or stopped without a path (Dijkstra's error)
-        if math.hypot(v.rtl_target[0] - e, v.rtl_target[1] - n) < 2.0 and k.groundspeed_m_s < 1.0:
+        if math.hypot(v.rtl.target[0] - e, v.rtl.target[1] - n) < 2.0 and k.groundspeed_m_s < 1.0:
             # hover over home for RTL_LOIT_TIME (ms) before descending, as Copter does
-            v.rtl_phase = "loiter"
-            v.nav = Nav("hold", *v.rtl_target, v.nav.u, until_s=now + v.params.get("RTL_LOIT_TIME") / 1000.0)
-    elif v.rtl_phase == "loiter":
+            v.rtl.phase = "loiter"
+            v.nav = Nav("hold", *v.rtl.target, v.nav.u, until_s=now + v.params.get("RTL_LOIT_TIME") / 1000.0)
+    elif v.rtl.phase == "loiter":
         if now >= v.nav.until_s:
             final = v.params.get("RTL_ALT_FINAL_M")
             if final > 0:
-                v.rtl_phase = "final"
-                v.nav = Nav("hold", *v.rtl_target, final)
+                v.rtl.phase = "final"
+                v.nav = Nav("hold", *v.rtl.target, final)
             else:
-                v.rtl_phase = "land"
-                v.nav = Nav("land", *v.rtl_target, 0.0)
+                v.rtl.phase = "land"
+                v.nav = Nav("land", *v.rtl.target, 0.0)

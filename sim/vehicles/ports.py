@@ -61,8 +61,7 @@ class FlyingVehicle(Protocol):
     spool_until_s: float
     glitch_active: bool
     disarm_at_s: float | None
-    rtl_phase: str
-    rtl_target: tuple[float, float]
+    rtl: Any  # navigation.ReturnState
     fence_enabled_runtime: bool | None
 
     @property

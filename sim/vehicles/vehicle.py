@@ -24,7 +24,7 @@ from sim.vehicles.faults import VehicleFaults
 from common.ardupilot_storage import WireItem
 from sim.vehicles.mission_walk import cmd_name, next_nav_item, starts_with_takeoff
 from sim.vehicles.mission_store import FENCE, MISSION, MissionStore
-from sim.vehicles.navigation import Nav
+from sim.vehicles.navigation import Nav, ReturnState
 from sim.vehicles.params import ParamStore
 from sim.vehicles.ports import MAV_RESULT_ACCEPTED, MAV_RESULT_FAILED, SEV_CRITICAL, SEV_INFO, SEV_WARNING
 from sim.vehicles.physics import Battery, Kinematics
@@ -117,8 +117,7 @@ class SimulatedVehicle:
         self.fence_breach_count = 0
         self.fence_breach_time_ms = 0
         self.glitch_active = False
-        self.rtl_phase = ""
-        self.rtl_target: tuple[float, float] = (0.0, 0.0)
+        self.rtl = ReturnState()
         # mission execution
         self.mission_cur = 0
         self.mission_running = False
@@ -319,7 +318,7 @@ class SimulatedVehicle:
             self.send_text(SEV_CRITICAL, "Glitch cleared")
         if not self.armed:
             return
-        if self.mode in (RTL, SMART_RTL) or (self.mode == AUTO and self.rtl_phase):
+        if self.mode in (RTL, SMART_RTL) or (self.mode == AUTO and self.rtl.phase):
             navigation.rtl_step(self, now)
         self._auto_disarm_check(now)
         if self.mode == AUTO and self.mission_running:
@@ -350,7 +349,7 @@ class SimulatedVehicle:
         self.armed = False
         self.mode = STABILIZE
         self.nav = Nav()
-        self.rtl_phase = ""
+        self.rtl.phase = ""
         self.mission_running = False
         self.mission_cur = 0
         self.roi = None
@@ -385,7 +384,7 @@ class SimulatedVehicle:
         """Begin executing the nav command at `seq` (and the DO commands it passes)."""
         items = self._mission_items()
         self.mission_complete = False
-        self.rtl_phase = ""
+        self.rtl.phase = ""
         self._wp_reached_at = None
         seq, do_items, jumps = next_nav_item(items, seq, self._jump_counts)
         for j in jumps:
@@ -424,7 +423,7 @@ class SimulatedVehicle:
             navigation.start_rtl(self)
         elif c == 21:  # LAND
             self.nav = self.goto_nav(e, n, self.kin.up_m) if (it.x or it.y) else Nav("land", e, n, 0.0)
-            self.rtl_phase = ""
+            self.rtl.phase = ""
         else:  # WAYPOINT, LOITER_*, SPLINE, DELAY: fly to the location
             self.nav = self.goto_nav(e, n, u, climb_first=self.landed)
             if self.landed:
@@ -534,7 +533,7 @@ class SimulatedVehicle:
         self.land_complete = self.land_complete or self.landed
         self.send_text(SEV_INFO, "Disarming motors")
         self.nav = Nav("idle")
-        self.rtl_phase = ""
+        self.rtl.phase = ""
         self.mission_running = False
         self.mission_cur = 0
         self.mission_complete = False
@@ -581,7 +580,7 @@ class SimulatedVehicle:
         if prev == AUTO and mode != AUTO:
             self.mission_running = False
         if mode != RTL and not (mode == AUTO):
-            self.rtl_phase = ""
+            self.rtl.phase = ""
         if mode != GUIDED:
             self.target_info = None if mode != AUTO else self.target_info
         if not self.armed:
