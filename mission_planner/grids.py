@@ -166,6 +166,40 @@ def load_grids(source: str | Path | dict[str, Any], *, skip_invalid: bool = Fals
     """Read and validate a grid FeatureCollection (path, JSON text or already-parsed dict)."""
     grid_config = grid_config or GridConfig()
     schedule = schedule or ScheduleConfig()
+    features, label = _read_features(source)
+    problems: list[GridProblem] = []
+    bad_indices: set[int] = set()
+    parsed = _check_features(features, schedule, problems, bad_indices)
+    # Coordinates that are in range but far from everything else are usually [lat, lon] swapped.
+    _check_swapped_outliers(parsed, problems, bad_indices)
+    parsed = [p for p in parsed if p["index"] not in bad_indices]
+    projector, parsed = _project(parsed, problems, bad_indices)
+    _check_cell_areas(parsed, grid_config, problems, bad_indices)
+    parsed = [p for p in parsed if p["index"] not in bad_indices]
+    _check_docks_outside_no_fly(parsed, problems, bad_indices)
+    parsed = [p for p in parsed if p["index"] not in bad_indices]
+
+    cells = tuple(GridCell(p["grid_id"], p["kind"], p["index"], p["geom"], p["geom_m"], p["priority"],
+                           p["revisit_min"], p["name"]) for p in parsed if p["kind"] in CELL_KINDS)
+    no_fly = tuple(NoFlyZone(p["grid_id"], p["index"], p["geom"], p["geom_m"], p["name"])
+                   for p in parsed if p["kind"] == "no_fly")
+    docks = tuple(Dock(p["grid_id"], p["index"], p["geom"].y, p["geom"].x, (p["geom_m"].x, p["geom_m"].y), p["name"])
+                  for p in parsed if p["kind"] == "dock")
+
+    fatal: list[GridProblem] = []
+    if not docks:
+        fatal.append(GridProblem("no dock: add at least one feature with kind 'dock' (a Point)"))
+    if not cells:
+        fatal.append(GridProblem("no cells to patrol (kind 'comprehensive' or 'special')"))
+    if problems and not skip_invalid:
+        raise PlanningError(f"grid file {label}: {len(problems) + len(fatal)} problem(s)", problems + fatal)
+    if fatal:
+        raise PlanningError(f"grid file {label}: nothing to plan", problems + fatal)
+    return GridSet(cells, no_fly, docks, projector, tuple(problems), label)
+
+
+def _read_features(source: str | Path | dict[str, Any]) -> tuple[list[Any], str]:
+    """The FeatureCollection's features and a label naming the source in errors."""
     label = "<dict>"
     if isinstance(source, dict):
         data = source
@@ -188,10 +222,13 @@ def load_grids(source: str | Path | dict[str, Any], *, skip_invalid: bool = Fals
     features = data.get("features")
     if not isinstance(features, list):
         raise PlanningError(f"grid file {label}: 'features' must be a list")
+    return features, label
 
-    problems: list[GridProblem] = []
+
+def _check_features(features: list[Any], schedule: ScheduleConfig, problems: list[GridProblem],
+                    bad_indices: set[int]) -> list[dict[str, Any]]:
+    """Each feature checked on its own (and grid_ids across them); the good ones, parsed."""
     parsed: list[dict[str, Any]] = []
-    bad_indices: set[int] = set()
     seen_ids: dict[str, int] = {}
     for index, feature in enumerate(features):
         found = _check_feature(index, feature, schedule)
@@ -207,11 +244,13 @@ def load_grids(source: str | Path | dict[str, Any], *, skip_invalid: bool = Fals
             bad_indices.add(index)
         else:
             parsed.append(found)
+    return parsed
 
-    # Coordinates that are in range but far from everything else are usually [lat, lon] swapped.
-    _check_swapped_outliers(parsed, problems, bad_indices)
-    parsed = [p for p in parsed if p["index"] not in bad_indices]
 
+def _project(parsed: list[dict[str, Any]], problems: list[GridProblem],
+             bad_indices: set[int]) -> tuple[Projector, list[dict[str, Any]]]:
+    """The UTM projector of the features' area, and the features that map into it, each with its
+    geometry in metres (`geom_m`; areas made valid polygons)."""
     if parsed:
         lon0, lat0 = np.median(np.array([p["anchor"] for p in parsed]), axis=0)
     else:
@@ -232,6 +271,11 @@ def load_grids(source: str | Path | dict[str, Any], *, skip_invalid: bool = Fals
         geoms_m[polygonal] = make_polygonal_valid(geoms_m[polygonal])
         for p, gm in zip(parsed, geoms_m):
             p["geom_m"] = gm
+    return projector, parsed
+
+
+def _check_cell_areas(parsed: list[dict[str, Any]], grid_config: GridConfig, problems: list[GridProblem],
+                      bad_indices: set[int]) -> None:
     limit_m2 = grid_config.max_cell_area_km2 * 1e6
     for p in parsed:
         if p["kind"] in CELL_KINDS and p["geom_m"].area > limit_m2:
@@ -239,33 +283,16 @@ def load_grids(source: str | Path | dict[str, Any], *, skip_invalid: bool = Fals
                 f"cell area {p['geom_m'].area / 1e6:.2f} km2 is over the limit of {grid_config.max_cell_area_km2:g} km2",
                 p["index"], p["grid_id"]))
             bad_indices.add(p["index"])
-    parsed = [p for p in parsed if p["index"] not in bad_indices]
 
+
+def _check_docks_outside_no_fly(parsed: list[dict[str, Any]], problems: list[GridProblem],
+                                bad_indices: set[int]) -> None:
     no_fly_m = shapely.union_all([p["geom_m"] for p in parsed if p["kind"] == "no_fly"]) \
         if any(p["kind"] == "no_fly" for p in parsed) else None
     for p in parsed:
         if p["kind"] == "dock" and no_fly_m is not None and no_fly_m.covers(p["geom_m"]):
             problems.append(GridProblem("dock lies inside a no-fly zone", p["index"], p["grid_id"]))
             bad_indices.add(p["index"])
-    parsed = [p for p in parsed if p["index"] not in bad_indices]
-
-    cells = tuple(GridCell(p["grid_id"], p["kind"], p["index"], p["geom"], p["geom_m"], p["priority"],
-                           p["revisit_min"], p["name"]) for p in parsed if p["kind"] in CELL_KINDS)
-    no_fly = tuple(NoFlyZone(p["grid_id"], p["index"], p["geom"], p["geom_m"], p["name"])
-                   for p in parsed if p["kind"] == "no_fly")
-    docks = tuple(Dock(p["grid_id"], p["index"], p["geom"].y, p["geom"].x, (p["geom_m"].x, p["geom_m"].y), p["name"])
-                  for p in parsed if p["kind"] == "dock")
-
-    fatal: list[GridProblem] = []
-    if not docks:
-        fatal.append(GridProblem("no dock: add at least one feature with kind 'dock' (a Point)"))
-    if not cells:
-        fatal.append(GridProblem("no cells to patrol (kind 'comprehensive' or 'special')"))
-    if problems and not skip_invalid:
-        raise PlanningError(f"grid file {label}: {len(problems) + len(fatal)} problem(s)", problems + fatal)
-    if fatal:
-        raise PlanningError(f"grid file {label}: nothing to plan", problems + fatal)
-    return GridSet(cells, no_fly, docks, projector, tuple(problems), label)
 
 
 def _check_feature(index: int, feature: Any, schedule: ScheduleConfig) -> dict[str, Any]:

@@ -54,6 +54,14 @@ def _scale_h(h: np.ndarray | None, s: float) -> np.ndarray | None:
     return m @ h @ np.diag([1 / s, 1 / s, 1.0])
 
 
+def _shrunk(image: np.ndarray, width_px: int) -> np.ndarray:
+    """`image` scaled down to `width_px` wide (aspect kept, at least 8 rows); itself when it is."""
+    h, w = image.shape[:2]
+    if width_px == w:
+        return image
+    return cv2.resize(image, (width_px, max(8, int(round(h * width_px / w)))), interpolation=cv2.INTER_AREA)
+
+
 def _in_box(x: float, y: float, box: tuple[float, float, float, float]) -> bool:
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
@@ -210,12 +218,12 @@ class IncidentPipeline:
         ww = min(cfg.processing.work_width_px, full_w)
         wh = max(8, int(round(full_h * ww / full_w)))
         scale = full_w / ww
-        work = cv2.resize(frame, (ww, wh), interpolation=cv2.INTER_AREA) if ww != full_w else frame
+        work = _shrunk(frame, ww)
         gray = cv2.cvtColor(work, cv2.COLOR_BGR2GRAY)
         ew = min(cfg.processing.ego_width_px, ww)
-        ego_gray = cv2.resize(gray, (ew, max(8, int(round(wh * ew / ww)))), interpolation=cv2.INTER_AREA) if ew != ww else gray
+        ego_gray = _shrunk(gray, ew)
         cw = min(cfg.processing.colour_width_px, ww)
-        colour = cv2.resize(work, (cw, max(8, int(round(wh * cw / ww)))), interpolation=cv2.INTER_AREA) if cw != ww else work
+        colour = _shrunk(work, cw)
         h_ego = self.ego.update(ego_gray)
         h_work = _scale_h(h_ego, ww / ew)
         if h_work is not None:
@@ -225,16 +233,7 @@ class IncidentPipeline:
         camera = self.camera
         if (camera.width_px, camera.height_px) != (full_w, full_h):
             camera = CameraModel(full_w, full_h, camera.hfov_deg)
-        projector: Projector | None = None
-        if pose is not None:
-            lf = self._ensure_frame(pose)
-            projector = Projector(pose, camera, cfg.camera, cfg.geolocation, lf)
-            if not projector.valid:
-                projector = None
-        elif not self._warned_no_pose:
-            self._warned_no_pose = True
-            log.warning("%s: no telemetry at t=%.2fs; reporting pixel boxes without lat/lon",
-                        self.drone_id or "vision", t_s)
+        projector = self._projector(pose, camera, t_s)
 
         # Without telemetry or a given altitude there is no scale: metres below are a working
         # guess for gating tracks only, and size-based classes are off.
@@ -248,22 +247,7 @@ class IncidentPipeline:
             self.tracker.reset()
             self._recent_fire.clear()
 
-        if projector is not None:
-            centre_mpp = projector.m_per_px(full_w / 2, full_h / 2) * scale
-
-            def m_per_px(x: float, y: float) -> float:
-                v = projector.m_per_px(x * scale, y * scale) * scale
-                return v if v > 0 else centre_mpp
-
-            def to_ground(x: float, y: float):
-                return projector.ground_en(x * scale, y * scale)
-        else:
-            def m_per_px(x: float, y: float) -> float:
-                return assumed_mpp
-
-            def to_ground(x: float, y: float):
-                p = self._h_ref @ np.array([x, y, 1.0])
-                return float(p[0] / p[2] * assumed_mpp), float(-p[1] / p[2] * assumed_mpp)
+        m_per_px, to_ground = self._ground_scale(projector, scale, assumed_mpp, full_w, full_h)
 
         # Fire first: its mask (grown generously, smoke drifts) is kept out of motion detection.
         cscale = ww / cw
@@ -293,17 +277,7 @@ class IncidentPipeline:
                   if has_scale else [])
         self.tracks = tracks
 
-        sightings: list[Sighting] = []
-        if self.fire_model is not None and self.fire_model.due(t_s):
-            fs = full_w / cw
-            flames = [(x * fs, y * fs) for x, y in self.fire.candidate_centres]
-            for s in self.fire_model.update(frame, t_s, flames, scale):
-                s.ground = to_ground(s.x, s.y)
-                sightings.append(s)
-        if self.people_model is not None:
-            for s in self.people_model.update(frame, t_s, scale, self._h_ref):
-                s.ground = to_ground(s.x, s.y)
-                sightings.append(s)
+        sightings = self._model_sightings(frame, t_s, scale, full_w / cw, to_ground)
         for b in (fire_blobs if cfg.fire.colour_alone else ()):
             x, y = b.x * cscale, b.y * cscale
             bx, by, bw, bh = b.bbox
@@ -334,6 +308,55 @@ class IncidentPipeline:
             events.append(event(rec, IncidentState.END))
         self.busy_s += time.perf_counter() - started
         return events
+
+    def _projector(self, pose: Pose | None, camera: CameraModel, t_s: float) -> Projector | None:
+        """Where the frame's pixels lie on the ground, from telemetry (None without a usable pose)."""
+        if pose is None:
+            if not self._warned_no_pose:
+                self._warned_no_pose = True
+                log.warning("%s: no telemetry at t=%.2fs; reporting pixel boxes without lat/lon",
+                            self.drone_id or "vision", t_s)
+            return None
+        projector = Projector(pose, camera, self.cfg.camera, self.cfg.geolocation, self._ensure_frame(pose))
+        return projector if projector.valid else None
+
+    def _ground_scale(self, projector: Projector | None, scale: float, assumed_mpp: float, full_w: int,
+                      full_h: int) -> tuple[Callable[[float, float], float], Callable[[float, float], tuple]]:
+        """(metres per working pixel at (x, y), ground east/north of working pixel (x, y)): from the
+        projector, else from the assumed altitude on the image mosaic."""
+        if projector is not None:
+            centre_mpp = projector.m_per_px(full_w / 2, full_h / 2) * scale
+
+            def m_per_px(x: float, y: float) -> float:
+                v = projector.m_per_px(x * scale, y * scale) * scale
+                return v if v > 0 else centre_mpp
+
+            def to_ground(x: float, y: float):
+                return projector.ground_en(x * scale, y * scale)
+            return m_per_px, to_ground
+
+        def assumed_m_per_px(x: float, y: float) -> float:
+            return assumed_mpp
+
+        def mosaic_ground(x: float, y: float):
+            p = self._h_ref @ np.array([x, y, 1.0])
+            return float(p[0] / p[2] * assumed_mpp), float(-p[1] / p[2] * assumed_mpp)
+        return assumed_m_per_px, mosaic_ground
+
+    def _model_sightings(self, frame: np.ndarray, t_s: float, scale: float, colour_to_full: float,
+                         to_ground: Callable[[float, float], tuple]) -> list[Sighting]:
+        """What the ONNX models (when loaded) see in the full frame, placed on the ground."""
+        sightings: list[Sighting] = []
+        if self.fire_model is not None and self.fire_model.due(t_s):
+            flames = [(x * colour_to_full, y * colour_to_full) for x, y in self.fire.candidate_centres]
+            for s in self.fire_model.update(frame, t_s, flames, scale):
+                s.ground = to_ground(s.x, s.y)
+                sightings.append(s)
+        if self.people_model is not None:
+            for s in self.people_model.update(frame, t_s, scale, self._h_ref):
+                s.ground = to_ground(s.x, s.y)
+                sightings.append(s)
+        return sightings
 
     @staticmethod
     def _footprint(projector: Projector, work: np.ndarray, scale: float) -> Polygon | None:

@@ -16,7 +16,7 @@ from shapely.geometry import Point, Polygon
 from shapely.prepared import prep
 
 if TYPE_CHECKING:
-    from sim.vehicles.vehicle import SimulatedVehicle
+    from sim.vehicles.ports import SimVehicle
 
 # FS_GCS_ENABLE / BATT_FS_*_ACT / FENCE_ACTION values -> what the vehicle does
 _GCS_ACTIONS = {1: "RTL", 2: "RTL", 3: "RTL", 4: "LAND", 5: "LAND", 6: "RTL", 7: "LAND"}
@@ -25,14 +25,14 @@ _FENCE_ACTIONS = {1: "RTL", 2: "LAND", 3: "RTL", 4: "LAND", 5: "RTL", 6: "LAND"}
 FENCE_TYPE_ALT_MAX, FENCE_TYPE_CIRCLE, FENCE_TYPE_POLYGON = 1, 2, 4
 
 
-def check_all(v: SimulatedVehicle, now: float) -> None:
+def check_all(v: SimVehicle, now: float) -> None:
     _gcs(v, now)
     _battery(v, now)
     _fence(v, now)
 
 
 # ---------------------------------------------------------------- GCS
-def _gcs(v: SimulatedVehicle, now: float) -> None:
+def _gcs(v: SimVehicle, now: float) -> None:
     enabled = int(v.params.get("FS_GCS_ENABLE"))
     last = v.last_gcs_hb_s
     if last is None:
@@ -56,7 +56,7 @@ def _gcs(v: SimulatedVehicle, now: float) -> None:
 
 
 # ---------------------------------------------------------------- battery
-def _battery(v: SimulatedVehicle, now: float) -> None:
+def _battery(v: SimVehicle, now: float) -> None:
     if not v.armed:
         v.batt_low_since = v.batt_crit_since = None
         return
@@ -86,7 +86,7 @@ def _battery(v: SimulatedVehicle, now: float) -> None:
         _battery_action(v, int(p.get("BATT_FS_LOW_ACT")), "low", volt, b.consumed_mah)
 
 
-def _battery_action(v: SimulatedVehicle, act: int, level: str, volt: float, used_mah: float) -> None:
+def _battery_action(v: SimVehicle, act: int, level: str, volt: float, used_mah: float) -> None:
     action = _BATT_ACTIONS.get(act)
     if action == "TERMINATE":
         v.disarm(reason="battery")
@@ -98,7 +98,7 @@ def _battery_action(v: SimulatedVehicle, act: int, level: str, volt: float, used
 
 
 # ---------------------------------------------------------------- fence
-def rebuild_fence(v: SimulatedVehicle) -> None:
+def rebuild_fence(v: SimVehicle) -> None:
     """Turn the stored fence items into prepared shapes in the vehicle's local frame (metres)."""
     inclusion, exclusion = [], []
     raw_incl: list[Polygon] = []
@@ -132,13 +132,13 @@ def rebuild_fence(v: SimulatedVehicle) -> None:
     v.oa.set_fence(raw_incl, raw_excl, raw_circles)
 
 
-def fence_enabled(v: SimulatedVehicle) -> bool:
+def fence_enabled(v: SimVehicle) -> bool:
     if v.fence_enabled_runtime is not None:
         return v.fence_enabled_runtime
     return int(v.params.get("FENCE_ENABLE")) == 1
 
 
-def _breaches_at(v: SimulatedVehicle, e: float, n: float, up: float) -> int:
+def _breaches_at(v: SimVehicle, e: float, n: float, up: float) -> int:
     ftype = int(v.params.get("FENCE_TYPE"))
     out = 0
     if ftype & FENCE_TYPE_ALT_MAX and up > v.params.get("FENCE_ALT_MAX"):
@@ -156,12 +156,12 @@ def _breaches_at(v: SimulatedVehicle, e: float, n: float, up: float) -> int:
     return out
 
 
-def fence_breached_now(v: SimulatedVehicle) -> bool:
+def fence_breached_now(v: SimVehicle) -> bool:
     e, n = v.est_en()
     return _breaches_at(v, e, n, v.kin.up_m) != 0
 
 
-def location_allowed(v: SimulatedVehicle, lat: float, lon: float, alt_rel_m: float) -> bool:
+def location_allowed(v: SimVehicle, lat: float, lon: float, alt_rel_m: float) -> bool:
     """Would a guided target here stay inside an enabled fence? (Copter refuses it otherwise.)"""
     if not fence_enabled(v):
         return True
@@ -169,7 +169,7 @@ def location_allowed(v: SimulatedVehicle, lat: float, lon: float, alt_rel_m: flo
     return _breaches_at(v, e, n, alt_rel_m) == 0
 
 
-def _fence(v: SimulatedVehicle, now: float) -> None:
+def _fence(v: SimVehicle, now: float) -> None:
     if not fence_enabled(v):
         v.fence_breaches = 0
         return

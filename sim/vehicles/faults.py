@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 from sim import SimError
 
 if TYPE_CHECKING:
-    from sim.vehicles.vehicle import SimulatedVehicle
+    from sim.vehicles.ports import FaultyVehicle
 
 
 class VehicleFaults:
     """`vehicle.faults`: packet loss, latency, link cut, wind, GPS glitch, battery faults."""
 
-    def __init__(self, vehicle: SimulatedVehicle) -> None:
+    def __init__(self, vehicle: FaultyVehicle) -> None:
         self._vehicle = vehicle
         self.packet_loss_pct = 0.0
         self.latency_ms = 0.0

@@ -6,19 +6,20 @@ from typing import TYPE_CHECKING, Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
-from common.modes import MODE_NAMES, REQUIRES_POSITION
-from sim.vehicles import telemetry
+from common.modes import MODE_NAMES, REQUIRES_POSITION, CopterMode
+from sim.vehicles import failsafes, telemetry
 from sim.vehicles.mission_walk import starts_with_takeoff
-from sim.vehicles.vehicle import (
-    AUTO, FORCE_ARM_MAGIC, FORCE_DISARM_MAGIC, GUIDED, MAV_RESULT_ACCEPTED, MAV_RESULT_DENIED, MAV_RESULT_FAILED,
-    MAV_RESULT_UNSUPPORTED, SEV_CRITICAL, SEV_INFO, Nav,
+from sim.vehicles.navigation import Nav
+from sim.vehicles.ports import (
+    FORCE_ARM_MAGIC, FORCE_DISARM_MAGIC, MAV_RESULT_ACCEPTED, MAV_RESULT_DENIED, MAV_RESULT_FAILED,
+    MAV_RESULT_UNSUPPORTED, SEV_CRITICAL, SEV_INFO,
 )
+
+AUTO, GUIDED = CopterMode.AUTO, CopterMode.GUIDED
 
 if TYPE_CHECKING:
     from sim.vehicles.link import GcsConnection
-    from sim.vehicles.vehicle import SimulatedVehicle
-
-PARAM_LIST_BURST = 20  # at least this many PARAM_VALUEs per tick while streaming a list
+    from sim.vehicles.ports import SimVehicle
 
 # REQUEST_DATA_STREAM groups, as ArduCopter maps them (GCS_Mavlink.cpp STREAM_* tables)
 STREAM_GROUPS: dict[int, tuple[int, ...]] = {
@@ -36,7 +37,7 @@ ALL_STREAMS = tuple(m for group in STREAM_GROUPS.values() for m in group)
 GUIDED_LIKE = {GUIDED}
 
 
-def handle(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def handle(v: SimVehicle, conn: GcsConnection, msg) -> None:
     t = msg.get_type()
     target = getattr(msg, "target_system", None)
     if target not in (None, 0, v.sysid):
@@ -49,19 +50,19 @@ def handle(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
 
 
 # ---------------------------------------------------------------- heartbeat / time
-def _heartbeat(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _heartbeat(v: SimVehicle, conn: GcsConnection, msg) -> None:
     # like ArduPilot: any HEARTBEAT from MAV_GCS_SYSID (255) keeps the GCS failsafe away
     if msg.get_srcSystem() == int(v.params.get("MAV_GCS_SYSID")):
         v.last_gcs_hb_s = v.now
 
 
-def _timesync(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _timesync(v: SimVehicle, conn: GcsConnection, msg) -> None:
     if msg.tc1 == 0:
         conn.send(mavlink.MAVLink_timesync_message(int(v.now * 1e9), msg.ts1))
 
 
 # ---------------------------------------------------------------- params
-def _param_request_read(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _param_request_read(v: SimVehicle, conn: GcsConnection, msg) -> None:
     if msg.param_index >= 0:
         hit = v.params.by_index(msg.param_index)
         if hit is None:
@@ -80,7 +81,7 @@ def _param_request_read(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
     conn.send(v.param_value(name))
 
 
-def _param_set(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _param_set(v: SimVehicle, conn: GcsConnection, msg) -> None:
     name = msg.param_id
     if not math.isfinite(msg.param_value):
         conn.send(mavlink.MAVLink_param_error_message(msg.get_srcSystem(), msg.get_srcComponent(),
@@ -95,7 +96,7 @@ def _param_set(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
     v.broadcast(v.param_value(name))  # ArduPilot tells every GCS about a change
 
 
-def _param_side_effects(v: SimulatedVehicle, wire_name: str) -> None:
+def _param_side_effects(v: SimVehicle, wire_name: str) -> None:
     if wire_name in ("MAV_SYSID", "SYSID_THISMAV"):
         v.sysid = int(v.params.get("MAV_SYSID"))
     elif wire_name == "SIM_BATT_VOLTAGE":
@@ -107,7 +108,7 @@ def _param_side_effects(v: SimulatedVehicle, wire_name: str) -> None:
         v.fence_enabled_runtime = None
 
 
-def _param_request_list(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _param_request_list(v: SimVehicle, conn: GcsConnection, msg) -> None:
     # ArduPilot prints its banner when a GCS asks for the parameter list
     v.send_text(SEV_INFO, "ArduCopter V4.8.0-dev (64a9c787)")
     v.send_text(SEV_INFO, "3d1219c7c4c5404aaa1f6d2a48adfda4")
@@ -116,7 +117,7 @@ def _param_request_list(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
 
 
 # ---------------------------------------------------------------- streams
-def _request_data_stream(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _request_data_stream(v: SimVehicle, conn: GcsConnection, msg) -> None:
     ids = ALL_STREAMS if msg.req_stream_id == 0 else STREAM_GROUPS.get(msg.req_stream_id, ())
     rate = msg.req_message_rate
     for mid in ids:
@@ -126,18 +127,18 @@ def _request_data_stream(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
             telemetry.set_interval(v, conn, mid, 1.0 / rate)
 
 
-def _rc_override(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _rc_override(v: SimVehicle, conn: GcsConnection, msg) -> None:
     thr = msg.chan3_raw
     v.rc_throttle = thr if thr not in (0, 65535) else 1000
 
 
-def _set_mode_msg(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _set_mode_msg(v: SimVehicle, conn: GcsConnection, msg) -> None:
     # legacy SET_MODE: no COMMAND_ACK, the GCS confirms from HEARTBEAT
     if msg.base_mode & mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED:
         v.set_mode(int(msg.custom_mode))
 
 
-def _set_position_target_global_int(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _set_position_target_global_int(v: SimVehicle, conn: GcsConnection, msg) -> None:
     if v.mode not in GUIDED_LIKE or not v.armed:
         return
     mask = msg.type_mask
@@ -152,11 +153,11 @@ def _set_position_target_global_int(v: SimulatedVehicle, conn: GcsConnection, ms
         v.landed = False if v.kin.up_m > 0.2 or -msg.vz > 0 else v.landed
 
 
-def _mission_set_current(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _mission_set_current(v: SimVehicle, conn: GcsConnection, msg) -> None:
     _set_mission_current(v, int(msg.seq))
 
 
-def _set_mission_current(v: SimulatedVehicle, seq: int) -> bool:
+def _set_mission_current(v: SimVehicle, seq: int) -> bool:
     items = v.mission.lists[0]
     if not 0 <= seq < max(len(items), 1):
         return False
@@ -169,28 +170,28 @@ def _set_mission_current(v: SimulatedVehicle, seq: int) -> bool:
     return True
 
 
-def _alt_rel(v: SimulatedVehicle, frame: int, alt: float) -> float:
+def _alt_rel(v: SimVehicle, frame: int, alt: float) -> float:
     if frame in (0, 5):  # MSL
         return alt - v.home_alt_msl
     return alt
 
 
 # ---------------------------------------------------------------- commands
-def _command_long(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _command_long(v: SimVehicle, conn: GcsConnection, msg) -> None:
     p = [msg.param1, msg.param2, msg.param3, msg.param4, msg.param5, msg.param6, msg.param7]
     _command(v, conn, msg, msg.command, p, is_int=False, frame=3)
 
 
-def _command_int(v: SimulatedVehicle, conn: GcsConnection, msg) -> None:
+def _command_int(v: SimVehicle, conn: GcsConnection, msg) -> None:
     p = [msg.param1, msg.param2, msg.param3, msg.param4, msg.x, msg.y, msg.z]
     _command(v, conn, msg, msg.command, p, is_int=True, frame=msg.frame)
 
 
-def _ack(v: SimulatedVehicle, conn: GcsConnection, msg, command: int, result: int) -> None:
+def _ack(v: SimVehicle, conn: GcsConnection, msg, command: int, result: int) -> None:
     conn.send(mavlink.MAVLink_command_ack_message(command, result, 0, 0, msg.get_srcSystem(), msg.get_srcComponent()))
 
 
-def _command(v: SimulatedVehicle, conn: GcsConnection, msg, cmd: int, p: list[float], is_int: bool, frame: int) -> None:
+def _command(v: SimVehicle, conn: GcsConnection, msg, cmd: int, p: list[float], is_int: bool, frame: int) -> None:
     after: list = []  # things ArduPilot sends after the ACK
     try:
         result = _run_command(v, conn, cmd, p, is_int, frame, after)
@@ -211,7 +212,7 @@ def _on_earth(lat: float, lon: float) -> bool:
     return -90 <= lat <= 90 and -180 <= lon <= 180  # False for NaN too
 
 
-def _cmd_component_arm_disarm(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_component_arm_disarm(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                               after: list) -> int:
     """COMPONENT_ARM_DISARM."""
     if p[0] == 1:
@@ -232,7 +233,7 @@ def _cmd_component_arm_disarm(v: SimulatedVehicle, conn: GcsConnection, p: list[
     return MAV_RESULT_DENIED
 
 
-def _cmd_do_set_mode(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_set_mode(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                      after: list) -> int:
     """DO_SET_MODE."""
     if not (int(p[0]) & mavlink.MAV_MODE_FLAG_CUSTOM_MODE_ENABLED):
@@ -247,7 +248,7 @@ def _cmd_do_set_mode(v: SimulatedVehicle, conn: GcsConnection, p: list[float], i
     return MAV_RESULT_FAILED
 
 
-def _cmd_nav_takeoff(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_nav_takeoff(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                      after: list) -> int:
     """NAV_TAKEOFF."""
     if not v.armed or v.mode != GUIDED or v.airborne:
@@ -262,7 +263,7 @@ def _cmd_nav_takeoff(v: SimulatedVehicle, conn: GcsConnection, p: list[float], i
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_mission_start(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_mission_start(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                        after: list) -> int:
     """MISSION_START."""
     if not v.armed or len(v.mission.lists[0]) <= 1:
@@ -278,7 +279,7 @@ def _cmd_mission_start(v: SimulatedVehicle, conn: GcsConnection, p: list[float],
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_do_reposition(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_reposition(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                        after: list) -> int:
     """DO_REPOSITION: COMMAND_INT only on ArduPilot."""
     if not is_int:
@@ -292,8 +293,6 @@ def _cmd_do_reposition(v: SimulatedVehicle, conn: GcsConnection, p: list[float],
     if not _on_earth(lat, lon):
         return MAV_RESULT_DENIED
     alt = _alt_rel(v, frame, p[6])
-    from sim.vehicles import failsafes
-
     if not failsafes.location_allowed(v, lat, lon, alt):
         return MAV_RESULT_FAILED
     if v.mode != GUIDED and not v.set_mode(GUIDED):
@@ -302,7 +301,7 @@ def _cmd_do_reposition(v: SimulatedVehicle, conn: GcsConnection, p: list[float],
     return MAV_RESULT_ACCEPTED if v.guided_goto(lat, lon, alt, speed) else MAV_RESULT_FAILED
 
 
-def _cmd_do_set_roi_location(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_set_roi_location(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                              after: list) -> int:
     """DO_SET_ROI_LOCATION / DO_SET_ROI."""
     lat, lon = _latlon(p, is_int)
@@ -315,14 +314,14 @@ def _cmd_do_set_roi_location(v: SimulatedVehicle, conn: GcsConnection, p: list[f
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_do_set_roi_none(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_set_roi_none(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                          after: list) -> int:
     """DO_SET_ROI_NONE."""
     v.roi = None
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_preflight_reboot_shutdown(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_preflight_reboot_shutdown(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                                    after: list) -> int:
     """PREFLIGHT_REBOOT_SHUTDOWN: autopilot reboot (param1 1); refused while armed."""
     if int(p[0]) != 1:
@@ -333,7 +332,7 @@ def _cmd_preflight_reboot_shutdown(v: SimulatedVehicle, conn: GcsConnection, p: 
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_do_fence_enable(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_fence_enable(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                          after: list) -> int:
     """DO_FENCE_ENABLE."""
     v.fence_enabled_runtime = int(p[0]) == 1
@@ -341,7 +340,7 @@ def _cmd_do_fence_enable(v: SimulatedVehicle, conn: GcsConnection, p: list[float
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_do_set_mission_current(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_set_mission_current(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                                 after: list) -> int:
     """DO_SET_MISSION_CURRENT: acked first, then the item (re)starts."""
     seq = int(p[0])
@@ -351,7 +350,7 @@ def _cmd_do_set_mission_current(v: SimulatedVehicle, conn: GcsConnection, p: lis
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_do_change_speed(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_change_speed(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                          after: list) -> int:
     """DO_CHANGE_SPEED."""
     if p[1] > 0:
@@ -359,19 +358,19 @@ def _cmd_do_change_speed(v: SimulatedVehicle, conn: GcsConnection, p: list[float
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_nav_return_to_launch(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_nav_return_to_launch(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                               after: list) -> int:
     """NAV_RETURN_TO_LAUNCH."""
     return MAV_RESULT_ACCEPTED if v.set_mode(6) else MAV_RESULT_FAILED
 
 
-def _cmd_nav_land(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_nav_land(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                   after: list) -> int:
     """NAV_LAND."""
     return MAV_RESULT_ACCEPTED if v.set_mode(9) else MAV_RESULT_FAILED
 
 
-def _cmd_set_message_interval(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_set_message_interval(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                               after: list) -> int:
     """SET_MESSAGE_INTERVAL."""
     mid, interval_us = int(p[0]), p[1]
@@ -386,7 +385,7 @@ def _cmd_set_message_interval(v: SimulatedVehicle, conn: GcsConnection, p: list[
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_get_message_interval(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_get_message_interval(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                               after: list) -> int:
     """GET_MESSAGE_INTERVAL."""
     mid = int(p[0])
@@ -396,7 +395,7 @@ def _cmd_get_message_interval(v: SimulatedVehicle, conn: GcsConnection, p: list[
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_request_message(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_request_message(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                          after: list) -> int:
     """REQUEST_MESSAGE: the message goes out before the ACK."""
     mid = int(p[0])
@@ -408,14 +407,14 @@ def _cmd_request_message(v: SimulatedVehicle, conn: GcsConnection, p: list[float
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_request_autopilot_capabilities(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_request_autopilot_capabilities(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                                         after: list) -> int:
     """REQUEST_AUTOPILOT_CAPABILITIES."""
     conn.send(telemetry.autopilot_version(v))
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_get_home_position(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_get_home_position(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                            after: list) -> int:
     """GET_HOME_POSITION."""
     if v.home_set:
@@ -424,7 +423,7 @@ def _cmd_get_home_position(v: SimulatedVehicle, conn: GcsConnection, p: list[flo
     return MAV_RESULT_FAILED
 
 
-def _cmd_do_set_home(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_set_home(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                      after: list) -> int:
     """DO_SET_HOME."""
     if int(p[0]) == 1:
@@ -443,7 +442,7 @@ def _cmd_do_set_home(v: SimulatedVehicle, conn: GcsConnection, p: list[float], i
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_do_pause_continue(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_pause_continue(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                            after: list) -> int:
     """DO_PAUSE_CONTINUE: AUTO only; pause holds position, continue resumes the item."""
     if v.mode != AUTO or not v.armed:
@@ -458,7 +457,7 @@ def _cmd_do_pause_continue(v: SimulatedVehicle, conn: GcsConnection, p: list[flo
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_condition_yaw(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_condition_yaw(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                        after: list) -> int:
     """CONDITION_YAW: param1 angle, param4 1 = relative."""
     if not v.armed:
@@ -468,7 +467,7 @@ def _cmd_condition_yaw(v: SimulatedVehicle, conn: GcsConnection, p: list[float],
     return MAV_RESULT_ACCEPTED
 
 
-def _cmd_do_orbit(v: SimulatedVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
+def _cmd_do_orbit(v: SimVehicle, conn: GcsConnection, p: list[float], is_int: bool, frame: int,
                   after: list) -> int:
     """DO_ORBIT: not on Copter."""
     return MAV_RESULT_UNSUPPORTED
@@ -503,13 +502,13 @@ COMMANDS: dict[int, Callable[..., int]] = {
 }
 
 
-def _run_command(v: SimulatedVehicle, conn: GcsConnection, cmd: int, p: list[float], is_int: bool, frame: int,
+def _run_command(v: SimVehicle, conn: GcsConnection, cmd: int, p: list[float], is_int: bool, frame: int,
                  after: list) -> int:
     run = COMMANDS.get(cmd)
     return run(v, conn, p, is_int, frame, after) if run is not None else MAV_RESULT_UNSUPPORTED
 
 
-def _would_accept_mode(v: SimulatedVehicle, mode: int) -> bool:
+def _would_accept_mode(v: SimVehicle, mode: int) -> bool:
     if mode not in MODE_NAMES:
         return False
     if not v.armed:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
 if TYPE_CHECKING:
-    from sim.vehicles.vehicle import SimulatedVehicle
+    from sim.vehicles.ports import LinkedVehicle
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 class GcsConnection:
     """One GCS link: parse what arrives, hand messages to the vehicle, send packed bytes out."""
 
-    def __init__(self, vehicle: SimulatedVehicle, name: str) -> None:
+    def __init__(self, vehicle: LinkedVehicle, name: str) -> None:
         self.vehicle = vehicle
         self.name = name
         self.parser = mavlink.MAVLink(None, srcSystem=vehicle.sysid, srcComponent=1)
@@ -102,7 +102,7 @@ class GcsConnection:
 
 
 class TcpGcsConnection(GcsConnection, asyncio.Protocol):
-    def __init__(self, vehicle: SimulatedVehicle) -> None:
+    def __init__(self, vehicle: LinkedVehicle) -> None:
         GcsConnection.__init__(self, vehicle, "tcp")
         self.transport: asyncio.Transport | None = None
 
@@ -137,7 +137,7 @@ class TcpGcsConnection(GcsConnection, asyncio.Protocol):
 class UdpGcsConnection(GcsConnection, asyncio.DatagramProtocol):
     """Sends to a fixed GCS address (like SITL's --out udp:HOST:PORT) and accepts its replies."""
 
-    def __init__(self, vehicle: SimulatedVehicle, remote: tuple[str, int]) -> None:
+    def __init__(self, vehicle: LinkedVehicle, remote: tuple[str, int]) -> None:
         GcsConnection.__init__(self, vehicle, f"udp:{remote[0]}:{remote[1]}")
         self.remote = remote
         self.transport: asyncio.DatagramTransport | None = None

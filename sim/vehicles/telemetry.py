@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Callable
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
 from common.modes import GUIDED_FLAG_MODES, CopterMode
+from sim.vehicles import failsafes
 
 if TYPE_CHECKING:
     from sim.vehicles.link import GcsConnection
-    from sim.vehicles.vehicle import SimulatedVehicle
+    from sim.vehicles.ports import SimVehicle
 
 M = mavlink
 
@@ -31,7 +32,7 @@ _CUSTOM_VERSION = [54, 52, 97, 57, 99, 55, 56, 55]  # "64a9c787"
 _LANDS_ITSELF = (CopterMode.AUTO, CopterMode.RTL, CopterMode.LAND, CopterMode.SMART_RTL, CopterMode.AUTO_RTL)
 
 
-def heartbeat(v: SimulatedVehicle) -> M.MAVLink_message:
+def heartbeat(v: SimVehicle) -> M.MAVLink_message:
     if v.booting:
         base, status = 89, M.MAV_STATE_BOOT
     else:
@@ -50,24 +51,24 @@ def heartbeat(v: SimulatedVehicle) -> M.MAVLink_message:
     return M.MAVLink_heartbeat_message(M.MAV_TYPE_QUADROTOR, M.MAV_AUTOPILOT_ARDUPILOTMEGA, base, v.mode, status, 3)
 
 
-def home_position(v: SimulatedVehicle) -> M.MAVLink_message:
+def home_position(v: SimVehicle) -> M.MAVLink_message:
     return M.MAVLink_home_position_message(
         int(round(v.home_lat * 1e7)), int(round(v.home_lon * 1e7)), int(round(v.home_alt_msl * 1000)),
         0.0, 0.0, 0.0, [math.nan] * 4, 0.0, 0.0, 0.0, int(v.now * 1e6))
 
 
-def gps_global_origin(v: SimulatedVehicle) -> M.MAVLink_message:
+def gps_global_origin(v: SimVehicle) -> M.MAVLink_message:
     lat, lon = v.frame.lat0, v.frame.lon0
     return M.MAVLink_gps_global_origin_message(int(round(lat * 1e7)), int(round(lon * 1e7)),
                                                int(round(v.home_alt_msl * 1000)), int(v.now * 1e6))
 
 
-def autopilot_version(v: SimulatedVehicle) -> M.MAVLink_message:
+def autopilot_version(v: SimVehicle) -> M.MAVLink_message:
     return M.MAVLink_autopilot_version_message(64495, _FLIGHT_SW_VERSION, 0, 0, 0, _CUSTOM_VERSION, [0] * 8,
                                                [0] * 8, 0, 0, 0, [0] * 18)
 
 
-def mission_current(v: SimulatedVehicle) -> M.MAVLink_message:
+def mission_current(v: SimVehicle) -> M.MAVLink_message:
     n = len(v.mission.lists[0])
     total = max(0, n - 1)
     if total == 0:
@@ -81,7 +82,7 @@ def mission_current(v: SimulatedVehicle) -> M.MAVLink_message:
     return M.MAVLink_mission_current_message(v.mission_cur, total, state, 1 if v.mode == 3 else 0)
 
 
-def _global_position_int(v: SimulatedVehicle) -> M.MAVLink_message:
+def _global_position_int(v: SimVehicle) -> M.MAVLink_message:
     k = v.kin
     lat, lon = v.est_latlon()
     return M.MAVLink_global_position_int_message(
@@ -90,7 +91,7 @@ def _global_position_int(v: SimulatedVehicle) -> M.MAVLink_message:
         int(round(-k.vu_m_s * 100)), int(round(k.yaw_deg * 100)) % 36000)
 
 
-def _local_position_ned(v: SimulatedVehicle) -> M.MAVLink_message | None:
+def _local_position_ned(v: SimVehicle) -> M.MAVLink_message | None:
     if not v.origin_set:
         return None
     k = v.kin
@@ -100,7 +101,7 @@ def _local_position_ned(v: SimulatedVehicle) -> M.MAVLink_message | None:
                                                 -k.vu_m_s)
 
 
-def _attitude(v: SimulatedVehicle) -> M.MAVLink_message:
+def _attitude(v: SimVehicle) -> M.MAVLink_message:
     k = v.kin
     roll, pitch = lean(v)
     yaw = math.radians(k.yaw_deg)
@@ -109,7 +110,7 @@ def _attitude(v: SimulatedVehicle) -> M.MAVLink_message:
     return M.MAVLink_attitude_message(v.time_boot_ms, roll, pitch, yaw, 0.0, 0.0, 0.0)
 
 
-def lean(v: SimulatedVehicle) -> tuple[float, float]:
+def lean(v: SimVehicle) -> tuple[float, float]:
     """Roll/pitch (rad) a quad needs to fly its air velocity: ~ atan(drag·v²/g) in body axes."""
     k = v.kin
     we, wn = v.wind_en()
@@ -123,7 +124,7 @@ def lean(v: SimulatedVehicle) -> tuple[float, float]:
     return roll, pitch
 
 
-def _vfr_hud(v: SimulatedVehicle) -> M.MAVLink_message:
+def _vfr_hud(v: SimVehicle) -> M.MAVLink_message:
     k = v.kin
     we, wn = v.wind_en()
     air = math.hypot(k.ve_m_s - we, k.vn_m_s - wn)
@@ -132,7 +133,7 @@ def _vfr_hud(v: SimulatedVehicle) -> M.MAVLink_message:
                                      v.home_alt_msl + k.up_m, k.vu_m_s)
 
 
-def _sys_status(v: SimulatedVehicle) -> M.MAVLink_message:
+def _sys_status(v: SimVehicle) -> M.MAVLink_message:
     b = v.battery
     return M.MAVLink_sys_status_message(
         _SENSORS_PRESENT, _SENSORS_ENABLED if v.armed else 1380031535,
@@ -140,7 +141,7 @@ def _sys_status(v: SimulatedVehicle) -> M.MAVLink_message:
         int(round(b.current_a * 100)), b.remaining_pct, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
-def _battery_status(v: SimulatedVehicle) -> M.MAVLink_message:
+def _battery_status(v: SimVehicle) -> M.MAVLink_message:
     b = v.battery
     volts = [int(round(b.voltage_v * 1000))] + [65535] * 9
     frac = b.remaining_frac
@@ -152,7 +153,7 @@ def _battery_status(v: SimulatedVehicle) -> M.MAVLink_message:
         b.remaining_pct, 0, charge, [0, 0, 0, 0], 0, 0)
 
 
-def _gps_raw_int(v: SimulatedVehicle) -> M.MAVLink_message:
+def _gps_raw_int(v: SimVehicle) -> M.MAVLink_message:
     k = v.kin
     lat, lon = v.est_latlon()
     alt = int(round((v.home_alt_msl + k.up_m) * 1000))
@@ -161,16 +162,16 @@ def _gps_raw_int(v: SimulatedVehicle) -> M.MAVLink_message:
         int(round(k.groundspeed_m_s * 100)), int(round(k.course_deg * 100)) % 36000, 10, alt, 300, 300, 0, 0, 0)
 
 
-def _ekf_status_report(v: SimulatedVehicle) -> M.MAVLink_message:
+def _ekf_status_report(v: SimVehicle) -> M.MAVLink_message:
     flags = 831 if v.position_ok else 167
     return M.MAVLink_ekf_status_report_message(flags, 0.005, 0.006, 0.0006, 0.004, 0.0, 0.0)
 
 
-def _system_time(v: SimulatedVehicle) -> M.MAVLink_message:
+def _system_time(v: SimVehicle) -> M.MAVLink_message:
     return M.MAVLink_system_time_message(int(time.time() * 1e6), v.time_boot_ms)
 
 
-def _nav_controller_output(v: SimulatedVehicle) -> M.MAVLink_message:
+def _nav_controller_output(v: SimVehicle) -> M.MAVLink_message:
     k = v.kin
     nav = v.nav
     e, n = v.est_en()
@@ -186,7 +187,7 @@ def _nav_controller_output(v: SimulatedVehicle) -> M.MAVLink_message:
                                                    bearing, min(65535, int(dist)), alt_err, 0.0, 0.0)
 
 
-def _position_target_global_int(v: SimulatedVehicle) -> M.MAVLink_message | None:
+def _position_target_global_int(v: SimVehicle) -> M.MAVLink_message | None:
     if v.target_info is None or v.mode not in (3, 4) or not v.armed:
         return None
     lat, lon, alt = v.target_info
@@ -195,7 +196,7 @@ def _position_target_global_int(v: SimulatedVehicle) -> M.MAVLink_message | None
         0, 0, 0, 0, 0, 0, 0, 0)
 
 
-def _wind(v: SimulatedVehicle) -> M.MAVLink_message | None:
+def _wind(v: SimVehicle) -> M.MAVLink_message | None:
     if not v.origin_set:
         return None
     spd = v.params.get("SIM_WIND_SPD")
@@ -205,101 +206,99 @@ def _wind(v: SimulatedVehicle) -> M.MAVLink_message | None:
     return M.MAVLink_wind_message(-180.0 if spd <= 0 else direction, spd, 0.0)
 
 
-def _fence_status(v: SimulatedVehicle) -> M.MAVLink_message | None:
-    from sim.vehicles import failsafes
-
+def _fence_status(v: SimVehicle) -> M.MAVLink_message | None:
     if not failsafes.fence_enabled(v):
         return None
     return M.MAVLink_fence_status_message(1 if v.fence_breaches else 0, v.fence_breach_count,
                                           1 if v.fence_breaches else 0, v.fence_breach_time_ms, 1)
 
 
-def _power_status(v: SimulatedVehicle) -> M.MAVLink_message:
+def _power_status(v: SimVehicle) -> M.MAVLink_message:
     return M.MAVLink_power_status_message(5000, 0, 0)
 
 
-def _meminfo(v: SimulatedVehicle) -> M.MAVLink_message:
+def _meminfo(v: SimVehicle) -> M.MAVLink_message:
     return M.MAVLink_meminfo_message(0, 65535, 131072)
 
 
-def _servo_output_raw(v: SimulatedVehicle) -> M.MAVLink_message:
+def _servo_output_raw(v: SimVehicle) -> M.MAVLink_message:
     pwm = 1000 if not v.armed else (1100 if v.landed else 1500)
     return M.MAVLink_servo_output_raw_message(int(v.now * 1e6) & 0xFFFFFFFF, 0, pwm, pwm, pwm, pwm,
                                               0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
-def _rc_channels(v: SimulatedVehicle) -> M.MAVLink_message:
+def _rc_channels(v: SimVehicle) -> M.MAVLink_message:
     return M.MAVLink_rc_channels_message(v.time_boot_ms, 16, 1500, 1500, v.rc_throttle, 1500, 1800, 1000, 1000,
                                          1800, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
-def _simstate(v: SimulatedVehicle) -> M.MAVLink_message:
+def _simstate(v: SimVehicle) -> M.MAVLink_message:
     roll, pitch = lean(v)
     lat, lon = v.truth.lat, v.truth.lon
     return M.MAVLink_simstate_message(roll, pitch, math.radians(v.kin.yaw_deg), 0.0, 0.0, -9.81, 0.0, 0.0, 0.0,
                                       int(lat * 1e7), int(lon * 1e7))
 
 
-def _ahrs2(v: SimulatedVehicle) -> M.MAVLink_message:
+def _ahrs2(v: SimVehicle) -> M.MAVLink_message:
     roll, pitch = lean(v)
     lat, lon = v.est_latlon()
     return M.MAVLink_ahrs2_message(roll, pitch, math.radians(v.kin.yaw_deg), v.home_alt_msl + v.kin.up_m,
                                    int(lat * 1e7), int(lon * 1e7))
 
 
-def _ahrs(v: SimulatedVehicle) -> M.MAVLink_message:
+def _ahrs(v: SimVehicle) -> M.MAVLink_message:
     return M.MAVLink_ahrs_message(0.0, 0.0, 0.0, 0.0, 0.0, 0.002, 0.003)
 
 
-def _vibration(v: SimulatedVehicle) -> M.MAVLink_message:
+def _vibration(v: SimVehicle) -> M.MAVLink_message:
     return M.MAVLink_vibration_message(int(v.now * 1e6), 0.02, 0.02, 0.02, 0, 0, 0)
 
 
-def _esc(v: SimulatedVehicle) -> M.MAVLink_message:
+def _esc(v: SimVehicle) -> M.MAVLink_message:
     rpm = 0 if not v.armed else 9000
     amps = int(v.battery.current_a * 25)
     return M.MAVLink_esc_telemetry_1_to_4_message([0] * 4, [int(v.battery.voltage_v * 100)] * 4, [amps] * 4,
                                                   [0] * 4, [rpm] * 4, [0] * 4)
 
 
-def _raw_imu(v: SimulatedVehicle) -> M.MAVLink_message:
+def _raw_imu(v: SimVehicle) -> M.MAVLink_message:
     return M.MAVLink_raw_imu_message(int(v.now * 1e6), 0, 0, -1000, 0, 0, 0, 200, 50, -400, 0, 4500)
 
 
-def _scaled_imu(cls) -> Callable[[SimulatedVehicle], M.MAVLink_message]:
+def _scaled_imu(cls) -> Callable[[SimVehicle], M.MAVLink_message]:
     return lambda v: cls(v.time_boot_ms, 0, 0, -1000, 0, 0, 0, 200, 50, -400, 4500)
 
 
-def _scaled_pressure(cls) -> Callable[[SimulatedVehicle], M.MAVLink_message]:
-    def build(v: SimulatedVehicle) -> M.MAVLink_message:
+def _scaled_pressure(cls) -> Callable[[SimVehicle], M.MAVLink_message]:
+    def build(v: SimVehicle) -> M.MAVLink_message:
         press = 1013.25 * (1 - 2.25577e-5 * (v.home_alt_msl + v.kin.up_m)) ** 5.25588
         return cls(v.time_boot_ms, press, 0.0, 4500, 0)
     return build
 
 
-def _terrain_report(v: SimulatedVehicle) -> M.MAVLink_message:
+def _terrain_report(v: SimVehicle) -> M.MAVLink_message:
     # no terrain database: like SITL without one (spacing 0, nothing loaded); height above home
     lat, lon = v.est_latlon()
     return M.MAVLink_terrain_report_message(int(lat * 1e7), int(lon * 1e7), 0, 0.0,
                                             v.home_alt_msl + v.kin.up_m, 336, 0)
 
 
-def _home_position_opt(v: SimulatedVehicle) -> M.MAVLink_message | None:
+def _home_position_opt(v: SimVehicle) -> M.MAVLink_message | None:
     return home_position(v) if v.home_set else None
 
 
-def _origin_opt(v: SimulatedVehicle) -> M.MAVLink_message | None:
+def _origin_opt(v: SimVehicle) -> M.MAVLink_message | None:
     return gps_global_origin(v) if v.origin_set else None
 
 
-def _extended_sys_state(v: SimulatedVehicle) -> M.MAVLink_message:
+def _extended_sys_state(v: SimVehicle) -> M.MAVLink_message:
     landed = 1 if v.landed else 2
     if v.armed and v.airborne and v.nav.kind == "land":
         landed = 4
     return M.MAVLink_extended_sys_state_message(0, landed)
 
 
-BUILDERS: dict[int, Callable[[SimulatedVehicle], M.MAVLink_message | None]] = {
+BUILDERS: dict[int, Callable[[SimVehicle], M.MAVLink_message | None]] = {
     0: heartbeat,
     1: _sys_status,
     2: _system_time,
@@ -349,7 +348,7 @@ def default_interval(msgid: int) -> float | None:
     return None  # SITL's TCP link streams nothing until asked
 
 
-def build(v: SimulatedVehicle, msgid: int, force: bool = False) -> M.MAVLink_message | None:
+def build(v: SimVehicle, msgid: int, force: bool = False) -> M.MAVLink_message | None:
     """The message for `msgid` now (cached within one tick), or None when not applicable."""
     if v.telemetry_cache_tick != v.tick_seq:
         v.telemetry_cache.clear()
@@ -363,7 +362,7 @@ def build(v: SimulatedVehicle, msgid: int, force: bool = False) -> M.MAVLink_mes
     return msg
 
 
-def set_interval(v: SimulatedVehicle, conn: GcsConnection, msgid: int, interval_s: float | None) -> None:
+def set_interval(v: SimVehicle, conn: GcsConnection, msgid: int, interval_s: float | None) -> None:
     if interval_s is None or interval_s <= 0:
         conn.intervals.pop(msgid, None)
         conn.next_due.pop(msgid, None)
@@ -372,7 +371,7 @@ def set_interval(v: SimulatedVehicle, conn: GcsConnection, msgid: int, interval_
     conn.next_due[msgid] = min(conn.next_due.get(msgid, v.now), v.now + interval_s)
 
 
-def send_due(v: SimulatedVehicle, now: float) -> None:
+def send_due(v: SimVehicle, now: float) -> None:
     """Send every stream message that is due on each link; then continue a parameter list."""
     for conn in v.connections:
         due = conn.next_due
@@ -391,16 +390,15 @@ def send_due(v: SimulatedVehicle, now: float) -> None:
 
 
 PARAM_LIST_RATE_HZ = 2300.0
+PARAM_LIST_BURST = 20  # at least this many PARAM_VALUEs per tick while streaming a list
 
 
-def start_param_stream(v: SimulatedVehicle, conn: GcsConnection) -> None:
+def start_param_stream(v: SimVehicle, conn: GcsConnection) -> None:
     conn.param_stream = 0  # type: ignore[attr-defined]
     conn.param_stream_t = v.now  # type: ignore[attr-defined]
 
 
-def _continue_param_stream(v: SimulatedVehicle, conn: GcsConnection) -> None:
-    from sim.vehicles.handlers import PARAM_LIST_BURST
-
+def _continue_param_stream(v: SimVehicle, conn: GcsConnection) -> None:
     i = conn.param_stream  # type: ignore[attr-defined]
     # SITL lists ~2300 parameters per vehicle second; at least a burst per tick at any speedup
     budget = int(PARAM_LIST_RATE_HZ * max(0.0, v.now - conn.param_stream_t))

@@ -9,22 +9,24 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from pymavlink.dialects.v20 import ardupilotmega as mavlink
 
 from common.geo import LocalFrame
-from common.modes import MANUAL_THROTTLE, MODE_NAMES, NOT_ARMABLE, REQUIRES_POSITION, CopterMode
+from common.modes import MANUAL_THROTTLE, MODE_NAMES, REQUIRES_POSITION, CopterMode
 from common.values import Pose
-from sim.vehicles import failsafes, telemetry
-from sim.vehicles.avoidance import DijkstraPlanner, ObjectAvoidance
+from sim.vehicles import arming, failsafes, navigation, telemetry
+from sim.vehicles.avoidance import ObjectAvoidance
 from sim.vehicles.boot import BootSequence
 from sim.vehicles.faults import VehicleFaults
 from common.ardupilot_storage import WireItem
 from sim.vehicles.mission_walk import cmd_name, next_nav_item, starts_with_takeoff
-from sim.vehicles.mission_store import FENCE, MISSION, RALLY, MissionStore
+from sim.vehicles.mission_store import FENCE, MISSION, MissionStore
+from sim.vehicles.navigation import Nav, ReturnState
 from sim.vehicles.params import ParamStore
+from sim.vehicles.ports import MAV_RESULT_ACCEPTED, MAV_RESULT_FAILED, SEV_CRITICAL, SEV_INFO, SEV_WARNING
 from sim.vehicles.physics import Battery, Kinematics
 
 if TYPE_CHECKING:
@@ -34,10 +36,6 @@ STABILIZE, AUTO, GUIDED, RTL, CIRCLE, LAND, BRAKE, SMART_RTL = (
     CopterMode.STABILIZE, CopterMode.AUTO, CopterMode.GUIDED, CopterMode.RTL, CopterMode.CIRCLE, CopterMode.LAND,
     CopterMode.BRAKE, CopterMode.SMART_RTL)
 
-SEV_CRITICAL, SEV_WARNING, SEV_NOTICE, SEV_INFO, SEV_DEBUG = 2, 4, 5, 6, 7
-FORCE_ARM_MAGIC, FORCE_DISARM_MAGIC = 2989, 21196
-
-MAV_RESULT_ACCEPTED, MAV_RESULT_DENIED, MAV_RESULT_UNSUPPORTED, MAV_RESULT_FAILED = 0, 2, 3, 4
 
 TAKEOFF_SETTLE_S = 1.4
 
@@ -60,25 +58,6 @@ class VehicleTruth:
     heading_deg: float
     mission_seq: int
     time_s: float
-
-
-@dataclass(slots=True)
-class Nav:
-    """What the position controller is doing now."""
-
-    kind: str = "idle"  # idle | hold | goto | land | velocity | manual | circle
-    e: float = 0.0
-    n: float = 0.0
-    u: float = 0.0
-    speed_m_s: float | None = None
-    ve: float = 0.0
-    vn: float = 0.0
-    vu: float = 0.0
-    until_s: float = 0.0
-    climb_first: bool = False  # leaving the ground: climb to the target altitude, then go
-    path: list = field(default_factory=list)  # object avoidance: points to pass first, in order
-    replan_at_s: float = 0.0
-    blocked_to: tuple | None = None  # object avoidance found no path to (e, n, u, speed, climb_first): holding
 
 
 class SimulatedVehicle:
@@ -117,7 +96,7 @@ class SimulatedVehicle:
         self.armed = False
         self.landed = True  # physically on the ground
         self.land_complete = True  # ArduCopter's land detector (HEARTBEAT STANDBY vs ACTIVE)
-        self._spool_until_s = 0.0
+        self.spool_until_s = 0.0
         self._idle_since_s: float | None = None
         self.nav = Nav()
         self.wp_speed_override: float | None = None
@@ -126,7 +105,7 @@ class SimulatedVehicle:
         self._last_t = 0.0
         self._next_hb_s = 0.0
         self._next_timesync_s = 10.0
-        self._disarm_at_s: float | None = None
+        self.disarm_at_s: float | None = None
         self.last_gcs_hb_s: float | None = None
         self.fs_gcs = False
         self.fs_battery_low = False
@@ -137,9 +116,8 @@ class SimulatedVehicle:
         self.fence_breaches = 0
         self.fence_breach_count = 0
         self.fence_breach_time_ms = 0
-        self._glitch_active = False
-        self.rtl_phase = ""
-        self.rtl_target: tuple[float, float] = (0.0, 0.0)
+        self.glitch_active = False
+        self.rtl = ReturnState()
         # mission execution
         self.mission_cur = 0
         self.mission_running = False
@@ -180,7 +158,7 @@ class SimulatedVehicle:
     def est_en(self) -> tuple[float, float]:
         """Where the autopilot believes it is (truth + GPS glitch offset)."""
         e, n = self.kin.east_m, self.kin.north_m
-        if self._glitch_active:
+        if self.glitch_active:
             ge, gn = self.faults.gps_glitch_offset_m
             return e + ge, n + gn
         return e, n
@@ -265,10 +243,10 @@ class SimulatedVehicle:
         self._last_t = now
         self._boot_step(now)
         if dt_total > 0:
-            steps = max(1, int(math.ceil(dt_total / 0.05)))
+            steps = max(1, int(math.ceil(dt_total / navigation.PHYSICS_STEP_S)))
             dt = dt_total / steps
             for _ in range(steps):
-                self._physics(dt, now)
+                navigation.step(self, dt, now)
         self._flight_logic(now)
         self.mission.tick(now)
         for name, value in self.mission.param_notices:
@@ -300,9 +278,8 @@ class SimulatedVehicle:
                 self.position_ok = True
             for sev, text in texts:
                 self.send_text(sev, text.format(alt=f"{self.home_alt_msl:.0f}"))
-        oa_needs_reboot = not self.armed and self.position_ok and self._oa_needs_reboot()
-        if (not self.position_ok or oa_needs_reboot) and self.boot.prearm_report_due(now):
-            reasons = self.arming_failures()
+        if arming.prearm_report_due(self, now):
+            reasons = arming.failures(self)
             if reasons:
                 self.send_text(SEV_CRITICAL, "PreArm: " + reasons[-1])
 
@@ -314,155 +291,35 @@ class SimulatedVehicle:
         self.send_text(SEV_INFO, "EKF3 IMU0 origin set")
         self._notify_param("MIS_TOTAL", float(self.mission.count(MISSION)))
 
-    # ------------------------------------------------------------------ physics
+    # ------------------------------------------------------------------ navigation (navigation.py)
     def wind_en(self) -> tuple[float, float]:
-        spd = self.params.get("SIM_WIND_SPD")
-        if spd <= 0:
-            return 0.0, 0.0
-        to = math.radians(self.params.get("SIM_WIND_DIR") + 180.0)  # blows FROM dir, towards dir+180
-        return spd * math.sin(to), spd * math.cos(to)
+        return navigation.wind_en(self)
 
     def wp_speed(self) -> float:
-        return self.wp_speed_override if self.wp_speed_override else max(0.2, self.params.get("WP_SPD"))
+        return navigation.wp_speed(self)
 
-    def _land_speed(self) -> float:
-        low_alt = self.params.get("LAND_ALT_LOW_M")
-        if self.kin.up_m > low_alt:
-            high = self.params.get("LAND_SPD_HIGH_MS")
-            return high if high > 0 else self.params.get("WP_SPD_DN")
-        return max(0.1, self.params.get("LAND_SPD_MS"))
+    def goto_nav(self, e: float, n: float, u: float, speed_m_s: float | None = None,
+                 climb_first: bool = False) -> Nav:
+        return navigation.goto_nav(self, e, n, u, speed_m_s, climb_first)
 
-    def _physics(self, dt: float, now: float) -> None:
-        k = self.kin
-        wind_e, wind_n = self.wind_en()
-        acc = max(0.5, self.params.get("WP_ACC"))
-        up = max(0.2, self.params.get("WP_SPD_UP"))
-        dn = max(0.2, self.params.get("WP_SPD_DN"))
-        if not self.armed:
-            if self.landed:
-                k.stop()
-            else:  # disarmed in the air: it falls
-                k.vu_m_s = max(-20.0, k.vu_m_s - 9.8 * dt)
-                k.up_m += k.vu_m_s * dt
-                self._check_ground(now)
-            self._battery(dt)
-            return
-        nav = self.nav
-        if self.landed and now < self._spool_until_s:
-            k.stop()  # motors spooling up before a takeoff
-            self._battery(dt)
-            return
-        # the controller steers on its estimate; with a GPS glitch that is off by the glitch offset
-        ge, gn = (0.0, 0.0)
-        if self._glitch_active:
-            ge, gn = self.faults.gps_glitch_offset_m
-        if nav.kind == "idle":
-            k.stop()
-        elif nav.kind in ("hold", "goto"):
-            speed = nav.speed_m_s or self.wp_speed()
-            te, tn = nav.e - ge, nav.n - gn
-            while nav.path and math.hypot(nav.path[0][0] - ge - k.east_m, nav.path[0][1] - gn - k.north_m) < 2.0:
-                nav.path.pop(0)  # Dijkstra's moves on to the next point within 2 m of this one
-                nav.replan_at_s = 0.0
-            if nav.path and now >= nav.replan_at_s:
-                # Copter tracks each leg from point to point; this point-mass flies at the target
-                # from wherever momentum left it, so the path is re-planned from there as it goes
-                nav.replan_at_s = now + 0.5
-                fresh = self._planner().path(self.est_en(), (nav.e, nav.n)) if self.oa_active() else None
-                if fresh is not None:
-                    nav.path = list(fresh[:-1])
-            if nav.path:
-                te, tn = nav.path[0][0] - ge, nav.path[0][1] - gn
-            if nav.blocked_to is not None and now >= nav.replan_at_s:
-                # Dijkstra's keeps trying (the fence or OA_TYPE may have changed)
-                self.nav = nav = self.goto_nav(*nav.blocked_to)
-            if nav.climb_first:
-                # from the ground Copter climbs (nearly) vertically before it sets off
-                if k.up_m < nav.u - 1.0:
-                    te, tn = k.east_m, k.north_m
-                else:
-                    nav.climb_first = False
-            k.step_to(dt, te, tn, nav.u, speed, acc, up, dn, wind_e, wind_n)
-            self._face_travel_or_roi(nav.e, nav.n)
-        elif nav.kind == "land":
-            k.step_to(dt, nav.e - ge, nav.n - gn, 0.0, 2.0, acc, up, dn, wind_e, wind_n,
-                      climb_m_s=-self._land_speed())
-        elif nav.kind == "velocity":
-            if now > nav.until_s:  # ArduCopter stops if velocity commands stop for 3 s
-                nav.kind, nav.e, nav.n, nav.u = "hold", *self.est_en(), k.up_m
-            else:
-                k.step_velocity(dt, nav.ve, nav.vn, nav.vu, acc, wind_e, wind_n)
-        elif nav.kind in ("manual", "circle"):
-            # pilot throttle: low (no RC) descends, mid holds, high climbs
-            thr = self.rc_throttle if self.rc_throttle > 900 else 1000
-            pilot_dn = self.params.get("PILOT_SPD_DN") or self.params.get("PILOT_SPD_UP")
-            if thr < 1400:
-                vz = -pilot_dn
-            elif thr > 1600:
-                vz = self.params.get("PILOT_SPD_UP")
-            else:
-                vz = 0.0
-            if nav.kind == "circle":
-                r = max(1.0, self.params.get("CIRCLE_RADIUS_M"))
-                rate = math.radians(self.params.get("CIRCLE_RATE") or 20.0)
-                speed = min(self.wp_speed(), r * abs(rate))
-                ang = math.atan2(k.east_m - nav.e, k.north_m - nav.n) + speed / r * dt
-                te, tn = nav.e + r * math.sin(ang), nav.n + r * math.cos(ang)
-                k.step_to(dt, te, tn, k.up_m, speed * 1.2, acc, up, dn, wind_e, wind_n, climb_m_s=vz)
-            else:
-                k.step_to(dt, nav.e - ge, nav.n - gn, k.up_m, self.wp_speed(), acc, up, dn, wind_e, wind_n,
-                          climb_m_s=vz)
-        if k.up_m <= 0.0 and k.vu_m_s <= 0.0:
-            self._check_ground(now)
-        elif k.up_m > 0.2:
-            self.landed = False
-            if k.up_m > 0.5:
-                self.land_complete = False
-        self._battery(dt)
-
-    def _battery(self, dt: float) -> None:
-        we, wn = self.wind_en()
-        air = math.hypot(self.kin.ve_m_s - we, self.kin.vn_m_s - wn)
-        self.battery.step(dt, self.armed, self.airborne, air, self.kin.vu_m_s)
-
-    def _check_ground(self, now: float) -> None:
-        k = self.kin
-        if self.landed:
-            k.up_m = 0.0
-            return
-        impact = -k.vu_m_s
-        k.up_m = 0.0
-        k.stop()
-        self.landed = True
-        self.send_text(SEV_INFO, f"SIM Hit ground at {impact:.6f} m/s")
-        if self.armed and (self.nav.kind == "land"):
-            self._disarm_at_s = now + 2.0  # land detector, then auto-disarm
-
-    def _face_travel_or_roi(self, te: float, tn: float) -> None:
-        k = self.kin
-        if self.roi is not None:
-            re_, rn = self.frame.to_en(self.roi[0], self.roi[1])
-            if math.hypot(re_ - k.east_m, rn - k.north_m) > 0.5:
-                k.yaw_deg = math.degrees(math.atan2(re_ - k.east_m, rn - k.north_m)) % 360.0
-            return
-        if k.groundspeed_m_s > 1.0 and int(self.params.get("WP_YAW_BEHAVIOR")) != 0:
-            k.yaw_deg = k.course_deg
+    def oa_active(self) -> bool:
+        return navigation.oa_active(self)
 
     # ------------------------------------------------------------------ flight logic
     def _flight_logic(self, now: float) -> None:
-        if self._disarm_at_s is not None and now >= self._disarm_at_s:
-            self._disarm_at_s = None
+        if self.disarm_at_s is not None and now >= self.disarm_at_s:
+            self.disarm_at_s = None
             if self.armed and self.landed:
                 self.land_complete = True
                 self.disarm(reason="land")
                 return
-        if self._glitch_active and not self.faults.gps_glitch_active:
-            self._glitch_active = False
+        if self.glitch_active and not self.faults.gps_glitch_active:
+            self.glitch_active = False
             self.send_text(SEV_CRITICAL, "Glitch cleared")
         if not self.armed:
             return
-        if self.mode in (RTL, SMART_RTL) or (self.mode == AUTO and self.rtl_phase):
-            self._rtl_step(now)
+        if self.mode in (RTL, SMART_RTL) or (self.mode == AUTO and self.rtl.phase):
+            navigation.rtl_step(self, now)
         self._auto_disarm_check(now)
         if self.mode == AUTO and self.mission_running:
             self._mission_step(now)
@@ -470,7 +327,7 @@ class SimulatedVehicle:
     def _auto_disarm_check(self, now: float) -> None:
         """Copter disarms after DISARM_DELAY s armed on the ground with the throttle at zero."""
         delay = self.params.get("DISARM_DELAY")
-        idle = (self.armed and self.landed and self.land_complete and now >= self._spool_until_s
+        idle = (self.armed and self.landed and self.land_complete and now >= self.spool_until_s
                 and (self.nav.kind == "idle" or (self.nav.kind == "manual" and self.rc_throttle < 1100)))
         if not idle or delay <= 0:
             self._idle_since_s = None
@@ -482,39 +339,9 @@ class SimulatedVehicle:
             self.disarm(reason="auto")
 
     def on_gps_glitch_start(self) -> None:
-        if not self._glitch_active:
-            self._glitch_active = True
+        if not self.glitch_active:
+            self.glitch_active = True
             self.send_text(SEV_CRITICAL, "GPS Glitch or Compass error")
-
-    # ---- object avoidance (OA_TYPE 2): wp_nav legs go round the fence's zones
-    def oa_active(self) -> bool:
-        """Would Dijkstra's plan this leg?"""
-        polygon_fence = failsafes.fence_enabled(self) and bool(
-            int(self.params.get("FENCE_TYPE")) & failsafes.FENCE_TYPE_POLYGON)
-        return self.oa.active(self.params.get("OA_TYPE"), polygon_fence)
-
-    def _oa_needs_reboot(self) -> bool:
-        return self.oa.needs_reboot(self.params.get("OA_TYPE"))
-
-    def _planner(self) -> DijkstraPlanner:
-        return self.oa.planner(self.params.get("OA_MARGIN_MAX"))
-
-    def goto_nav(self, e: float, n: float, u: float, speed_m_s: float | None = None,
-                 climb_first: bool = False) -> Nav:
-        """A wp_nav leg to (e, n, u): straight, or round the fence when object avoidance is on.
-        Without a path the vehicle stops where it is and says so, as Copter does."""
-        nav = Nav("goto", e, n, u, speed_m_s=speed_m_s, climb_first=climb_first)
-        if not self.oa_active():
-            return nav
-        here = self.est_en()
-        path = self._planner().path(here, (e, n))
-        if path is None:
-            if self.oa.no_path_report_due(self.now):
-                self.send_text(SEV_CRITICAL, "Dijkstra: could not find path")
-            return Nav("hold", *here, self.kin.up_m, blocked_to=(e, n, u, speed_m_s, climb_first),
-                        replan_at_s=self.now + 1.0)
-        nav.path = list(path[:-1])
-        return nav
 
     def reboot(self) -> None:
         """MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN: start again from power-on, parameters and the stored
@@ -522,7 +349,7 @@ class SimulatedVehicle:
         self.armed = False
         self.mode = STABILIZE
         self.nav = Nav()
-        self.rtl_phase = ""
+        self.rtl.phase = ""
         self.mission_running = False
         self.mission_cur = 0
         self.roi = None
@@ -536,55 +363,6 @@ class SimulatedVehicle:
         self.booting = True
         self.origin_set = self.home_set = self.position_ok = False
         self.load_boot_params()
-
-    # ---- RTL: climb to RTL_ALT_M, return to home (or nearest rally point), descend and land
-    def _start_rtl(self) -> None:
-        k = self.kin
-        rtl_alt = max(self.params.get("RTL_ALT_M"), k.up_m + self.params.get("RTL_CLIMB_MIN_M"))
-        self.rtl_target = self._rtl_destination()
-        e, n = self.est_en()
-        if self.landed:
-            self.rtl_phase = "land"
-            self.nav = Nav("land", e, n, 0.0)
-            return
-        self.rtl_phase = "climb"
-        self.nav = Nav("goto", e, n, rtl_alt)
-
-    def _rtl_destination(self) -> tuple[float, float]:
-        best = (0.0, 0.0)
-        e, n = self.est_en()
-        best_d = math.hypot(e, n)
-        for r in self.mission.lists[RALLY]:
-            re_, rn = self.frame.to_en(r.lat, r.lon)
-            d = math.hypot(re_ - e, rn - n)
-            if d < best_d:
-                best, best_d = (re_, rn), d
-        return best
-
-    def _rtl_step(self, now: float) -> None:
-        k = self.kin
-        e, n = self.est_en()
-        if self.rtl_phase == "climb":
-            if k.up_m >= self.nav.u - 0.5:
-                self.rtl_phase = "return"
-                speed = self.params.get("RTL_SPEED_MS") or None
-                self.nav = self.goto_nav(*self.rtl_target, self.nav.u, speed_m_s=speed)
-        elif self.rtl_phase == "return":
-            if self.nav.blocked_to is not None or self.nav.path:
-                return  # going round a zone, or stopped without a path (Dijkstra's error)
-            if math.hypot(self.rtl_target[0] - e, self.rtl_target[1] - n) < 2.0 and k.groundspeed_m_s < 1.0:
-                # hover over home for RTL_LOIT_TIME (ms) before descending, as Copter does
-                self.rtl_phase = "loiter"
-                self.nav = Nav("hold", *self.rtl_target, self.nav.u, until_s=now + self.params.get("RTL_LOIT_TIME") / 1000.0)
-        elif self.rtl_phase == "loiter":
-            if now >= self.nav.until_s:
-                final = self.params.get("RTL_ALT_FINAL_M")
-                if final > 0:
-                    self.rtl_phase = "final"
-                    self.nav = Nav("hold", *self.rtl_target, final)
-                else:
-                    self.rtl_phase = "land"
-                    self.nav = Nav("land", *self.rtl_target, 0.0)
 
     # ---- AUTO
     def _mission_items(self) -> list[WireItem]:
@@ -606,7 +384,7 @@ class SimulatedVehicle:
         """Begin executing the nav command at `seq` (and the DO commands it passes)."""
         items = self._mission_items()
         self.mission_complete = False
-        self.rtl_phase = ""
+        self.rtl.phase = ""
         self._wp_reached_at = None
         seq, do_items, jumps = next_nav_item(items, seq, self._jump_counts)
         for j in jumps:
@@ -642,10 +420,10 @@ class SimulatedVehicle:
                 self.start_takeoff_spool()
             self.nav = Nav("goto", e, n, max(u, self.kin.up_m if not self.landed else u))
         elif c == 20:  # RTL
-            self._start_rtl()
+            navigation.start_rtl(self)
         elif c == 21:  # LAND
             self.nav = self.goto_nav(e, n, self.kin.up_m) if (it.x or it.y) else Nav("land", e, n, 0.0)
-            self.rtl_phase = ""
+            self.rtl.phase = ""
         else:  # WAYPOINT, LOITER_*, SPLINE, DELAY: fly to the location
             self.nav = self.goto_nav(e, n, u, climb_first=self.landed)
             if self.landed:
@@ -721,37 +499,15 @@ class SimulatedVehicle:
                         float(self.home_alt_msl), 1)
 
     # ------------------------------------------------------------------ arming
-    def arming_failures(self) -> list[str]:
-        """Why arming would be refused now, in ArduCopter's words (empty when armable)."""
-        out: list[str] = []
-        if not self.position_ok:
-            if self.boot.gyros_settling(self.now):
-                out.append("Gyros inconsistent")
-            out.append("Need Position Estimate")
-            return out
-        if failsafes.fence_enabled(self):
-            if not self.home_set:
-                out.append("Fence requires position")
-            elif failsafes.fence_breached_now(self):
-                out.append("Vehicle breaching Polygon fence")
-        if self.battery.voltage_v < self.params.get("BATT_ARM_VOLT") > 0:
-            out.append("Battery 1 below minimum arming voltage")
-        if self._oa_needs_reboot():
-            out.append("Dijkstra OA requires reboot")
-        return out
-
     def arm(self, force: bool = False) -> tuple[int, list[str]]:
         if self.armed:
             return MAV_RESULT_ACCEPTED, []
-        if not force:
-            if self.mode in NOT_ARMABLE:
-                return MAV_RESULT_FAILED, ["Arm: Mode not armable"]
-            reasons = self.arming_failures()
-            if reasons:
-                return MAV_RESULT_FAILED, ["Arm: " + r for r in reasons]
+        refused = arming.refusals(self, force)
+        if refused:
+            return MAV_RESULT_FAILED, refused
         self.armed = True
         self.arm_time_s = self.now
-        self._disarm_at_s = None
+        self.disarm_at_s = None
         if self.position_ok:
             # ArduCopter resets home to where it arms
             lat, lon = self.est_latlon()
@@ -763,7 +519,7 @@ class SimulatedVehicle:
 
     def start_takeoff_spool(self) -> None:
         """Copter spools its motors for ~2 s before it leaves the ground on a takeoff."""
-        self._spool_until_s = self.now + 2.0
+        self.spool_until_s = self.now + 2.0
 
     def after_arm(self) -> None:
         self.broadcast(telemetry.gps_global_origin(self))
@@ -777,7 +533,7 @@ class SimulatedVehicle:
         self.land_complete = self.land_complete or self.landed
         self.send_text(SEV_INFO, "Disarming motors")
         self.nav = Nav("idle")
-        self.rtl_phase = ""
+        self.rtl.phase = ""
         self.mission_running = False
         self.mission_cur = 0
         self.mission_complete = False
@@ -824,7 +580,7 @@ class SimulatedVehicle:
         if prev == AUTO and mode != AUTO:
             self.mission_running = False
         if mode != RTL and not (mode == AUTO):
-            self.rtl_phase = ""
+            self.rtl.phase = ""
         if mode != GUIDED:
             self.target_info = None if mode != AUTO else self.target_info
         if not self.armed:
@@ -836,15 +592,15 @@ class SimulatedVehicle:
             self.mission_running = True
             self.start_mission_at(self.mission_cur if self.mission_cur >= 1 else 1)
         elif mode == RTL:
-            self._start_rtl()
+            navigation.start_rtl(self)
         elif mode == LAND:
             self.nav = Nav("land", e, n, 0.0)
             if self.landed:
-                self._disarm_at_s = self.now + 2.0
+                self.disarm_at_s = self.now + 2.0
         elif mode == BRAKE:
             self.nav = Nav("hold", e, n, k.up_m)
         elif mode == SMART_RTL:  # no breadcrumbs kept: flies the plain RTL path
-            self._start_rtl()
+            navigation.start_rtl(self)
         elif mode == CIRCLE:
             r = max(1.0, self.params.get("CIRCLE_RADIUS_M"))
             yaw = math.radians(k.yaw_deg)
